@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each sets up the
+# virtual environment first (Python 3.11+ and make are all they need).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test ui devnet psql stop env clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install the project and its test tools
+
+demo: setup      ## embedded PostgreSQL + devnet, seed both sides, run the nightly job, print a summary
+	$(BIN)/recon demo
+
+test: setup      ## the whole test suite against a real PostgreSQL and the devnet over HTTP
+	$(BIN)/python -m pytest
+
+ui: setup        ## dagster dev against the demo's database and a seeded devnet
+	$(BIN)/recon ui
+
+devnet: setup    ## a seeded devnet in the foreground (prints the variables that point at it)
+	$(BIN)/recon devnet
+
+psql: setup      ## psql on the embedded app database
+	$(BIN)/recon psql
+
+stop: setup      ## stop the embedded PostgreSQL
+	$(BIN)/recon stop
+
+env: setup       ## print the resolved environment as shell exports
+	$(BIN)/recon env
+
+clean:           ## remove the virtual environment and local data (stops the embedded server first)
+	-$(BIN)/recon stop
+	rm -rf $(VENV) .local

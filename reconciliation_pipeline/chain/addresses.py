@@ -1,0 +1,20 @@
+"""Stellar address validation, vectorised over a column of addresses."""
+
+from __future__ import annotations
+
+import pandas as pd
+from stellar_sdk import StrKey
+
+
+def is_valid_address(value: object) -> bool:
+    """A G... account or C... contract address with a valid checksum."""
+    if not isinstance(value, str):
+        return False
+    return StrKey.is_valid_ed25519_public_key(value) or StrKey.is_valid_contract(value)
+
+
+def valid_address_mask(addresses: pd.Series) -> pd.Series:
+    """True where the address is valid. Each distinct value is checked once."""
+    uniques = pd.unique(addresses.astype(object))
+    verdicts = {value: is_valid_address(value) for value in uniques}
+    return addresses.astype(object).map(verdicts).astype(bool)

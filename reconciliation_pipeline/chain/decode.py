@@ -1,0 +1,83 @@
+"""Strict decoding of contract-data entries into plain Python values.
+
+Strict on purpose: an entry that does not follow its CONTRACTS.md layout
+raises `DecodeError`, which the pipeline records as a CHAIN_READ_ERROR finding
+with the raw payload, instead of guessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from stellar_sdk import Address, scval, xdr
+
+
+class DecodeError(ValueError):
+    """An entry that does not match the layout it was read as."""
+
+
+def contract_data_value(entry_data_b64: str) -> xdr.SCVal:
+    """The value of a `LedgerEntryData` that must be contract data."""
+    try:
+        data = xdr.LedgerEntryData.from_xdr(entry_data_b64)
+    except Exception as exc:  # the XDR parser raises several unrelated types
+        raise DecodeError(f"not LedgerEntryData XDR: {exc}") from exc
+    if data.type != xdr.LedgerEntryType.CONTRACT_DATA or data.contract_data is None:
+        raise DecodeError(f"expected a CONTRACT_DATA entry, got {data.type.name}")
+    return data.contract_data.val
+
+
+def struct_fields(value: xdr.SCVal, expected: Collection[str]) -> dict[str, xdr.SCVal]:
+    """A `#[contracttype]` struct: a map with exactly the expected symbol keys."""
+    if value.type != xdr.SCValType.SCV_MAP or value.map is None:
+        raise DecodeError(f"expected a struct (map), got {value.type.name}")
+    fields: dict[str, xdr.SCVal] = {}
+    for entry in value.map.sc_map:
+        if entry.key.type != xdr.SCValType.SCV_SYMBOL:
+            raise DecodeError(f"struct key is {entry.key.type.name}, not a symbol")
+        fields[scval.from_symbol(entry.key)] = entry.val
+    if set(fields) != set(expected):
+        raise DecodeError(f"struct fields {sorted(fields)} != expected {sorted(expected)}")
+    return fields
+
+
+def _expect(value: xdr.SCVal, kind: xdr.SCValType, field: str) -> None:
+    if value.type != kind:
+        raise DecodeError(f"{field}: expected {kind.name}, got {value.type.name}")
+
+
+def as_i128(value: xdr.SCVal, field: str) -> int:
+    _expect(value, xdr.SCValType.SCV_I128, field)
+    return scval.from_int128(value)
+
+
+def as_u64(value: xdr.SCVal, field: str) -> int:
+    _expect(value, xdr.SCValType.SCV_U64, field)
+    return scval.from_uint64(value)
+
+
+def as_u32(value: xdr.SCVal, field: str) -> int:
+    _expect(value, xdr.SCValType.SCV_U32, field)
+    return scval.from_uint32(value)
+
+
+def as_bool(value: xdr.SCVal, field: str) -> bool:
+    _expect(value, xdr.SCValType.SCV_BOOL, field)
+    return scval.from_bool(value)
+
+
+def as_address(value: xdr.SCVal, field: str) -> str:
+    _expect(value, xdr.SCValType.SCV_ADDRESS, field)
+    return Address.from_xdr_sc_address(value.address).address
+
+
+def as_unit_enum(value: xdr.SCVal, variants: Collection[str], field: str) -> str:
+    """A unit enum variant `Vec[Symbol(name)]`, returned lower-cased (canonical form)."""
+    _expect(value, xdr.SCValType.SCV_VEC, field)
+    items = value.vec.sc_vec if value.vec is not None else []
+    if len(items) != 1 or items[0].type != xdr.SCValType.SCV_SYMBOL:
+        raise DecodeError(f"{field}: expected a unit enum Vec[Symbol], got {len(items)} items")
+    name = scval.from_symbol(items[0])
+    if name not in variants:
+        raise DecodeError(f"{field}: unknown variant {name!r} (expected one of {sorted(variants)})")
+    return name.lower()

@@ -1,0 +1,66 @@
+"""Ledger keys for the layouts in CONTRACTS.md, encoded as base64 XDR.
+
+Keys are kept encoded: the encoded form is what the RPC returns in each entry's
+`key`, so matching results to requests is a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+from stellar_sdk import Address, Asset, Keypair, scval, xdr
+
+
+def enum_key(variant: str, *values: xdr.SCVal) -> xdr.SCVal:
+    """`DataKey::Variant(values...)` as soroban-sdk encodes it: `Vec[Symbol, values...]`."""
+    return scval.to_vec([scval.to_symbol(variant), *values])
+
+
+def contract_data_key(
+    contract_id: str,
+    key: xdr.SCVal,
+    durability: xdr.ContractDataDurability = xdr.ContractDataDurability.PERSISTENT,
+) -> xdr.LedgerKey:
+    return xdr.LedgerKey(
+        type=xdr.LedgerEntryType.CONTRACT_DATA,
+        contract_data=xdr.LedgerKeyContractData(
+            contract=Address(contract_id).to_xdr_sc_address(),
+            key=key,
+            durability=durability,
+        ),
+    )
+
+
+def u64_entry_key(contract_id: str, variant: str, entity_key: int) -> str:
+    """Persistent `Variant(u64)` entry, e.g. `Stream(7)`."""
+    return contract_data_key(contract_id, enum_key(variant, scval.to_uint64(entity_key))).to_xdr()
+
+
+def address_entry_key(contract_id: str, variant: str, address: str) -> str:
+    """Persistent `Variant(Address)` entry, e.g. `Position(G...)`, `Balance(C...)`."""
+    return contract_data_key(contract_id, enum_key(variant, scval.to_address(address))).to_xdr()
+
+
+def instance_key(contract_id: str) -> str:
+    """A contract's instance storage entry."""
+    return contract_data_key(
+        contract_id, xdr.SCVal(type=xdr.SCValType.SCV_LEDGER_KEY_CONTRACT_INSTANCE)
+    ).to_xdr()
+
+
+def sac_balance_key(sac_contract_id: str, holder: str) -> str:
+    """A holder's balance entry on a Stellar Asset Contract (CONTRACTS.md §6)."""
+    return address_entry_key(sac_contract_id, "Balance", holder)
+
+
+def trustline_key(account_id: str, asset_code: str, issuer: str) -> str:
+    """A G... account's classic trustline to `asset_code:issuer`."""
+    return xdr.LedgerKey(
+        type=xdr.LedgerEntryType.TRUSTLINE,
+        trust_line=xdr.LedgerKeyTrustLine(
+            account_id=Keypair.from_public_key(account_id).xdr_account_id(),
+            asset=Asset(asset_code, issuer).to_trust_line_asset_xdr_object(),
+        ),
+    ).to_xdr()
+
+
+def sac_contract_id(asset_code: str, issuer: str, network_passphrase: str) -> str:
+    return Asset(asset_code, issuer).contract_id(network_passphrase)

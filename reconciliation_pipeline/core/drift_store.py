@@ -1,0 +1,195 @@
+"""Persisting a domain's findings: run record, discrepancies and incidents.
+
+Everything for one (run, domain) is written in one transaction, so analysts
+never see a run's findings without its incidents or the other way round.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.engine import Connection, Engine
+
+from reconciliation_pipeline.core import sql
+from reconciliation_pipeline.core.findings import FindingsModel, counts_by_class
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    job_name: str
+    partition_key: str | None
+
+
+@dataclass(frozen=True)
+class IncidentPolicy:
+    confirm_after_runs: int = 2
+    grace_minutes: int = 60
+
+    def __post_init__(self) -> None:
+        if self.confirm_after_runs < 1 or self.grace_minutes < 0:
+            raise ValueError("confirm_after_runs must be >= 1 and grace_minutes >= 0")
+
+
+@dataclass(frozen=True)
+class PersistSummary:
+    findings: int
+    counts: dict[str, int]
+    status: str
+    opened_or_seen: int
+    confirmed: int
+    resolved: int
+
+
+def _none_if_missing(value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value
+
+
+def _finding_params(run: RunInfo, findings: pd.DataFrame, db_snapshot_at: datetime | None) -> list[dict[str, Any]]:
+    records = findings.to_dict("records")
+    return [
+        {
+            "run_id": run.run_id,
+            "domain": r["domain"],
+            "entity_type": r["entity_type"],
+            "entity_id": r["entity_id"],
+            "field": r["field"],
+            "drift_class": r["drift_class"],
+            "severity": r["severity"],
+            "db_value": _none_if_missing(r["db_value"]),
+            "chain_value": _none_if_missing(r["chain_value"]),
+            "delta": None if _none_if_missing(r["delta"]) is None else str(int(r["delta"])),
+            "ledger_sequence": None if _none_if_missing(r["ledger_sequence"]) is None else int(r["ledger_sequence"]),
+            "db_snapshot_at": db_snapshot_at,
+            "partition_key": run.partition_key,
+            "details": json.dumps({"entity_key": r["entity_key"], **r["details"]}, default=str),
+        }
+        for r in records
+    ]
+
+
+def _text_array(values: pd.Series) -> list[str | None]:
+    return [None if _none_if_missing(v) is None else str(v) for v in values]
+
+
+def _record_incidents(
+    connection: Connection,
+    run: RunInfo,
+    domain: str,
+    findings: pd.DataFrame,
+    checked: pd.DataFrame,
+    policy: IncidentPolicy,
+    seen_at: datetime,
+) -> tuple[int, int, int]:
+    base = {"domain": domain, "run_id": run.run_id, "seen_at": seen_at}
+    # One incident per (entity, field, class): the first finding of each wins.
+    unique = findings.drop_duplicates(["entity_type", "entity_id", "field", "drift_class"])
+    seen = 0
+    if len(unique):
+        seen = connection.execute(
+            sql.query("recon/queries/upsert_incidents.sql"),
+            {
+                **base,
+                "entity_types": _text_array(unique["entity_type"]),
+                "entity_ids": _text_array(unique["entity_id"]),
+                "fields": _text_array(unique["field"]),
+                "drift_classes": _text_array(unique["drift_class"]),
+                "severities": _text_array(unique["severity"]),
+                "db_values": _text_array(unique["db_value"]),
+                "chain_values": _text_array(unique["chain_value"]),
+                "deltas": _text_array(unique["delta"]),
+            },
+        ).rowcount
+    confirmed = connection.execute(
+        sql.query("recon/queries/confirm_incidents.sql"),
+        {**base, "confirm_after_runs": policy.confirm_after_runs, "grace_minutes": policy.grace_minutes},
+    ).rowcount
+    resolved = 0
+    if len(checked):
+        resolved = connection.execute(
+            sql.query("recon/queries/resolve_incidents.sql"),
+            {
+                **base,
+                "entity_types": _text_array(checked["entity_type"]),
+                "entity_ids": _text_array(checked["entity_id"]),
+            },
+        ).rowcount
+    return seen, confirmed, resolved
+
+
+def persist_domain_run(
+    engine: Engine,
+    run: RunInfo,
+    domain: str,
+    findings: pd.DataFrame,
+    *,
+    checked: pd.DataFrame,
+    unchecked_count: int,
+    ledger_sequence: int | None,
+    db_snapshot_at: datetime | None,
+    started_at: datetime,
+    policy: IncidentPolicy,
+) -> PersistSummary:
+    """Write one domain's run: replaces the partition's findings, updates incidents.
+
+    `checked` lists (entity_type, entity_id) of every entity this run compared
+    successfully; only their incidents can be resolved. `unchecked_count` is how
+    many entities the run could not check (read errors): a run with any is
+    recorded as `partial`.
+    """
+    FindingsModel.validate(findings, lazy=True)
+    seen_at = datetime.now(UTC)
+    counts = counts_by_class(findings)
+    status = "partial" if unchecked_count else "succeeded"
+    with engine.begin() as connection:
+        connection.execute(
+            sql.query("recon/queries/upsert_run.sql"),
+            {
+                "run_id": run.run_id,
+                "domain": domain,
+                "job_name": run.job_name,
+                "partition_key": run.partition_key,
+                "started_at": started_at,
+                "ledger_sequence": ledger_sequence,
+                "db_snapshot_at": db_snapshot_at,
+            },
+        )
+        connection.execute(
+            sql.query("recon/queries/delete_findings.sql"),
+            {"domain": domain, "run_id": run.run_id, "partition_key": run.partition_key},
+        )
+        params = _finding_params(run, findings, db_snapshot_at)
+        if params:
+            connection.execute(sql.query("recon/queries/insert_finding.sql"), params)
+        seen, confirmed, resolved = _record_incidents(connection, run, domain, findings, checked, policy, seen_at)
+        connection.execute(
+            sql.query("recon/queries/finish_run.sql"),
+            {
+                "run_id": run.run_id,
+                "domain": domain,
+                "finished_at": datetime.now(UTC),
+                "status": status,
+                "entities_checked": len(checked),
+                "entities_unchecked": unchecked_count,
+                "finding_counts": json.dumps(counts),
+            },
+        )
+    return PersistSummary(
+        findings=len(findings),
+        counts=counts,
+        status=status,
+        opened_or_seen=seen,
+        confirmed=confirmed,
+        resolved=resolved,
+    )

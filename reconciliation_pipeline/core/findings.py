@@ -1,0 +1,126 @@
+"""The findings frame: one row per discrepancy, before it is persisted.
+
+Values stay exact: `db_value`/`chain_value` are canonical text, `delta` is a
+Python int (object dtype) so an i128 difference is never rounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+
+from reconciliation_pipeline.core.drift import DriftClass, Severity
+
+FINDING_COLUMNS: tuple[str, ...] = (
+    "domain",
+    "entity_type",
+    "entity_id",
+    "entity_key",
+    "field",
+    "drift_class",
+    "severity",
+    "db_value",
+    "chain_value",
+    "delta",
+    "ledger_sequence",
+    "details",
+)
+
+
+def _is_int_or_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+class FindingsModel(pa.DataFrameModel):
+    """What every domain's findings must look like before they reach `recon`."""
+
+    domain: pa.typing.Series[object] = pa.Field(nullable=False)
+    entity_type: pa.typing.Series[object] = pa.Field(nullable=False)
+    entity_id: pa.typing.Series[object] = pa.Field(nullable=False)
+    entity_key: pa.typing.Series[object] = pa.Field(nullable=False)
+    field: pa.typing.Series[object] = pa.Field(nullable=False)
+    drift_class: pa.typing.Series[object] = pa.Field(isin=[c.value for c in DriftClass])
+    severity: pa.typing.Series[object] = pa.Field(isin=[s.value for s in Severity])
+    db_value: pa.typing.Series[object] = pa.Field(nullable=True)
+    chain_value: pa.typing.Series[object] = pa.Field(nullable=True)
+    delta: pa.typing.Series[object] = pa.Field(nullable=True)
+    ledger_sequence: pa.typing.Series[object] = pa.Field(nullable=True)
+    details: pa.typing.Series[object] = pa.Field(nullable=False)
+
+    @pa.check("delta", name="delta_is_exact_int")
+    def delta_is_exact_int(cls, delta: pd.Series) -> pd.Series:
+        return delta.map(_is_int_or_missing).astype(bool)
+
+    @pa.check("details", name="details_is_mapping")
+    def details_is_mapping(cls, details: pd.Series) -> pd.Series:
+        return details.map(lambda d: isinstance(d, Mapping)).astype(bool)
+
+    class Config:
+        strict = True
+        ordered = False
+
+
+def empty_findings() -> pd.DataFrame:
+    return pd.DataFrame({column: pd.Series([], dtype=object) for column in FINDING_COLUMNS})
+
+
+def findings_frame(
+    *,
+    domain: str,
+    entity_type: str | pd.Series,
+    entity_id: pd.Series,
+    entity_key: pd.Series,
+    field: str | pd.Series,
+    drift_class: DriftClass | pd.Series,
+    severity: Severity | pd.Series,
+    db_value: Any = None,
+    chain_value: Any = None,
+    delta: Any = None,
+    ledger_sequence: Any = None,
+    details: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Build findings column-wise from aligned series (or scalars broadcast to them)."""
+    index = entity_id.index
+    size = len(index)
+
+    def column(value: Any) -> pd.Series:
+        if isinstance(value, pd.Series):
+            values = value.reindex(index).astype(object)
+            return values.where(values.notna(), None)
+        return pd.Series([value.value if hasattr(value, "value") else value] * size, index=index, dtype=object)
+
+    frame = pd.DataFrame(
+        {
+            "domain": column(domain),
+            "entity_type": column(entity_type),
+            "entity_id": column(entity_id),
+            "entity_key": column(entity_key),
+            "field": column(field),
+            "drift_class": column(drift_class),
+            "severity": column(severity),
+            "db_value": column(db_value),
+            "chain_value": column(chain_value),
+            "delta": column(delta),
+            "ledger_sequence": column(ledger_sequence),
+            "details": details.reindex(index).astype(object)
+            if details is not None
+            else pd.Series([{}] * size, index=index, dtype=object),
+        }
+    )
+    return frame.reset_index(drop=True)
+
+
+def concat_findings(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    parts = [f for f in frames if len(f)]
+    if not parts:
+        return empty_findings()
+    return pd.concat(parts, ignore_index=True)[list(FINDING_COLUMNS)]
+
+
+def counts_by_class(findings: pd.DataFrame) -> dict[str, int]:
+    """Findings per drift class, every class present (zeros included) so plots line up."""
+    counts = findings["drift_class"].value_counts()
+    return {c.value: int(counts.get(c.value, 0)) for c in DriftClass}

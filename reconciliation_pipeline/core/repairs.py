@@ -1,0 +1,191 @@
+"""Guarded, audited repairs of the non-authoritative database side.
+
+A repair is planned with the value the run saw (`observed_value`) and the
+authoritative value (`target_value`). Applying it runs the field's
+compare-and-swap UPDATE, which only matches while the row still holds the
+observed value, in one transaction with the repair's state change and its
+audit row. A concurrent application write therefore wins, and the repair is
+recorded as skipped. The idempotency key makes planning the same repair twice
+a no-op, so re-running a partition never applies anything twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from reconciliation_pipeline.core import sql
+from reconciliation_pipeline.core.drift import DriftClass
+from reconciliation_pipeline.core.drift_store import RunInfo
+from reconciliation_pipeline.core.spec import Authority, ReconSpec
+
+REPAIRABLE_CLASSES = (DriftClass.VALUE_MISMATCH.value, DriftClass.STATUS_MISMATCH.value)
+PLAN_COLUMNS = (
+    "idempotency_key",
+    "entity_type",
+    "entity_id",
+    "entity_key",
+    "field",
+    "repair_query",
+    "observed_value",
+    "target_value",
+)
+
+
+class UnexpectedRowCount(RuntimeError):
+    """A compare-and-swap UPDATE matched more than one row: the repair query is wrong."""
+
+
+@dataclass(frozen=True)
+class RepairOutcome:
+    planned: int
+    applied: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+def idempotency_key(domain: str, entity_type: str, entity_key: str, field: str, observed: str, target: str) -> str:
+    text = "\x1f".join((domain, entity_type, entity_key, field, observed, target))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def plan_repairs(spec: ReconSpec, findings: pd.DataFrame) -> pd.DataFrame:
+    """The repairs the findings call for: authoritative chain values for repairable fields."""
+    if spec.authority is not Authority.CHAIN or findings.empty:
+        return pd.DataFrame(columns=list(PLAN_COLUMNS), dtype=object)
+    repairable = spec.repairable
+    wanted = findings[
+        findings["drift_class"].isin(REPAIRABLE_CLASSES)
+        & findings["field"].isin(list(repairable))
+        & findings["db_value"].notna()
+        & findings["chain_value"].notna()
+    ]
+    plan = pd.DataFrame(
+        {
+            "entity_type": wanted["entity_type"],
+            "entity_id": wanted["entity_id"],
+            "entity_key": wanted["entity_key"],
+            "field": wanted["field"],
+            "repair_query": wanted["field"].map(lambda f: repairable[f].repair_query),
+            "observed_value": wanted["db_value"],
+            "target_value": wanted["chain_value"],
+        },
+        dtype=object,
+    )
+    plan.insert(
+        0,
+        "idempotency_key",
+        [
+            idempotency_key(spec.domain, *values)
+            for values in zip(
+                plan["entity_type"], plan["entity_key"], plan["field"], plan["observed_value"], plan["target_value"],
+                strict=True,
+            )
+        ],
+    )
+    return plan.reset_index(drop=True)
+
+
+def record_plan(engine: Engine, run: RunInfo, domain: str, plan: pd.DataFrame) -> None:
+    if plan.empty:
+        return
+    params = [{"run_id": run.run_id, "domain": domain, **row} for row in plan.to_dict("records")]
+    with engine.begin() as connection:
+        connection.execute(sql.query("recon/queries/insert_repair_plan.sql"), params)
+
+
+def apply_plan(engine: Engine, run: RunInfo, plan: pd.DataFrame) -> RepairOutcome:
+    """Apply the still-planned repairs among `plan`, each in its own transaction."""
+    if plan.empty:
+        return RepairOutcome(planned=0)
+    with engine.connect() as connection:
+        pending = connection.execute(
+            sql.query("recon/queries/select_planned_repairs.sql"),
+            {"idempotency_keys": list(plan["idempotency_key"])},
+        ).mappings().all()
+    applied = skipped = failed = 0
+    for repair in pending:
+        values = {
+            "entity_key": repair["entity_key"],
+            "observed_value": repair["observed_value"],
+            "target_value": repair["target_value"],
+        }
+        try:
+            with engine.begin() as connection:
+                matched = connection.execute(sql.query(repair["repair_query"]), values).rowcount
+                if matched > 1:
+                    raise UnexpectedRowCount(f"{repair['repair_query']} matched {matched} rows for {repair['entity_id']}")
+                state = "applied" if matched == 1 else "skipped"
+                note = (
+                    None
+                    if matched == 1
+                    else "row changed since the snapshot: compare-and-swap found a different value; the application's write wins"
+                )
+                claimed = connection.execute(
+                    sql.query("recon/queries/finish_repair.sql"),
+                    {"repair_id": repair["repair_id"], "state": state, "reason": note, "run_id": run.run_id},
+                ).rowcount
+                if claimed == 0:
+                    # Another run finished this repair first; roll back our UPDATE.
+                    raise _AlreadyHandled
+                connection.execute(
+                    sql.query("recon/queries/insert_repair_audit.sql"),
+                    {
+                        "repair_id": repair["repair_id"],
+                        "run_id": run.run_id,
+                        "action": state,
+                        "before_value": repair["observed_value"],
+                        "after_value": repair["target_value"] if matched == 1 else None,
+                        "note": note,
+                    },
+                )
+            if matched == 1:
+                applied += 1
+            else:
+                skipped += 1
+        except _AlreadyHandled:
+            continue
+        except Exception as error:
+            failed += 1
+            with engine.begin() as connection:
+                reason = f"{type(error).__name__}: {error}"
+                connection.execute(
+                    sql.query("recon/queries/finish_repair.sql"),
+                    {"repair_id": repair["repair_id"], "state": "failed", "reason": reason, "run_id": run.run_id},
+                )
+                connection.execute(
+                    sql.query("recon/queries/insert_repair_audit.sql"),
+                    {
+                        "repair_id": repair["repair_id"],
+                        "run_id": run.run_id,
+                        "action": "failed",
+                        "before_value": repair["observed_value"],
+                        "after_value": None,
+                        "note": reason,
+                    },
+                )
+    return RepairOutcome(planned=len(plan), applied=applied, skipped=skipped, failed=failed)
+
+
+class _AlreadyHandled(Exception):
+    pass
+
+
+def record_run_repairs(engine: Engine, run: RunInfo, domain: str, *, dry_run: bool, outcome: RepairOutcome) -> None:
+    """Put the repair step's figures on the run's `recon.runs` row."""
+    with engine.begin() as connection:
+        connection.execute(
+            sql.query("recon/queries/record_run_repairs.sql"),
+            {
+                "run_id": run.run_id,
+                "domain": domain,
+                "dry_run": dry_run,
+                "planned": outcome.planned,
+                "applied": outcome.applied,
+                "skipped": outcome.skipped,
+                "failed": outcome.failed,
+            },
+        )

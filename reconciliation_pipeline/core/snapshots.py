@@ -1,0 +1,107 @@
+"""Snapshots of both sides as dataframes in canonical columns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from reconciliation_pipeline.chain.decode import DecodeError
+from reconciliation_pipeline.chain.reader import ChainReader, ProgressCallback
+from reconciliation_pipeline.core import sql
+from reconciliation_pipeline.core.spec import ReconSpec
+
+READ_OK = "ok"
+READ_MISSING = "missing"
+READ_ERROR = "error"
+
+CHAIN_META_COLUMNS: tuple[str, ...] = (
+    "read_status",
+    "read_error",
+    "raw_xdr",
+    "ledger_key",
+    "last_modified_ledger",
+    "live_until_ledger",
+    "ledger_sequence",
+)
+
+
+def to_exact_ints(values: pd.Series) -> pd.Series:
+    """Text or Decimal amounts as Python ints (object dtype): exact at any size."""
+    return values.map(lambda v: None if v is None or v != v else int(v)).astype(object)
+
+
+@dataclass(frozen=True)
+class DbSnapshot:
+    frame: pd.DataFrame
+    taken_at: datetime
+
+
+def snapshot_db(engine: Engine, spec: ReconSpec, params: Mapping[str, Any]) -> DbSnapshot:
+    """Run the spec's snapshot query; amounts become exact ints, keys canonical."""
+    taken_at = datetime.now(UTC)
+    with engine.connect() as connection:
+        result = connection.execute(sql.query(spec.snapshot_query), dict(params))
+        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
+    for column in spec.amount_columns:
+        frame[column] = to_exact_ints(frame[column])
+    frame[spec.key_column] = spec.normalize_keys(frame[spec.key_column])
+    return DbSnapshot(frame=frame, taken_at=taken_at)
+
+
+def snapshot_chain(
+    reader: ChainReader,
+    spec: ReconSpec,
+    contract_id: str,
+    keys: Iterable[Any],
+    progress: ProgressCallback | None = None,
+) -> pd.DataFrame:
+    """Read and decode one entry per key; every key gets a row.
+
+    `read_status` says what happened: `ok` (decoded), `missing` (no such entry
+    on chain) or `error` (the batch failed after retries, or the entry does not
+    follow its layout; `read_error` says which and `raw_xdr` keeps the payload).
+    """
+    key_list = list(dict.fromkeys(keys))
+    ledger_keys = [spec.layout.ledger_key(contract_id, k) for k in key_list]
+    result = reader.get_entries(ledger_keys, progress=progress)
+
+    rows: list[dict[str, Any]] = []
+    for key, ledger_key in zip(key_list, ledger_keys, strict=True):
+        row: dict[str, Any] = {spec.key_column: key, "ledger_key": ledger_key}
+        fetched = result.entries.get(ledger_key)
+        if fetched is not None:
+            row.update(
+                raw_xdr=fetched.data_xdr,
+                last_modified_ledger=fetched.last_modified_ledger,
+                live_until_ledger=fetched.live_until_ledger,
+                ledger_sequence=fetched.read_at_ledger,
+            )
+            try:
+                row.update(spec.layout.decode(fetched.data_xdr))
+                row["read_status"] = READ_OK
+            except DecodeError as error:
+                row.update(read_status=READ_ERROR, read_error=f"undecodable entry: {error}")
+        elif ledger_key in result.failed:
+            row.update(read_status=READ_ERROR, read_error=f"read failed: {result.failed[ledger_key]}")
+        else:
+            row.update(read_status=READ_MISSING, ledger_sequence=result.latest_ledger)
+        rows.append(row)
+
+    columns = [spec.key_column, *spec.layout.columns, *CHAIN_META_COLUMNS]
+    frame = pd.DataFrame(rows, columns=columns, dtype=object)
+    frame = frame.astype(object).where(frame.notna(), None)
+    if len(frame):
+        frame[spec.key_column] = spec.normalize_keys(frame[spec.key_column])
+    frame.attrs["ledger_sequence"] = result.latest_ledger
+    frame.attrs["rpc_requests"] = result.requests
+    frame.attrs["failed_batches"] = result.failed_batches
+    return frame
+
+
+def decoded_rows(chain: pd.DataFrame) -> pd.DataFrame:
+    return chain[chain["read_status"] == READ_OK]

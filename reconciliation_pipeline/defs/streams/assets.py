@@ -1,0 +1,328 @@
+"""Streams (escrow) assets: both sides' snapshots, their diff and its repairs."""
+
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+from stellar_sdk import scval, xdr
+
+from reconciliation_pipeline.chain.reader import ChainReader
+from reconciliation_pipeline.core import repairs
+from reconciliation_pipeline.core.diff import diff_snapshots, invariant_findings
+from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
+from reconciliation_pipeline.core.findings import concat_findings
+from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata
+from reconciliation_pipeline.core.snapshots import READ_ERROR, decoded_rows, snapshot_chain, snapshot_db
+from reconciliation_pipeline.defs.streams.escrow import (
+    ESCROW_ENTITY_TYPE,
+    escrow_findings,
+    escrow_read_error_findings,
+    escrow_solvency,
+    read_escrow_balances,
+)
+from reconciliation_pipeline.defs.streams.spec import STREAMS_SPEC
+from reconciliation_pipeline.partitions import daily_partitions
+from reconciliation_pipeline.resources import (
+    PostgresResource,
+    ReconSettingsResource,
+    SorobanRpcResource,
+    StellarContractsResource,
+)
+
+GROUP = "streams"
+SPEC = STREAMS_SPEC
+INVARIANTS_CHECK = "escrow_invariants"
+STREAM_CREATED = "stream_created"
+
+
+def _run_info(context: dg.AssetExecutionContext) -> RunInfo:
+    return RunInfo(
+        run_id=context.run_id,
+        job_name=context.job_name,
+        partition_key=context.partition_key if context.has_partition_key else None,
+    )
+
+
+def _progress(context: dg.AssetExecutionContext, what: str):  # noqa: ANN202 - a small closure
+    step = {"next": 0.1}
+
+    def report(done: int, total: int) -> None:
+        if done == total or done / total >= step["next"]:
+            context.log.info(f"{what}: {done}/{total} getLedgerEntries batches")
+            step["next"] = done / total + 0.1
+
+    return report
+
+
+def _invariants_check(frame: pd.DataFrame, side: str) -> dg.AssetCheckResult:
+    model = SPEC.db_invariants if side == "database" else SPEC.chain_invariants
+    assert model is not None
+    found = invariant_findings(
+        SPEC, model, frame, side=side,
+        severity=SPEC.db_invariant_severity if side == "database" else SPEC.chain_invariant_severity,
+    )
+    return dg.AssetCheckResult(
+        check_name=INVARIANTS_CHECK,
+        passed=found.empty,
+        severity=dg.AssetCheckSeverity.WARN if side == "database" else dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "violations": len(found),
+            "rows_checked": len(frame),
+            "sample": dg.MetadataValue.md(
+                found[["entity_id", "field", "db_value" if side == "database" else "chain_value"]]
+                .head(20).to_markdown(index=False)
+                if len(found) else "All rows satisfy total >= 0, released >= 0, released <= total."
+            ),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=daily_partitions,
+    kinds={"postgres", "pandas"},
+    check_specs=[dg.AssetCheckSpec(INVARIANTS_CHECK, asset="db_streams",
+                                   description="total >= 0, released >= 0, released <= total, known status")],
+)
+# No return annotation: with check_specs Dagster reads one as the type of every output.
+def db_streams(context: dg.AssetExecutionContext, postgres: PostgresResource):  # noqa: ANN201
+    """Escrow streams as the application database records them, one row per stream that
+    existed at the end of the partition's day. Amounts are exact integers in base units."""
+    snapshot = snapshot_db(postgres.engine, SPEC, {"window_end": context.partition_time_window.end})
+    frame = snapshot.frame
+    frame.attrs["snapshot_at"] = snapshot.taken_at.isoformat()
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={**frame_metadata(frame), "snapshot_at": snapshot.taken_at.isoformat()},
+        check_results=[_invariants_check(frame, "database")],
+    )
+
+
+def _discover_chain_only_ids(
+    context: dg.AssetExecutionContext, reader: ChainReader, contract_id: str
+) -> list[int]:
+    """Stream ids from `stream_created` events in the RPC's retention window that closed
+    before the partition's end: the only way to find streams the database never heard of."""
+    window_end = context.partition_time_window.end
+    events, _ = reader.get_events(
+        contract_ids=[contract_id],
+        topics=[[scval.to_symbol(STREAM_CREATED).to_xdr(), "*"]],
+    )
+    ids = [
+        scval.from_uint64(xdr.SCVal.from_xdr(e.topic[1]))
+        for e in events
+        if e.ledger_close_at.astimezone(UTC) < window_end
+    ]
+    context.log.info(f"{len(events)} stream_created events in the retention window; {len(ids)} before {window_end}")
+    return ids
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=daily_partitions,
+    kinds={"stellar", "pandas"},
+    check_specs=[dg.AssetCheckSpec(INVARIANTS_CHECK, asset="chain_streams",
+                                   description="the contract's own invariants hold for every decoded stream")],
+)
+def chain_streams(
+    context: dg.AssetExecutionContext,
+    soroban_rpc: SorobanRpcResource,
+    contracts: StellarContractsResource,
+    db_streams: pd.DataFrame,
+):  # noqa: ANN201 - see db_streams
+    """The stream escrow contract's `Stream(u64)` entries for every stream the database
+    knows plus every stream created on chain in the RPC's retention window, read in
+    batches of 200 with the ledger sequence each was read at. Unreadable entries are
+    kept with `read_status = error` and their raw payload."""
+    with soroban_rpc.reader() as reader:
+        discovered = _discover_chain_only_ids(context, reader, contracts.stream_contract_id)
+        ids = [*db_streams["stream_id"].map(int), *discovered]
+        frame = snapshot_chain(
+            reader, SPEC, contracts.stream_contract_id, ids, progress=_progress(context, "chain_streams")
+        )
+    statuses = frame["read_status"].value_counts()
+    ledger = frame.attrs.get("ledger_sequence")
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={
+            **frame_metadata(frame),
+            "ledger_sequence": ledger,
+            "rpc_requests": frame.attrs.get("rpc_requests", 0),
+            "failed_batches": frame.attrs.get("failed_batches", 0),
+            "entries_ok": int(statuses.get("ok", 0)),
+            "entries_missing": int(statuses.get("missing", 0)),
+            "entries_unreadable": int(statuses.get("error", 0)),
+        },
+        check_results=[_invariants_check(decoded_rows(frame), "chain")],
+    )
+
+
+@dg.asset(group_name=GROUP, partitions_def=daily_partitions, kinds={"stellar", "pandas"})
+def chain_stream_escrow(
+    context: dg.AssetExecutionContext,
+    soroban_rpc: SorobanRpcResource,
+    contracts: StellarContractsResource,
+    chain_streams: pd.DataFrame,
+    db_streams: pd.DataFrame,
+) -> pd.DataFrame:
+    """The escrow contract's balance of each token its streams use (its entry on the
+    token's Stellar Asset Contract), beside what active and paused streams still owe
+    according to the chain and to the database."""
+    tokens = sorted(set(decoded_rows(chain_streams)["token"]) | set(db_streams["token"]))
+    tokens = [t for t in tokens if isinstance(t, str) and t.startswith("C")]
+    with soroban_rpc.reader() as reader:
+        balances = read_escrow_balances(reader, contracts.stream_contract_id, tokens)
+    solvency = escrow_solvency(chain_streams, db_streams, balances)
+    context.add_output_metadata(
+        {
+            **frame_metadata(solvency),
+            "tokens": len(solvency),
+            "insolvent_tokens": int(solvency["solvent"].map(lambda s: s is False).sum()),
+            "escrow": dg.MetadataValue.md(
+                solvency[["token", "balance", "owed_on_chain", "owed_in_db", "surplus"]].astype(str).to_markdown(index=False)
+                if len(solvency) else "No tokens."
+            ),
+        }
+    )
+    return solvency
+
+
+@dg.asset_check(
+    asset=chain_stream_escrow,
+    name="escrow_solvency",
+    partitions_def=daily_partitions,
+    description="For each token, the escrow contract's balance covers Σ(total − released) of active and paused streams.",
+)
+def escrow_solvency_check(chain_stream_escrow: pd.DataFrame) -> dg.AssetCheckResult:
+    insolvent = chain_stream_escrow[chain_stream_escrow["solvent"].map(lambda s: s is False)]
+    unknown = chain_stream_escrow[chain_stream_escrow["solvent"].isna()]
+    return dg.AssetCheckResult(
+        passed=insolvent.empty and unknown.empty,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "insolvent_tokens": len(insolvent),
+            "unreadable_balances": len(unknown),
+            "shortfall": dg.MetadataValue.md(
+                insolvent[["token", "balance", "owed_on_chain", "surplus"]].astype(str).to_markdown(index=False)
+                if len(insolvent) else "Every escrow covers what it owes."
+            ),
+        },
+    )
+
+
+def _checked_entities(db: pd.DataFrame, chain: pd.DataFrame, escrow: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """(entity_type, entity_id) of every entity compared this run, and how many could not be."""
+    unreadable = chain.loc[chain["read_status"] == READ_ERROR, "stream_id"]
+    keys = pd.Index(db["stream_id"]).union(pd.Index(chain["stream_id"])).difference(pd.Index(unreadable))
+    streams = pd.DataFrame({"entity_type": SPEC.entity_type, "entity_id": SPEC.entity_ids(pd.Series(keys))})
+    readable_escrow = escrow[escrow["read_status"] != READ_ERROR]
+    tokens = pd.DataFrame({"entity_type": ESCROW_ENTITY_TYPE, "entity_id": readable_escrow["token"].astype(object)})
+    unchecked = len(unreadable) + int((escrow["read_status"] == READ_ERROR).sum())
+    return pd.concat([streams, tokens], ignore_index=True), unchecked
+
+
+@dg.asset(group_name=GROUP, partitions_def=daily_partitions, kinds={"postgres", "pandas"})
+def stream_discrepancies(
+    context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
+    recon_settings: ReconSettingsResource,
+    db_streams: pd.DataFrame,
+    chain_streams: pd.DataFrame,
+    chain_stream_escrow: pd.DataFrame,
+) -> pd.DataFrame:
+    """Every disagreement between the streams table and the escrow contract, typed by
+    drift class, persisted to `recon.discrepancies` (replacing this partition's earlier
+    findings) and folded into `recon.drift_incidents`."""
+    started_at = datetime.now(UTC)
+    assert SPEC.db_invariants is not None and SPEC.chain_invariants is not None
+    findings = concat_findings(
+        [
+            diff_snapshots(SPEC, db_streams, chain_streams),
+            invariant_findings(SPEC, SPEC.db_invariants, db_streams, side="database",
+                               severity=SPEC.db_invariant_severity),
+            invariant_findings(SPEC, SPEC.chain_invariants, decoded_rows(chain_streams), side="chain",
+                               severity=SPEC.chain_invariant_severity),
+            escrow_findings(SPEC.domain, chain_stream_escrow),
+            escrow_read_error_findings(SPEC.domain, chain_stream_escrow),
+        ]
+    )
+    checked, unchecked = _checked_entities(db_streams, chain_streams, chain_stream_escrow)
+    snapshot_at = db_streams.attrs.get("snapshot_at")
+    summary = persist_domain_run(
+        postgres.engine,
+        _run_info(context),
+        SPEC.domain,
+        findings,
+        checked=checked,
+        unchecked_count=unchecked,
+        ledger_sequence=chain_streams.attrs.get("ledger_sequence"),
+        db_snapshot_at=datetime.fromisoformat(snapshot_at) if snapshot_at else None,
+        started_at=started_at,
+        policy=recon_settings.incident_policy(),
+    )
+    context.log.info(
+        f"streams: {summary.findings} findings ({summary.status}); incidents confirmed {summary.confirmed}, "
+        f"resolved {summary.resolved}"
+    )
+    context.add_output_metadata(
+        {
+            **findings_metadata(findings),
+            "run_status": summary.status,
+            "entities_checked": len(checked),
+            "entities_unchecked": unchecked,
+            "incidents_confirmed": summary.confirmed,
+            "incidents_resolved": summary.resolved,
+            "ledger_sequence": chain_streams.attrs.get("ledger_sequence"),
+        }
+    )
+    return findings
+
+
+class StreamRepairConfig(dg.Config):
+    """Repairs are planned on every run; applied only when asked, never in a dry run."""
+
+    apply: bool = False
+    dry_run: bool = False
+
+
+@dg.asset(group_name=GROUP, partitions_def=daily_partitions, kinds={"postgres"})
+def stream_repairs(
+    context: dg.AssetExecutionContext,
+    config: StreamRepairConfig,
+    postgres: PostgresResource,
+    stream_discrepancies: pd.DataFrame,
+) -> dg.MaterializeResult:
+    """Repairs of the streams table toward the chain (authoritative) for `status` and
+    `released`: planned into `recon.repairs`, applied with compare-and-swap when the
+    run's config sets `apply` and not `dry_run`, each with its audit row."""
+    run = _run_info(context)
+    plan = repairs.plan_repairs(SPEC, stream_discrepancies)
+    repairs.record_plan(postgres.engine, run, SPEC.domain, plan)
+    if config.apply and not config.dry_run:
+        outcome = repairs.apply_plan(postgres.engine, run, plan)
+    else:
+        outcome = repairs.RepairOutcome(planned=len(plan))
+    repairs.record_run_repairs(postgres.engine, run, SPEC.domain, dry_run=config.dry_run, outcome=outcome)
+    mode = "dry run" if config.dry_run else ("apply" if config.apply else "plan only")
+    context.log.info(
+        f"stream repairs ({mode}): planned {outcome.planned}, applied {outcome.applied}, "
+        f"skipped {outcome.skipped}, failed {outcome.failed}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "mode": mode,
+            "repairs_planned": outcome.planned,
+            "repairs_applied": outcome.applied,
+            "repairs_skipped": outcome.skipped,
+            "repairs_failed": outcome.failed,
+            "plan": dg.MetadataValue.md(
+                plan[["entity_id", "field", "observed_value", "target_value"]].head(20).to_markdown(index=False)
+                if len(plan) else "Nothing to repair."
+            ),
+        }
+    )
+
+
+STREAMS_ASSETS = [db_streams, chain_streams, chain_stream_escrow, stream_discrepancies, stream_repairs]
+STREAMS_CHECKS = [escrow_solvency_check]

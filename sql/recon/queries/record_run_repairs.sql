@@ -1,0 +1,7 @@
+UPDATE recon.runs
+SET dry_run = :dry_run,
+    repairs_planned = :planned,
+    repairs_applied = :applied,
+    repairs_skipped = :skipped,
+    repairs_failed = :failed
+WHERE run_id = :run_id AND domain = :domain
