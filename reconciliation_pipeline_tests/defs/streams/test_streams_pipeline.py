@@ -63,3 +63,152 @@ def test_first_run_reports_exactly_the_injected_catalogue(
     assert stream_2["ledger_sequence"] is not None and stream_2["partition_key"] == yesterday
     undecodable = found[found["drift_class"] == "CHAIN_READ_ERROR"].iloc[0]
     assert undecodable["details"]["raw_xdr"] == world.undecodable[8]
+
+
+def incidents(engine: sa.Engine) -> pd.DataFrame:
+    with engine.connect() as connection:
+        return pd.read_sql(sa.text("SELECT * FROM recon.drift_incidents"), connection)
+
+
+def test_rerun_replaces_findings_and_confirms_incidents(
+    world: StreamsWorld, database_url: str, engine: sa.Engine, devnet: DevnetServer, yesterday: str
+) -> None:
+    first = run_streams(database_url, devnet, yesterday)
+    after_first = incidents(engine)
+    assert set(after_first["state"]) == {"open"}
+    second = run_streams(database_url, devnet, yesterday)
+    found = persisted_findings(engine)
+    assert set(found["run_id"]) == {second.run_id} != {first.run_id}
+    assert as_set(found) == as_set(world.expected_findings())
+    after_second = incidents(engine)
+    assert len(after_second) == len(after_first)
+    assert set(after_second["state"]) == {"confirmed"}
+    assert set(after_second["consecutive_runs"]) == {2}
+
+
+def test_repaired_drift_resolves_and_applied_repairs_are_audited_once(
+    world: StreamsWorld, database_url: str, engine: sa.Engine, devnet: DevnetServer, yesterday: str
+) -> None:
+    run_streams(database_url, devnet, yesterday, apply=True)
+    with engine.connect() as connection:
+        repairs = pd.read_sql(sa.text("SELECT * FROM recon.repairs ORDER BY entity_id, field"), connection)
+        audit = pd.read_sql(sa.text("SELECT * FROM recon.repair_audit"), connection)
+        rows = connection.execute(sa.text(
+            "SELECT id::int AS id, released_amount::text AS released, status FROM streams WHERE id IN (2, 4, 5, 6)"
+        )).mappings().all()
+    assert list(zip(repairs["entity_id"], repairs["field"], repairs["state"], strict=True)) == [
+        ("stream_2", "released", "applied"),
+        ("stream_4", "status", "applied"),
+        ("stream_5", "released", "applied"),
+        ("stream_6", "released", "applied"),
+    ]
+    assert sorted(audit["action"]) == ["applied"] * 4
+    chain = world.chain.set_index("stream_id")
+    for row in rows:
+        assert row["released"] == str(chain.at[row["id"], "released"])
+        assert row["status"] == chain.at[row["id"], "status"]
+
+    second = run_streams(database_url, devnet, yesterday, apply=True)
+    found = persisted_findings(engine, second.run_id)
+    assert not found["drift_class"].isin(["VALUE_MISMATCH", "STATUS_MISMATCH"]).any()
+    state = incidents(engine).set_index(["entity_id", "field", "drift_class"])["state"]
+    assert state[("stream_2", "released", "VALUE_MISMATCH")] == "resolved"
+    assert state[("stream_5", "released_le_total", "INVARIANT_VIOLATION")] == "resolved"
+    assert state[("stream_3", "*", "MISSING_ON_CHAIN")] == "confirmed"
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM recon.repair_audit")).scalar_one() == 4
+        runs = pd.read_sql(sa.text("SELECT * FROM recon.runs WHERE run_id = :r"), connection, params={"r": second.run_id})
+    assert runs["repairs_applied"].tolist() == [0] and runs["repairs_planned"].tolist() == [0]
+
+
+def _app_tables(engine: sa.Engine) -> list[tuple]:
+    with engine.connect() as connection:
+        return connection.execute(sa.text("SELECT * FROM streams ORDER BY id")).all()
+
+
+def test_dry_run_plans_but_leaves_application_tables_untouched(
+    world: StreamsWorld, database_url: str, engine: sa.Engine, devnet: DevnetServer, yesterday: str
+) -> None:
+    before = _app_tables(engine)
+    result = run_streams(database_url, devnet, yesterday, apply=True, dry_run=True)
+    assert _app_tables(engine) == before
+    with engine.connect() as connection:
+        states = connection.execute(sa.text("SELECT state, count(*) FROM recon.repairs GROUP BY state")).all()
+        dry = connection.execute(sa.text("SELECT dry_run FROM recon.runs WHERE run_id = :r"), {"r": result.run_id}).scalar_one()
+    assert states == [("planned", 4)]
+    assert dry is True
+
+
+def test_plan_only_is_the_default(
+    world: StreamsWorld, database_url: str, engine: sa.Engine, devnet: DevnetServer, yesterday: str
+) -> None:
+    before = _app_tables(engine)
+    run_streams(database_url, devnet, yesterday)
+    assert _app_tables(engine) == before
+
+
+def test_reading_n_streams_costs_ceil_n_over_200_requests(
+    engine: sa.Engine, ledger: DevnetLedger, database_url: str, devnet: DevnetServer,
+    reference_time: datetime, yesterday: str,
+) -> None:
+    world = build_streams_world(1000, reference_time=reference_time)
+    write_streams_to_db(engine, world)
+    load_streams_into_ledger(ledger, world)
+    ledger.reset_counters()
+    streams_and_chain = [a for a in STREAMS_ASSETS if a.key.path[0] in ("db_streams", "chain_streams")]
+    result = dg.materialize(streams_and_chain, resources=make_resources(database_url, devnet.url),
+                            partition_key=yesterday)
+    keys_read = len(result.output_for_node("chain_streams"))
+    assert keys_read == 1001  # 1000 database streams + 1 discovered from its stream_created event
+    assert ledger.request_counts["getLedgerEntries"] == -(-keys_read // 200) == 6
+
+
+def test_failed_batches_become_read_errors_and_the_rest_is_reconciled(
+    world: StreamsWorld, ledger: DevnetLedger, database_url: str, engine: sa.Engine,
+    devnet: DevnetServer, yesterday: str,
+) -> None:
+    ledger.faults = FaultConfig(failure_rate=0.5, failure_seed=3, methods=frozenset({"getLedgerEntries"}))
+    result = run_streams(database_url, devnet, yesterday, max_attempts=1)
+    assert result.success
+    chain = result.output_for_node("chain_streams")
+    failed = chain[chain["read_error"].fillna("").str.startswith("read failed")]
+    read_ok = chain[chain["read_status"] == "ok"]
+    assert len(failed) > 0 and len(read_ok) > 0
+    found = persisted_findings(engine, result.run_id)
+    errors = found[found["drift_class"] == "CHAIN_READ_ERROR"]
+    failed_ids = {f"stream_{i}" for i in failed["stream_id"]}
+    assert failed_ids <= set(errors["entity_id"])
+    assert all("injected failure" in d["error"] for d in errors[errors["entity_id"].isin(failed_ids)]["details"])
+    expected = world.expected_findings()
+    expected_elsewhere = expected[~expected["entity_id"].isin(failed_ids) & (expected["entity_type"] == "stream")]
+    assert as_set(expected_elsewhere) <= as_set(found)
+    assert not found[found["entity_id"].isin(failed_ids)]["drift_class"].isin(["MISSING_ON_CHAIN"]).any()
+    with engine.connect() as connection:
+        status = connection.execute(sa.text("SELECT status FROM recon.runs WHERE run_id = :r"),
+                                    {"r": result.run_id}).scalar_one()
+    assert status == "partial"
+
+
+def test_backfill_over_a_date_range_keeps_each_partition_separate(
+    world: StreamsWorld, ledger: DevnetLedger, database_url: str, engine: sa.Engine,
+    devnet: DevnetServer, reference_time: datetime,
+) -> None:
+    days = [(reference_time.date() - pd.Timedelta(days=d)).isoformat() for d in (3, 2, 1)]
+    for day in days:
+        run_streams(database_url, devnet, day)
+    found = persisted_findings(engine)
+    assert sorted(set(found["partition_key"])) == sorted(days)
+    created_at = ledger.ledger_close_time(ledger.latest_ledger - 36 * 3600 // 5)
+    chain_only = f"stream_{world.chain_only_ids[0]}"
+    for day in days:
+        window_end = pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1)
+        in_window = pd.Timestamp(created_at, unit="s", tz="UTC") < window_end
+        rows = found[found["partition_key"] == day]
+        assert (chain_only in set(rows["entity_id"])) == in_window
+        assert as_set(rows[rows["entity_id"] != chain_only]) == as_set(
+            world.expected_findings().query("entity_id != @chain_only")
+        )
+    counts_before = found.groupby("partition_key").size()
+    run_streams(database_url, devnet, days[1])
+    counts_after = persisted_findings(engine).groupby("partition_key").size()
+    assert counts_after.to_dict() == counts_before.to_dict()

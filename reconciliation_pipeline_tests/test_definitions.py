@@ -1,0 +1,115 @@
+"""The Definitions object: what it holds, how it is wired, and how it fails on bad configuration."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from reconciliation_pipeline.definitions import defs
+from reconciliation_pipeline.devnet.identities import DEVNET
+from reconciliation_pipeline.devnet.ledger import DevnetLedger
+from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
+from reconciliation_pipeline.devnet.server import DevnetServer
+from reconciliation_pipeline.devnet.streams_world import build_streams_world
+from reconciliation_pipeline.localenv import PROJECT_ROOT
+from reconciliation_pipeline.settings import ENV_SETTINGS
+
+ASSET_GRAPH = {
+    "db_streams": set(),
+    "chain_streams": {"db_streams"},
+    "chain_stream_escrow": {"chain_streams", "db_streams"},
+    "stream_discrepancies": {"db_streams", "chain_streams", "chain_stream_escrow"},
+    "stream_repairs": {"stream_discrepancies"},
+}
+
+
+def test_definitions_load() -> None:
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_asset_graph_snapshot() -> None:
+    graph = defs.resolve_asset_graph()
+    actual = {
+        key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
+        for key in graph.get_all_asset_keys()
+    }
+    assert actual == ASSET_GRAPH
+    assert {graph.get(k).group_name for k in graph.get_all_asset_keys()} == {"streams"}
+    checks = {f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys}
+    assert checks == {"db_streams:escrow_invariants", "chain_streams:escrow_invariants",
+                      "chain_stream_escrow:escrow_solvency"}
+
+
+def test_each_resource_is_bound_once_from_the_environment() -> None:
+    assert set(defs.resources) == {"postgres", "soroban_rpc", "contracts", "recon_settings"}
+
+
+def test_nightly_schedule_runs_at_0200_utc_for_the_previous_day() -> None:
+    schedule = defs.resolve_schedule_def("nightly_reconciliation_schedule")
+    assert schedule.cron_schedule == "0 2 * * *"
+    assert schedule.execution_timezone in (None, "UTC")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 21, 2, 0, tzinfo=UTC))
+    requests = list(schedule.evaluate_tick(context).run_requests or [])
+    assert [r.partition_key for r in requests] == ["2026-11-20"]
+
+
+def test_env_example_documents_every_variable_with_its_default() -> None:
+    text = (PROJECT_ROOT / ".env.example").read_text()
+    documented = dict(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=(.*)$", text, flags=re.M))
+    assert set(documented) == {s.name for s in ENV_SETTINGS}
+    for setting in ENV_SETTINGS:
+        if setting.default != "(embedded)":
+            assert documented[setting.name] == setting.default
+
+
+@pytest.fixture
+def pipeline_env(monkeypatch: pytest.MonkeyPatch, database_url: str, devnet: DevnetServer) -> None:
+    values = {s.name: s.default for s in ENV_SETTINGS if s.default != "(embedded)"}
+    values.update(DEVNET.environment())
+    values.update(DATABASE_URL=database_url, SOROBAN_RPC_URL=devnet.url, RPC_BACKOFF_INITIAL_MS="10")
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_nightly_job_runs_from_the_environment(
+    pipeline_env: None, engine: sa.Engine, ledger: DevnetLedger, reference_time: datetime, yesterday: str
+) -> None:
+    world = build_streams_world(30, reference_time=reference_time)
+    write_streams_to_db(engine, world)
+    load_streams_into_ledger(ledger, world)
+    result = defs.resolve_job_def("nightly_reconciliation").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), partition_key=yesterday
+    )
+    assert result.success
+    with engine.connect() as connection:
+        count = connection.execute(sa.text("SELECT count(*) FROM recon.discrepancies")).scalar_one()
+    assert count == len(world.expected_findings())
+
+
+def test_an_invalid_contract_id_fails_the_run_at_start_naming_the_variable(
+    pipeline_env: None, monkeypatch: pytest.MonkeyPatch, yesterday: str
+) -> None:
+    monkeypatch.setenv("STREAM_CONTRACT_ID", "not-a-contract")
+    result = defs.resolve_job_def("nightly_reconciliation").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), partition_key=yesterday, raise_on_error=False
+    )
+    assert not result.success
+    messages = " ".join(
+        str(e.event_specific_data.error.message)
+        for e in result.all_events
+        if e.is_failure and e.event_specific_data is not None and getattr(e.event_specific_data, "error", None)
+    )
+    assert "STREAM_CONTRACT_ID" in messages
+
+
+def test_a_missing_variable_fails_naming_it(pipeline_env: None, monkeypatch: pytest.MonkeyPatch, yesterday: str) -> None:
+    monkeypatch.delenv("SOROBAN_RPC_URL")
+    with pytest.raises(Exception, match="SOROBAN_RPC_URL"):
+        defs.resolve_job_def("nightly_reconciliation").execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(), partition_key=yesterday
+        )
