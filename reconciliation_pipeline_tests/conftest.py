@@ -30,28 +30,30 @@ from reconciliation_pipeline.resources import (
     sqlalchemy_url,
 )
 
-TEMPLATE_DATABASE = "recon_test_template"
 
 
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
     if "TEST_DATABASE_URL" in os.environ:
         return os.environ["TEST_DATABASE_URL"]
-    return localenv.start_embedded_postgres(localenv.LOCAL_DIR / "test-pgdata")
+    return localenv.start_embedded_postgres(localenv.LOCAL_DIR / "test-pgdata", keep_running=False)
 
 
 @pytest.fixture(scope="session")
-def template_database(pg_admin_url: str) -> str:
-    localenv.drop_database(pg_admin_url, TEMPLATE_DATABASE)
-    localenv.ensure_database(pg_admin_url, TEMPLATE_DATABASE)
-    url = localenv.with_database(pg_admin_url, TEMPLATE_DATABASE)
-    engine = sa.create_engine(sqlalchemy_url(url))
+def template_database(pg_admin_url: str) -> Iterator[str]:
+    """The schema every test database is cloned from; one per session, so
+    concurrent sessions on one server never clone each other's half-built template."""
+    name = f"recon_test_template_{os.getpid()}"
+    localenv.drop_database(pg_admin_url, name)
+    localenv.ensure_database(pg_admin_url, name)
+    engine = sa.create_engine(sqlalchemy_url(localenv.with_database(pg_admin_url, name)))
     try:
         sql.apply_reference_app_schema(engine)
         sql.apply_recon_migrations(engine)
     finally:
         engine.dispose()
-    return TEMPLATE_DATABASE
+    yield name
+    localenv.drop_database(pg_admin_url, name)
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from reconciliation_pipeline.resources import (
 GROUP = "streams"
 SPEC = STREAMS_SPEC
 INVARIANTS_CHECK = "escrow_invariants"
+SOLVENCY_CHECK = "escrow_solvency"
 STREAM_CREATED = "stream_created"
 
 
@@ -158,46 +159,11 @@ def chain_streams(
     )
 
 
-@dg.asset(group_name=GROUP, partitions_def=daily_partitions, kinds={"stellar", "pandas"})
-def chain_stream_escrow(
-    context: dg.AssetExecutionContext,
-    soroban_rpc: SorobanRpcResource,
-    contracts: StellarContractsResource,
-    chain_streams: pd.DataFrame,
-    db_streams: pd.DataFrame,
-) -> pd.DataFrame:
-    """The escrow contract's balance of each token its streams use (its entry on the
-    token's Stellar Asset Contract), beside what active and paused streams still owe
-    according to the chain and to the database."""
-    tokens = sorted(set(decoded_rows(chain_streams)["token"]) | set(db_streams["token"]))
-    tokens = [t for t in tokens if isinstance(t, str) and t.startswith("C")]
-    with soroban_rpc.reader() as reader:
-        balances = read_escrow_balances(reader, contracts.stream_contract_id, tokens)
-    solvency = escrow_solvency(chain_streams, db_streams, balances)
-    context.add_output_metadata(
-        {
-            **frame_metadata(solvency),
-            "tokens": len(solvency),
-            "insolvent_tokens": int(solvency["solvent"].map(lambda s: s is False).sum()),
-            "escrow": dg.MetadataValue.md(
-                solvency[["token", "balance", "owed_on_chain", "owed_in_db", "surplus"]].astype(str).to_markdown(index=False)
-                if len(solvency) else "No tokens."
-            ),
-        }
-    )
-    return solvency
-
-
-@dg.asset_check(
-    asset=chain_stream_escrow,
-    name="escrow_solvency",
-    partitions_def=daily_partitions,
-    description="For each token, the escrow contract's balance covers Σ(total − released) of active and paused streams.",
-)
-def escrow_solvency_check(chain_stream_escrow: pd.DataFrame) -> dg.AssetCheckResult:
-    insolvent = chain_stream_escrow[chain_stream_escrow["solvent"].map(lambda s: s is False)]
-    unknown = chain_stream_escrow[chain_stream_escrow["solvent"].isna()]
+def _solvency_check(solvency: pd.DataFrame) -> dg.AssetCheckResult:
+    insolvent = solvency[solvency["solvent"].map(lambda s: s is False)]
+    unknown = solvency[solvency["solvent"].isna()]
     return dg.AssetCheckResult(
+        check_name=SOLVENCY_CHECK,
         passed=insolvent.empty and unknown.empty,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
@@ -208,6 +174,44 @@ def escrow_solvency_check(chain_stream_escrow: pd.DataFrame) -> dg.AssetCheckRes
                 if len(insolvent) else "Every escrow covers what it owes."
             ),
         },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=daily_partitions,
+    kinds={"stellar", "pandas"},
+    check_specs=[dg.AssetCheckSpec(
+        SOLVENCY_CHECK, asset="chain_stream_escrow",
+        description="For each token, the escrow contract's balance covers Σ(total − released) of active and paused streams.",
+    )],
+)
+def chain_stream_escrow(
+    soroban_rpc: SorobanRpcResource,
+    contracts: StellarContractsResource,
+    chain_streams: pd.DataFrame,
+    db_streams: pd.DataFrame,
+):  # noqa: ANN201 - see db_streams
+    """The escrow contract's balance of each token its streams use (its entry on the
+    token's Stellar Asset Contract), beside what active and paused streams still owe
+    according to the chain and to the database."""
+    tokens = sorted(set(decoded_rows(chain_streams)["token"]) | set(db_streams["token"]))
+    tokens = [t for t in tokens if isinstance(t, str) and t.startswith("C")]
+    with soroban_rpc.reader() as reader:
+        balances = read_escrow_balances(reader, contracts.stream_contract_id, tokens)
+    solvency = escrow_solvency(chain_streams, db_streams, balances)
+    return dg.MaterializeResult(
+        value=solvency,
+        metadata={
+            **frame_metadata(solvency),
+            "tokens": len(solvency),
+            "insolvent_tokens": int(solvency["solvent"].map(lambda s: s is False).sum()),
+            "escrow": dg.MetadataValue.md(
+                solvency[["token", "balance", "owed_on_chain", "owed_in_db", "surplus"]].astype(str).to_markdown(index=False)
+                if len(solvency) else "No tokens."
+            ),
+        },
+        check_results=[_solvency_check(solvency)],
     )
 
 
@@ -325,4 +329,3 @@ def stream_repairs(
 
 
 STREAMS_ASSETS = [db_streams, chain_streams, chain_stream_escrow, stream_discrepancies, stream_repairs]
-STREAMS_CHECKS = [escrow_solvency_check]

@@ -14,7 +14,7 @@ from reconciliation_pipeline.devnet.ledger import DevnetLedger, FaultConfig
 from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
 from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline.devnet.streams_world import StreamsWorld, build_streams_world
-from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS, STREAMS_CHECKS
+from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
 from reconciliation_pipeline_tests.conftest import make_resources
 
 FINDING_KEY = ["entity_type", "entity_id", "field", "drift_class", "severity", "db_value", "chain_value"]
@@ -31,7 +31,7 @@ def world(engine: sa.Engine, ledger: DevnetLedger, reference_time: datetime) -> 
 def run_streams(database_url: str, devnet: DevnetServer, partition: str, *,
                 apply: bool = False, dry_run: bool = False, **rpc: int) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [*STREAMS_ASSETS, *STREAMS_CHECKS],
+        STREAMS_ASSETS,
         resources=make_resources(database_url, devnet.url, **rpc),
         partition_key=partition,
         run_config={"ops": {"stream_repairs": {"config": {"apply": apply, "dry_run": dry_run}}}},
