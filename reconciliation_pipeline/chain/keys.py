@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from stellar_sdk import Address, Asset, Keypair, scval, xdr
 
+from reconciliation_pipeline.chain import fastxdr
+
 
 def enum_key(variant: str, *values: xdr.SCVal) -> xdr.SCVal:
     """`DataKey::Variant(values...)` as soroban-sdk encodes it: `Vec[Symbol, values...]`."""
@@ -30,13 +32,13 @@ def contract_data_key(
 
 
 def u64_entry_key(contract_id: str, variant: str, entity_key: int) -> str:
-    """Persistent `Variant(u64)` entry, e.g. `Stream(7)`."""
-    return contract_data_key(contract_id, enum_key(variant, scval.to_uint64(entity_key))).to_xdr()
+    """Persistent `Variant(u64)` entry, e.g. `Stream(7)` (byte-level encoder, checked against the SDK)."""
+    return fastxdr.u64_entry_key(contract_id, variant, entity_key)
 
 
 def address_entry_key(contract_id: str, variant: str, address: str) -> str:
     """Persistent `Variant(Address)` entry, e.g. `Position(G...)`, `Balance(C...)`."""
-    return contract_data_key(contract_id, enum_key(variant, scval.to_address(address))).to_xdr()
+    return fastxdr.address_entry_key(contract_id, variant, address)
 
 
 def instance_key(contract_id: str) -> str:

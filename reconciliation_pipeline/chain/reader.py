@@ -3,8 +3,11 @@
 `getLedgerEntries` takes at most 200 keys, so keys are read in batches of 200
 with a bounded number of requests in flight. Each request has a timeout and is
 retried with exponential backoff. A batch that still fails is reported key by
-key in `LedgerReadResult.failed`; the other batches are unaffected. Nothing in
-here can sign or send a transaction.
+key in `LedgerReadResult.failed`; the other batches are unaffected. A reader
+given a deadline (a run's time limit) issues no request after it: the keys it
+did not get to are in `failed` (so they are never mistaken for missing entries)
+and also in `unread`, so callers can tell "not checked" from "read failed".
+Nothing in here can sign or send a transaction.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ MAX_KEYS_PER_REQUEST = 200
 _INVALID_PARAMS = -32602
 _METHOD_NOT_FOUND = -32601
 _INVALID_REQUEST = -32600
+NOT_READ_TIME_LIMIT = "not read: the run's time limit was reached"
+"""The `failed` reason of keys a reader skipped because its deadline had passed."""
 
 T = TypeVar("T")
 ProgressCallback = Callable[[int, int], None]
@@ -63,6 +68,8 @@ class LedgerReadResult:
     latest_ledger: int | None = None
     requests: int = 0
     failed_batches: int = 0
+    unread: set[str] = field(default_factory=set)
+    """Keys never requested because the reader's deadline passed (also in `failed`)."""
 
 
 class RpcReadError(RuntimeError):
@@ -119,9 +126,12 @@ class ChainReader:
         rpc_url: str,
         settings: ReaderSettings = ReaderSettings(),
         sleep: Callable[[float], None] = time.sleep,
+        deadline: float | None = None,
     ) -> None:
+        """`deadline` is a `time.monotonic()` instant after which no request is issued."""
         self.settings = settings
         self._sleep = sleep
+        self.deadline = deadline
         # The SDK's own client retries POSTs; our loop owns retries instead, so
         # attempts, backoff and the per-request timeout are exactly as configured.
         client = RequestsClient(
@@ -134,17 +144,28 @@ class ChainReader:
     def close(self) -> None:
         self.server.close()
 
+    def past_deadline(self, after_s: float = 0.0) -> bool:
+        """Whether the deadline (if any) has passed, or will have in `after_s` seconds."""
+        return self.deadline is not None and time.monotonic() + after_s >= self.deadline
+
     def _with_retries(self, call: Callable[[], T]) -> tuple[T | None, str | None, int]:
-        """Run `call` with retries; returns (result, error, attempts)."""
+        """Run `call` with retries; returns (result, error, attempts).
+
+        A retry whose backoff would end past the deadline is not attempted.
+        """
         last_error = ""
         for attempt in range(1, self.settings.max_attempts + 1):
             try:
                 return call(), None, attempt
             except Exception as error:
                 last_error = _describe(error)
+                attempts = f"after {attempt} attempt{'s' if attempt > 1 else ''}"
                 if not _is_retryable(error) or attempt == self.settings.max_attempts:
-                    return None, f"{last_error} (after {attempt} attempt{'s' if attempt > 1 else ''})", attempt
-                self._sleep(self.settings.backoff_initial_s * 2 ** (attempt - 1))
+                    return None, f"{last_error} ({attempts})", attempt
+                delay = self.settings.backoff_initial_s * 2 ** (attempt - 1)
+                if self.past_deadline(delay):
+                    return None, f"{last_error} ({attempts}; no retry past the run's time limit)", attempt
+                self._sleep(delay)
         return None, last_error, self.settings.max_attempts
 
     def latest_ledger(self) -> int:
@@ -162,6 +183,8 @@ class ChainReader:
             return result
 
         def read_batch(batch: Sequence[str]) -> tuple[Sequence[str], object, str | None, int]:
+            if self.past_deadline():
+                return batch, None, NOT_READ_TIME_LIMIT, 0
             encoded = [_EncodedKey(k) for k in batch]
             response, error, attempts = self._with_retries(lambda: self.server.get_ledger_entries(encoded))  # type: ignore[arg-type]
             return batch, response, error, attempts
@@ -172,7 +195,11 @@ class ChainReader:
             for future in as_completed(futures):
                 batch, response, error, attempts = future.result()
                 result.requests += attempts
-                if response is None:
+                if response is None and attempts == 0:
+                    result.unread.update(batch)
+                    for key in batch:
+                        result.failed[key] = NOT_READ_TIME_LIMIT
+                elif response is None:
                     result.failed_batches += 1
                     for key in batch:
                         result.failed[key] = error or "unknown error"

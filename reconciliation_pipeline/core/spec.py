@@ -18,6 +18,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from reconciliation_pipeline.chain import keys as chain_keys
+from reconciliation_pipeline.chain.layouts import ScalarLayout, StructLayout
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 
 
@@ -63,6 +64,11 @@ class ContractDataLayout:
     decode: Callable[[str], dict[str, Any]]
     """base64 `LedgerEntryData` -> canonical columns; raises `DecodeError`."""
     columns: tuple[str, ...]
+
+    @classmethod
+    def of(cls, key_variant: str, key_kind: KeyKind, value: StructLayout | ScalarLayout) -> ContractDataLayout:
+        """A layout whose value is declared as data (fast, strict decoding)."""
+        return cls(key_variant=key_variant, key_kind=key_kind, decode=value.decode, columns=value.columns)
 
     def ledger_key(self, contract_id: str, key: Any) -> str:
         if self.key_kind is KeyKind.U64:

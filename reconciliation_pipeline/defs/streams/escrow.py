@@ -12,8 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from reconciliation_pipeline.chain.decode import DecodeError, as_bool, as_i128, contract_data_value, struct_fields
+from reconciliation_pipeline.chain.decode import DecodeError
 from reconciliation_pipeline.chain.keys import sac_balance_key
+from reconciliation_pipeline.chain.layouts import SAC_BALANCE
 from reconciliation_pipeline.chain.reader import ChainReader
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.findings import findings_frame
@@ -22,14 +23,6 @@ from reconciliation_pipeline.defs.streams.spec import OWING_STATUSES
 
 ESCROW_ENTITY_TYPE = "escrow"
 ESCROW_FIELD = "escrow_balance"
-
-
-def decode_sac_balance(entry_data_b64: str) -> int:
-    """A SAC balance entry `{amount: i128, authorized: bool, clawback: bool}` → amount."""
-    fields = struct_fields(contract_data_value(entry_data_b64), ("amount", "authorized", "clawback"))
-    as_bool(fields["authorized"], "authorized")
-    as_bool(fields["clawback"], "clawback")
-    return as_i128(fields["amount"], "amount")
 
 
 def read_escrow_balances(reader: ChainReader, holder: str, tokens: list[str]) -> pd.DataFrame:
@@ -44,7 +37,7 @@ def read_escrow_balances(reader: ChainReader, holder: str, tokens: list[str]) ->
         if fetched is not None:
             row.update(raw_xdr=fetched.data_xdr, ledger_sequence=fetched.read_at_ledger)
             try:
-                row.update(balance=decode_sac_balance(fetched.data_xdr), read_status=READ_OK)
+                row.update(balance=SAC_BALANCE.decode(fetched.data_xdr)["amount"], read_status=READ_OK)
             except DecodeError as error:
                 row.update(read_status=READ_ERROR, read_error=f"undecodable balance entry: {error}")
         elif key in result.failed:

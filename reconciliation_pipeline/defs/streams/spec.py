@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from reconciliation_pipeline.chain.decode import (
-    as_address,
-    as_i128,
-    as_unit_enum,
-    contract_data_value,
-    struct_fields,
-)
+from reconciliation_pipeline.chain.layouts import Kind, StructLayout, UnitEnum
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.spec import (
     Authority,
@@ -25,24 +17,23 @@ from reconciliation_pipeline.core.spec import (
     ReconSpec,
 )
 
-STREAM_FIELDS = ("sender", "recipient", "token", "total", "released", "status")
 STREAM_STATUSES = ("Active", "Paused", "Completed", "Cancelled")
 CANONICAL_STATUSES = tuple(s.lower() for s in STREAM_STATUSES)
 OWING_STATUSES = ("active", "paused")
 """Streams whose unreleased amount the escrow must still cover."""
 
 
-def decode_stream(entry_data_b64: str) -> dict[str, Any]:
-    """`Stream { sender, recipient, token, total, released, status }` → canonical columns."""
-    fields = struct_fields(contract_data_value(entry_data_b64), STREAM_FIELDS)
-    return {
-        "sender": as_address(fields["sender"], "sender"),
-        "recipient": as_address(fields["recipient"], "recipient"),
-        "token": as_address(fields["token"], "token"),
-        "total": as_i128(fields["total"], "total"),
-        "released": as_i128(fields["released"], "released"),
-        "status": as_unit_enum(fields["status"], STREAM_STATUSES, "status"),
+STREAM_LAYOUT = StructLayout(
+    fields={
+        "sender": Kind.ADDRESS,
+        "recipient": Kind.ADDRESS,
+        "token": Kind.ADDRESS,
+        "total": Kind.I128,
+        "released": Kind.I128,
+        "status": UnitEnum(STREAM_STATUSES),
     }
+)
+"""`Stream { sender, recipient, token, total, released, status }` (CONTRACTS.md §1)."""
 
 
 def _is_exact_int(values: pd.Series) -> pd.Series:
@@ -75,12 +66,7 @@ STREAMS_SPEC = ReconSpec(
     entity_id_prefix="stream_",
     key_column="stream_id",
     snapshot_query="snapshots/streams/db_streams.sql",
-    layout=ContractDataLayout(
-        key_variant="Stream",
-        key_kind=KeyKind.U64,
-        decode=decode_stream,
-        columns=STREAM_FIELDS,
-    ),
+    layout=ContractDataLayout.of("Stream", KeyKind.U64, STREAM_LAYOUT),
     compared=(
         ComparedField("total", Comparison.AMOUNT),
         ComparedField("released", Comparison.AMOUNT, repair_query="repairs/streams/released.sql"),

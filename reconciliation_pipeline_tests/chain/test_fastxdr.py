@@ -1,0 +1,149 @@
+"""The byte-level XDR path agrees with stellar_sdk on every value it handles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stellar_sdk import StrKey, scval, xdr
+
+from reconciliation_pipeline.chain import fastxdr
+from reconciliation_pipeline.chain.decode import DecodeError
+from reconciliation_pipeline.chain.keys import contract_data_key, enum_key
+from reconciliation_pipeline.chain.layouts import SAC_BALANCE, Kind, ScalarLayout, StructLayout
+from reconciliation_pipeline.defs.streams.spec import STREAM_LAYOUT
+from reconciliation_pipeline.devnet.encode import contract_data_entry
+
+I128 = st.integers(min_value=-(2**127), max_value=2**127 - 1)
+U64 = st.integers(min_value=0, max_value=2**64 - 1)
+ACCOUNTS = st.binary(min_size=32, max_size=32).map(StrKey.encode_ed25519_public_key)
+CONTRACTS = st.binary(min_size=32, max_size=32).map(StrKey.encode_contract)
+ADDRESSES = st.one_of(ACCOUNTS, CONTRACTS)
+VARIANTS = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_", min_size=1, max_size=32)
+CONTRACT_ID = StrKey.encode_contract(bytes(range(32)))
+
+
+@given(contract=CONTRACTS, variant=VARIANTS, key=U64)
+def test_u64_keys_match_the_sdk(contract: str, variant: str, key: int) -> None:
+    expected = contract_data_key(contract, enum_key(variant, scval.to_uint64(key))).to_xdr()
+    assert fastxdr.u64_entry_key(contract, variant, key) == expected
+
+
+@given(contract=CONTRACTS, variant=VARIANTS, address=ADDRESSES)
+def test_address_keys_match_the_sdk(contract: str, variant: str, address: str) -> None:
+    expected = contract_data_key(contract, enum_key(variant, scval.to_address(address))).to_xdr()
+    assert fastxdr.address_entry_key(contract, variant, address) == expected
+
+
+def _entry(value: xdr.SCVal) -> str:
+    return contract_data_entry(CONTRACT_ID, enum_key("Stream", scval.to_uint64(1)), value).to_xdr()
+
+
+def _stream_value(row: dict[str, Any]) -> xdr.SCVal:
+    return scval.to_struct(
+        {
+            "sender": scval.to_address(row["sender"]),
+            "recipient": scval.to_address(row["recipient"]),
+            "token": scval.to_address(row["token"]),
+            "total": scval.to_int128(row["total"]),
+            "released": scval.to_int128(row["released"]),
+            "status": scval.to_vec([scval.to_symbol(row["status"])]),
+        }
+    )
+
+
+STREAMS = st.fixed_dictionaries(
+    {
+        "sender": ADDRESSES,
+        "recipient": ADDRESSES,
+        "token": CONTRACTS,
+        "total": I128,
+        "released": I128,
+        "status": st.sampled_from(["Active", "Paused", "Completed", "Cancelled"]),
+    }
+)
+
+
+@settings(max_examples=300)
+@given(row=STREAMS)
+def test_stream_entries_decode_identically(row: dict[str, Any]) -> None:
+    entry = _entry(_stream_value(row))
+    decoded = STREAM_LAYOUT.decode(entry)
+    assert decoded == STREAM_LAYOUT.decode_reference(entry)
+    assert decoded == {**row, "status": row["status"].lower()}
+
+
+def _outcome(layout: StructLayout | ScalarLayout, entry: str) -> tuple[str, Any]:
+    try:
+        return "ok", layout.decode(entry)
+    except DecodeError:
+        return "error", None
+
+
+def _reference_outcome(layout: StructLayout | ScalarLayout, entry: str) -> tuple[str, Any]:
+    try:
+        return "ok", layout.decode_reference(entry)
+    except DecodeError:
+        return "error", None
+
+
+SCALARS = st.one_of(
+    I128.map(scval.to_int128),
+    U64.map(scval.to_uint64),
+    st.integers(0, 2**32 - 1).map(scval.to_uint32),
+    st.booleans().map(scval.to_bool),
+    st.just(scval.to_void()),
+    VARIANTS.map(scval.to_symbol),
+    ADDRESSES.map(scval.to_address),
+    st.text(max_size=8).map(scval.to_string),
+    st.sampled_from(["Active", "Frozen", "Paused"]).map(lambda v: scval.to_vec([scval.to_symbol(v)])),
+)
+
+
+@settings(max_examples=300)
+@given(row=STREAMS, field=st.sampled_from(list(STREAM_LAYOUT.fields)), replacement=SCALARS,
+       drop=st.booleans(), extra=st.booleans())
+def test_malformed_stream_entries_are_rejected_by_both_paths(
+    row: dict[str, Any], field: str, replacement: xdr.SCVal, drop: bool, extra: bool
+) -> None:
+    value = _stream_value(row)
+    entries = [e for e in value.map.sc_map if not (drop and scval.from_symbol(e.key) == field)]
+    for e in entries:
+        if scval.from_symbol(e.key) == field:
+            e.val = replacement
+    if extra:
+        entries.append(xdr.SCMapEntry(key=scval.to_symbol("zz_extra"), val=scval.to_uint32(1)))
+    entry = _entry(xdr.SCVal(xdr.SCValType.SCV_MAP, map=xdr.SCMap(entries)))
+    assert _outcome(STREAM_LAYOUT, entry) == _reference_outcome(STREAM_LAYOUT, entry)
+
+
+@given(value=SCALARS)
+def test_non_struct_values_are_rejected_by_both_paths(value: xdr.SCVal) -> None:
+    entry = _entry(value)
+    assert _outcome(STREAM_LAYOUT, entry) == ("error", None) == _reference_outcome(STREAM_LAYOUT, entry)
+
+
+@given(amount=I128, authorized=st.booleans(), clawback=st.booleans())
+def test_sac_balances_decode_identically(amount: int, authorized: bool, clawback: bool) -> None:
+    value = scval.to_struct({"amount": scval.to_int128(amount), "authorized": scval.to_bool(authorized),
+                             "clawback": scval.to_bool(clawback)})
+    entry = _entry(value)
+    assert SAC_BALANCE.decode(entry) == SAC_BALANCE.decode_reference(entry) == {
+        "amount": amount, "authorized": authorized, "clawback": clawback}
+
+
+@given(value=SCALARS)
+def test_scalar_layouts_agree(value: xdr.SCVal) -> None:
+    layout = ScalarLayout("score", Kind.U32)
+    entry = _entry(value)
+    assert _outcome(layout, entry) == _reference_outcome(layout, entry)
+
+
+@pytest.mark.parametrize("payload", ["not base64!", "AAAA", "AAAABg==", ""])
+def test_garbage_is_a_decode_error(payload: str) -> None:
+    with pytest.raises(DecodeError):
+        STREAM_LAYOUT.decode(payload)
+    with pytest.raises(DecodeError):
+        STREAM_LAYOUT.decode_reference(payload)
