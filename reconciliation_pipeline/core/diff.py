@@ -32,9 +32,19 @@ def _details(frame: pd.DataFrame, columns: dict[str, str]) -> pd.Series:
         return pd.Series([], dtype=object)
     parts = {name: frame[column].astype(object) for name, column in columns.items()}
     return pd.DataFrame(parts, index=frame.index).apply(
-        lambda row: {k: (v if not isinstance(v, int) or abs(v) < 2**53 else str(v)) for k, v in row.items() if v is not None},
+        lambda row: {k: _json_safe(v) for k, v in row.items() if not _is_missing(v)},
         axis=1,
     )
+
+
+def _is_missing(value: Any) -> bool:
+    """None or NaN: an outer merge fills absent columns with NaN, which JSON cannot hold."""
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _json_safe(value: Any) -> Any:
+    """Ints beyond 2**53 as text, so no JSON reader rounds them."""
+    return str(value) if isinstance(value, int) and abs(value) >= 2**53 else value
 
 
 def _ledger(frame: pd.DataFrame) -> pd.Series:
@@ -191,8 +201,13 @@ def invariant_findings(
     column_cases = cases[~is_wide].drop_duplicates(["index", "column", "check"])
     involved = {c.name: c.statistics.get("columns") for c in model.to_schema().checks}
     wide = cases[is_wide]
-    wide = wide[[involved.get(check) is None or column in involved[check]
-                 for check, column in zip(wide["check"], wide["column"], strict=True)]]
+    declared = pd.Series(
+        [involved.get(check) is None or column in involved[check]
+         for check, column in zip(wide["check"], wide["column"], strict=True)],
+        index=wide.index,
+        dtype=bool,
+    )
+    wide = wide[declared]
     wide_cases = wide.drop_duplicates(["index", "check"]).copy()
     wide_values = wide.groupby(["index", "check"]).apply(
         lambda g: {str(c): str(v) for c, v in zip(g["column"], g["failure_case"], strict=True)},
