@@ -147,3 +147,26 @@ def test_garbage_is_a_decode_error(payload: str) -> None:
         STREAM_LAYOUT.decode(payload)
     with pytest.raises(DecodeError):
         STREAM_LAYOUT.decode_reference(payload)
+
+
+@settings(max_examples=200)
+@given(row=STREAMS, stream_id=U64)
+def test_seeded_stream_entries_equal_the_sdk_encoding(row: dict[str, Any], stream_id: int) -> None:
+    from reconciliation_pipeline.devnet.encode import stream_entry, stream_value
+
+    sdk_row = {**row, "status": row["status"].lower()}
+    key = enum_key("Stream", scval.to_uint64(stream_id))
+    expected = (contract_data_key(CONTRACT_ID, key).to_xdr(),
+                contract_data_entry(CONTRACT_ID, key, stream_value(sdk_row)).to_xdr())
+    assert stream_entry(CONTRACT_ID, {**sdk_row, "stream_id": stream_id}) == expected
+
+
+@given(holder=ADDRESSES, amount=I128)
+def test_seeded_sac_balances_equal_the_sdk_encoding(holder: str, amount: int) -> None:
+    from reconciliation_pipeline.devnet.encode import sac_balance_entry
+
+    key = enum_key("Balance", scval.to_address(holder))
+    value = scval.to_struct({"amount": scval.to_int128(amount), "authorized": scval.to_bool(True),
+                             "clawback": scval.to_bool(False)})
+    expected = (contract_data_key(CONTRACT_ID, key).to_xdr(), contract_data_entry(CONTRACT_ID, key, value).to_xdr())
+    assert sac_balance_entry(CONTRACT_ID, holder, amount) == expected
