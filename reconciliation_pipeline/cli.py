@@ -19,21 +19,30 @@ import sqlalchemy as sa
 
 from reconciliation_pipeline import localenv
 from reconciliation_pipeline.core import sql
+from reconciliation_pipeline.devnet.demo_world import (
+    DemoWorld,
+    WorldSizes,
+    build_demo_world,
+    load_demo_world_into_ledger,
+    write_demo_world_to_db,
+)
 from reconciliation_pipeline.devnet.identities import DEVNET
 from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
 from reconciliation_pipeline.devnet.server import DevnetServer
-from reconciliation_pipeline.devnet.streams_world import build_streams_world
 from reconciliation_pipeline.resources import sqlalchemy_url
-from reconciliation_pipeline.settings import SETTINGS_BY_NAME
+from reconciliation_pipeline.settings import SETTINGS_BY_NAME, render_env_example
 
 
 def say(message: str) -> None:
     print(f"[recon {datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _default_streams() -> int:
-    return int(os.environ.get("DEMO_STREAMS", SETTINGS_BY_NAME["DEMO_STREAMS"].default))
+def _default_size(variable: str) -> int:
+    return int(os.environ.get(variable, SETTINGS_BY_NAME[variable].default))
+
+
+def _sizes(args: argparse.Namespace) -> WorldSizes:
+    return WorldSizes(streams=args.streams, loans=args.loans)
 
 
 def _engine(database_url: str) -> sa.Engine:
@@ -50,10 +59,9 @@ def prepare_database(database_url: str) -> None:
         engine.dispose()
 
 
-def seeded_devnet(streams: int, reference_time: datetime, port: int = 0) -> tuple[DevnetLedger, DevnetServer]:
+def seeded_devnet(world: DemoWorld, port: int = 0) -> tuple[DevnetLedger, DevnetServer]:
     ledger = DevnetLedger()
-    world = build_streams_world(streams, reference_time=reference_time)
-    load_streams_into_ledger(ledger, world, progress=say)
+    load_demo_world_into_ledger(ledger, world, progress=say)
     return ledger, DevnetServer(ledger, port=port)
 
 
@@ -98,16 +106,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     prepare_database(env["DATABASE_URL"])
     now = datetime.now(UTC)
     partition = (now - timedelta(days=1)).strftime("%Y-%m-%d")
-    say(f"generating {args.streams} streams with the injected drift catalogue")
-    world = build_streams_world(args.streams, reference_time=now)
+    say(f"generating the world ({args.streams} streams, {args.loans} loans) with its injected drift catalogues")
+    world = build_demo_world(_sizes(args), reference_time=now)
     engine = _engine(env["DATABASE_URL"])
     try:
-        write_streams_to_db(engine, world, progress=say)
+        write_demo_world_to_db(engine, world, progress=say)
     finally:
         engine.dispose()
-    ledger = DevnetLedger()
-    load_streams_into_ledger(ledger, world, progress=say)
-    with DevnetServer(ledger) as server:
+    ledger, server = seeded_devnet(world)
+    with server:
         say(f"devnet (a local Soroban RPC emulator) serving at {server.url}")
         resolved = localenv.resolve_environment(
             {**env, **_demo_overrides()}, {"SOROBAN_RPC_URL": server.url, **DEVNET.environment()}
@@ -134,7 +141,7 @@ def _demo_overrides() -> dict[str, str]:
 
 def cmd_devnet(args: argparse.Namespace) -> int:
     """Run a seeded devnet in the foreground until interrupted."""
-    _, server = seeded_devnet(args.streams, datetime.now(UTC), port=args.port)
+    _, server = seeded_devnet(build_demo_world(_sizes(args), datetime.now(UTC)), port=args.port)
     server.start()
     say(f"devnet serving at {server.url} (Ctrl-C to stop)")
     for name, value in DEVNET.environment().items():
@@ -170,7 +177,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         url = f"http://127.0.0.1:{port}"
         devnet = subprocess.Popen(
             [sys.executable, "-m", "reconciliation_pipeline.cli", "devnet", "--port", str(port),
-             "--streams", str(args.streams)],
+             "--streams", str(args.streams), "--loans", str(args.loans)],
             stdout=subprocess.DEVNULL,
         )
         _wait_for_devnet(url)
@@ -213,18 +220,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="recon", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help=cmd_demo.__doc__)
-    demo.add_argument("--streams", type=int, default=_default_streams())
-    demo.set_defaults(handler=cmd_demo)
     devnet = commands.add_parser("devnet", help=cmd_devnet.__doc__)
-    devnet.add_argument("--streams", type=int, default=_default_streams())
-    devnet.add_argument("--port", type=int, default=int(SETTINGS_BY_NAME["DEVNET_PORT"].default))
-    devnet.set_defaults(handler=cmd_devnet)
+    devnet.add_argument("--port", type=int, default=_default_size("DEVNET_PORT"))
     ui = commands.add_parser("ui", help=cmd_ui.__doc__)
-    ui.add_argument("--streams", type=int, default=_default_streams())
-    ui.set_defaults(handler=cmd_ui)
+    for command, handler in ((demo, cmd_demo), (devnet, cmd_devnet), (ui, cmd_ui)):
+        command.add_argument("--streams", type=int, default=_default_size("DEMO_STREAMS"))
+        command.add_argument("--loans", type=int, default=_default_size("DEMO_LOANS"))
+        command.set_defaults(handler=handler)
     env = commands.add_parser("env", help=cmd_env.__doc__)
     env.add_argument("--rpc-url", default=f"http://127.0.0.1:{SETTINGS_BY_NAME['DEVNET_PORT'].default}")
     env.set_defaults(handler=cmd_env)
+    commands.add_parser("env-example", help="print .env.example from the settings table").set_defaults(
+        handler=lambda _: print(render_env_example(), end="") or 0
+    )
     commands.add_parser("psql", help="psql on the embedded app database").set_defaults(handler=cmd_psql)
     commands.add_parser("stop", help="stop the embedded PostgreSQL").set_defaults(handler=cmd_stop)
     args = parser.parse_args(argv)

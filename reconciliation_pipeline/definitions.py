@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dagster as dg
 
+from reconciliation_pipeline.defs.lending.assets import LENDING_ASSETS, LENDING_SWEEP_ASSETS
 from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
-from reconciliation_pipeline.jobs import nightly_reconciliation_job
+from reconciliation_pipeline.jobs import lending_sweep_job, nightly_reconciliation_job
 from reconciliation_pipeline.resources import build_resources
-from reconciliation_pipeline.schedules import nightly_reconciliation_schedule
+from reconciliation_pipeline.schedules import lending_sweep_schedule, nightly_reconciliation_schedule
 
 defs = dg.Definitions(
-    assets=[*STREAMS_ASSETS],
-    jobs=[nightly_reconciliation_job],
-    schedules=[nightly_reconciliation_schedule],
+    assets=[*STREAMS_ASSETS, *LENDING_ASSETS, *LENDING_SWEEP_ASSETS],
+    jobs=[nightly_reconciliation_job, lending_sweep_job],
+    schedules=[nightly_reconciliation_schedule, lending_sweep_schedule],
     resources=build_resources(),
 )

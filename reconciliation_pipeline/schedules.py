@@ -1,10 +1,10 @@
-"""Schedules."""
+"""Schedules. All start running by default: a reconciliation nobody switched on finds nothing."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from reconciliation_pipeline.jobs import nightly_reconciliation_job
+from reconciliation_pipeline.jobs import lending_sweep_job, nightly_reconciliation_job
 
 nightly_reconciliation_schedule = dg.build_schedule_from_partitioned_job(
     nightly_reconciliation_job,
@@ -12,4 +12,13 @@ nightly_reconciliation_schedule = dg.build_schedule_from_partitioned_job(
     minute_of_hour=0,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="02:00 UTC: reconcile the UTC day that just ended.",
+)
+
+lending_sweep_schedule = dg.ScheduleDefinition(
+    name="lending_sweep_schedule",
+    job=lending_sweep_job,
+    cron_schedule="*/5 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every 5 minutes: settle orphaned pending transactions and resolve provisional loan ids.",
 )

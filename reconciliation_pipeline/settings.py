@@ -48,6 +48,25 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("RECON_CONFIRM_GRACE_MINUTES", "60", "A drift older than this is confirmed even without consecutive runs."),
     EnvSetting("DEVNET_PORT", "8765", "Port of the devnet that `make ui` / `make devnet` start on 127.0.0.1."),
     EnvSetting("DEMO_STREAMS", "1000", "How many streams `make demo` seeds on both sides."),
+    EnvSetting("DEMO_LOANS", "500", "How many loans `make demo` seeds on both sides (plus the lending drift catalogue)."),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in ENV_SETTINGS}
+
+
+def render_env_example() -> str:
+    """The text of `.env.example` (`recon env-example > .env.example` rewrites it)."""
+    import textwrap
+
+    lines = [
+        "# Every environment variable the pipeline reads, with its default.",
+        "# Unset variables get these defaults from the `recon` launcher (make demo / make ui);",
+        '# "(embedded)" means the launcher starts or derives it: the embedded PostgreSQL, the local devnet.',
+        "# Copy to .env and edit to point at a real database and RPC. Secrets go in the environment only.",
+        "",
+    ]
+    for setting in ENV_SETTINGS:
+        lines.extend("# " + line for line in textwrap.wrap(setting.description, 96))
+        lines.append(f"# {setting.name}=" if setting.default == EMBEDDED else f"{setting.name}={setting.default}")
+        lines.append("")
+    return "\n".join(lines)

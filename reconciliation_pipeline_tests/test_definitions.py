@@ -16,7 +16,7 @@ from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_
 from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline.devnet.streams_world import build_streams_world
 from reconciliation_pipeline.localenv import PROJECT_ROOT
-from reconciliation_pipeline.settings import ENV_SETTINGS
+from reconciliation_pipeline.settings import ENV_SETTINGS, render_env_example
 
 ASSET_GRAPH = {
     "db_streams": set(),
@@ -24,6 +24,29 @@ ASSET_GRAPH = {
     "chain_stream_escrow": {"chain_streams", "db_streams"},
     "stream_discrepancies": {"db_streams", "chain_streams", "chain_stream_escrow"},
     "stream_repairs": {"stream_discrepancies"},
+    "lending_events": set(),
+    "db_loans": set(),
+    "db_liquidity_positions": set(),
+    "db_reputation": set(),
+    "chain_loans": {"db_loans", "lending_events"},
+    "chain_liquidity_positions": {"db_liquidity_positions", "lending_events"},
+    "chain_reputation": {"db_reputation", "lending_events"},
+    "provisional_loans": set(),
+    "pending_lending_transactions": set(),
+    "lending_discrepancies": {"db_loans", "chain_loans", "db_liquidity_positions", "chain_liquidity_positions",
+                              "db_reputation", "chain_reputation", "provisional_loans",
+                              "pending_lending_transactions"},
+    "lending_repairs": {"lending_discrepancies", "chain_loans"},
+    "lending_sweep_discrepancies": {"provisional_loans", "pending_lending_transactions"},
+    "lending_sweep_repairs": {"lending_sweep_discrepancies"},
+}
+GROUPS = {"streams", "lending", "lending_sweep"}
+CHECKS = {
+    "db_streams:escrow_invariants", "chain_streams:escrow_invariants", "chain_stream_escrow:escrow_solvency",
+    "lending_events:events_follow_layout",
+    "db_loans:loan_invariants", "chain_loans:loan_invariants",
+    "db_liquidity_positions:position_invariants", "chain_liquidity_positions:position_invariants",
+    "db_reputation:reputation_invariants", "chain_reputation:reputation_invariants",
 }
 
 
@@ -38,14 +61,19 @@ def test_asset_graph_snapshot() -> None:
         for key in graph.get_all_asset_keys()
     }
     assert actual == ASSET_GRAPH
-    assert {graph.get(k).group_name for k in graph.get_all_asset_keys()} == {"streams"}
-    checks = {f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys}
-    assert checks == {"db_streams:escrow_invariants", "chain_streams:escrow_invariants",
-                      "chain_stream_escrow:escrow_solvency"}
+    assert {graph.get(k).group_name for k in graph.get_all_asset_keys()} == GROUPS
+    assert {f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys} == CHECKS
 
 
 def test_each_resource_is_bound_once_from_the_environment() -> None:
     assert set(defs.resources) == {"postgres", "soroban_rpc", "contracts", "recon_settings"}
+
+
+def test_lending_sweep_runs_every_five_minutes() -> None:
+    schedule = defs.resolve_schedule_def("lending_sweep_schedule")
+    assert schedule.cron_schedule == "*/5 * * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == "lending_sweep"
 
 
 def test_nightly_schedule_runs_at_0200_utc_for_the_previous_day() -> None:
@@ -60,6 +88,7 @@ def test_nightly_schedule_runs_at_0200_utc_for_the_previous_day() -> None:
 
 def test_env_example_documents_every_variable_with_its_default() -> None:
     text = (PROJECT_ROOT / ".env.example").read_text()
+    assert text == render_env_example(), "regenerate it: .venv/bin/recon env-example > .env.example"
     documented = dict(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=(.*)$", text, flags=re.M))
     assert set(documented) == {s.name for s in ENV_SETTINGS}
     for setting in ENV_SETTINGS:

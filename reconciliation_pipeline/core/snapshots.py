@@ -32,7 +32,8 @@ CHAIN_META_COLUMNS: tuple[str, ...] = (
 
 def to_exact_ints(values: pd.Series) -> pd.Series:
     """Text or Decimal amounts as Python ints (object dtype): exact at any size."""
-    return values.map(lambda v: None if v is None or v != v else int(v)).astype(object)
+    # A list, not Series.map: map would infer float64 for [5, None] and round big values.
+    return pd.Series([None if v is None or v != v else int(v) for v in values], index=values.index, dtype=object)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,88 @@
+"""Lending fixtures: the devnet with `getLedgers` and `getTransaction`, a seeded lending
+world on both sides, and in-process runs of the real lending assets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import dagster as dg
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from reconciliation_pipeline.defs.lending.assets import LENDING_ASSETS, LENDING_SWEEP_ASSETS, LENDING_SWEEP_SELECTION
+from reconciliation_pipeline.devnet.ledger import DevnetLedger
+from reconciliation_pipeline.devnet.ledgers_method import register_get_ledgers
+from reconciliation_pipeline.devnet.lending_seed import load_lending_into_ledger, write_lending_to_db
+from reconciliation_pipeline.devnet.lending_world import LendingWorld, build_lending_world
+from reconciliation_pipeline.devnet.server import DevnetServer
+from reconciliation_pipeline.devnet.transactions import TransactionStore
+from reconciliation_pipeline_tests.conftest import make_resources
+
+WORLD_LOANS = 60
+FINDING_KEY = ["entity_type", "entity_id", "field", "drift_class", "severity", "db_value", "chain_value"]
+ALL_LENDING = [*LENDING_ASSETS, *LENDING_SWEEP_ASSETS]
+
+
+@pytest.fixture
+def transactions(ledger: DevnetLedger) -> TransactionStore:
+    register_get_ledgers(ledger)
+    return TransactionStore(ledger)
+
+
+@pytest.fixture
+def world(engine: sa.Engine, ledger: DevnetLedger, transactions: TransactionStore,
+          reference_time: datetime) -> LendingWorld:
+    world = build_lending_world(WORLD_LOANS, reference_time=reference_time)
+    write_lending_to_db(engine, world)
+    load_lending_into_ledger(ledger, transactions, world)
+    return world
+
+
+def repair_config(apply: bool, dry_run: bool, *names: str) -> dict[str, object]:
+    return {"ops": {name: {"config": {"apply": apply, "dry_run": dry_run}} for name in names}}
+
+
+def run_nightly(database_url: str, devnet: DevnetServer, partition: str, *, apply: bool = False,
+                dry_run: bool = False, raise_on_error: bool = True, **rpc: int) -> dg.ExecuteInProcessResult:
+    """The `lending` group for one day, as the nightly job runs it."""
+    return dg.materialize(
+        LENDING_ASSETS,
+        resources=make_resources(database_url, devnet.url, **rpc),
+        partition_key=partition,
+        run_config=repair_config(apply, dry_run, "lending_repairs"),
+        raise_on_error=raise_on_error,
+    )
+
+
+def run_sweep(database_url: str, devnet: DevnetServer, *, apply: bool = False) -> dg.ExecuteInProcessResult:
+    """The 5-minute sweep's selection."""
+    selected = LENDING_SWEEP_SELECTION.resolve(ALL_LENDING)
+    return dg.materialize(
+        [a for a in ALL_LENDING if a.key in selected],
+        resources=make_resources(database_url, devnet.url),
+        run_config=repair_config(apply, False, "lending_sweep_repairs"),
+    )
+
+
+def findings_of(engine: sa.Engine, run_id: str | None = None, partition: str | None = None) -> pd.DataFrame:
+    query = "SELECT * FROM recon.discrepancies WHERE domain = 'lending'"
+    params: dict[str, str] = {}
+    if run_id is not None:
+        query += " AND run_id = :run_id"
+        params["run_id"] = run_id
+    if partition is not None:
+        query += " AND partition_key = :partition"
+        params["partition"] = partition
+    with engine.connect() as connection:
+        return pd.read_sql(sa.text(query), connection, params=params)
+
+
+def as_set(frame: pd.DataFrame) -> set[tuple]:
+    rows = frame[FINDING_KEY].astype(object).where(frame[FINDING_KEY].notna(), None)
+    return set(map(tuple, rows.itertuples(index=False)))
+
+
+def table(engine: sa.Engine, query: str, **params: object) -> pd.DataFrame:
+    with engine.connect() as connection:
+        return pd.read_sql(sa.text(query), connection, params=params)

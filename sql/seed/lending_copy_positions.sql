@@ -1,0 +1,1 @@
+COPY liquidity_positions (provider_address, deposited, shares, updated_at) FROM STDIN

@@ -1,0 +1,1 @@
+COPY reputation (address, score, updated_at) FROM STDIN

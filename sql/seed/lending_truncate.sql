@@ -1,0 +1,1 @@
+TRUNCATE loans, transactions, liquidity_positions, reputation RESTART IDENTITY
