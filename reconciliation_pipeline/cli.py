@@ -42,7 +42,7 @@ def _default_size(variable: str) -> int:
 
 
 def _sizes(args: argparse.Namespace) -> WorldSizes:
-    return WorldSizes(streams=args.streams, loans=args.loans)
+    return WorldSizes(streams=args.streams, loans=args.loans, markets=args.markets, users=args.users)
 
 
 def _engine(database_url: str) -> sa.Engine:
@@ -59,24 +59,28 @@ def prepare_database(database_url: str) -> None:
         engine.dispose()
 
 
-def seeded_devnet(world: DemoWorld, port: int = 0) -> tuple[DevnetLedger, DevnetServer]:
+def seeded_devnet(world: DemoWorld, database_url: str, port: int = 0) -> tuple[DevnetLedger, DevnetServer]:
     ledger = DevnetLedger()
-    load_demo_world_into_ledger(ledger, world, progress=say)
+    engine = _engine(database_url)
+    try:
+        load_demo_world_into_ledger(ledger, world, progress=say, engine=engine)
+    finally:
+        engine.dispose()
     return ledger, DevnetServer(ledger, port=port)
 
 
-def _print_summary(database_url: str, run_id: str) -> None:
+def _print_summary(database_url: str, run_ids: list[str]) -> None:
     engine = _engine(database_url)
     try:
         with engine.connect() as connection:
-            counts = connection.execute(sql.query("demo/findings_by_class.sql"), {"run_id": run_id}).all()
-            stream_2 = connection.execute(sql.query("demo/stream_2.sql"), {"run_id": run_id}).mappings().first()
+            counts = connection.execute(sql.query("demo/findings_by_class.sql"), {"run_ids": run_ids}).all()
+            stream_2 = connection.execute(sql.query("demo/stream_2.sql"), {"run_ids": run_ids}).mappings().first()
             incidents = connection.execute(sql.query("demo/incident_states.sql")).all()
     finally:
         engine.dispose()
-    print("\nFindings of this run by drift class:")
-    for drift_class, severity, count in counts:
-        print(f"  {drift_class:<22} {severity:<9} {count}")
+    print("\nFindings of these runs by domain and drift class:")
+    for domain, drift_class, severity, count in counts:
+        print(f"  {domain:<10} {drift_class:<26} {severity:<9} {count:>5}")
     if stream_2 is not None:
         print(
             f"\nThe known case, stream_2: {stream_2['field']} {stream_2['drift_class']}: "
@@ -106,14 +110,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     prepare_database(env["DATABASE_URL"])
     now = datetime.now(UTC)
     partition = (now - timedelta(days=1)).strftime("%Y-%m-%d")
-    say(f"generating the world ({args.streams} streams, {args.loans} loans) with its injected drift catalogues")
+    say(f"generating the world ({args.streams} streams, {args.loans} loans, {args.markets} markets, "
+        f"{args.users} users) with its injected drift catalogues")
     world = build_demo_world(_sizes(args), reference_time=now)
     engine = _engine(env["DATABASE_URL"])
     try:
         write_demo_world_to_db(engine, world, progress=say)
     finally:
         engine.dispose()
-    ledger, server = seeded_devnet(world)
+    ledger, server = seeded_devnet(world, env["DATABASE_URL"])
     with server:
         say(f"devnet (a local Soroban RPC emulator) serving at {server.url}")
         resolved = localenv.resolve_environment(
@@ -123,25 +128,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ.update(resolved)
         instance = dg.DagsterInstance.get()
         say(f"running job nightly_reconciliation for partition {partition} (Dagster home {resolved['DAGSTER_HOME']})")
-        result = defs.resolve_job_def("nightly_reconciliation").execute_in_process(
+        nightly = defs.resolve_job_def("nightly_reconciliation").execute_in_process(
             instance=instance, partition_key=partition, raise_on_error=False
         )
-        requests = dict(ledger.request_counts)
-    say(f"run {result.run_id} {'succeeded' if result.success else 'FAILED'}; devnet requests by method: {requests}")
-    _print_summary(env["DATABASE_URL"], result.run_id)
-    return 0 if result.success else 1
+        say(f"run {nightly.run_id} {'succeeded' if nightly.success else 'FAILED'}")
+        say("running job markets_balances_reconciliation (the 5-minute job)")
+        five_minute = defs.resolve_job_def("markets_balances_reconciliation").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        say(f"run {five_minute.run_id} {'succeeded' if five_minute.success else 'FAILED'}; "
+            f"devnet requests by method: {dict(ledger.request_counts)}")
+    _print_summary(env["DATABASE_URL"], [nightly.run_id, five_minute.run_id])
+    return 0 if nightly.success and five_minute.success else 1
 
 
 def _demo_overrides() -> dict[str, str]:
     """Tuning variables the user set are honoured; the chain side is always the devnet."""
     keep = ("RPC_MAX_IN_FLIGHT", "RPC_MAX_ATTEMPTS", "RPC_BACKOFF_INITIAL_MS", "RPC_REQUEST_TIMEOUT_MS",
-            "RECON_CONFIRM_AFTER_RUNS", "RECON_CONFIRM_GRACE_MINUTES")
+            "RECON_CONFIRM_AFTER_RUNS", "RECON_CONFIRM_GRACE_MINUTES", "RUN_TIME_LIMIT_SECONDS",
+            "ODDS_MISMATCH_THRESHOLD", "USDC_BALANCE_TOLERANCE")
     return {k: os.environ[k] for k in keep if k in os.environ}
 
 
 def cmd_devnet(args: argparse.Namespace) -> int:
     """Run a seeded devnet in the foreground until interrupted."""
-    _, server = seeded_devnet(build_demo_world(_sizes(args), datetime.now(UTC)), port=args.port)
+    env = localenv.resolve_environment(os.environ, {**DEVNET.environment(), "SOROBAN_RPC_URL": ""})
+    _, server = seeded_devnet(build_demo_world(_sizes(args), datetime.now(UTC)), env["DATABASE_URL"], port=args.port)
     server.start()
     say(f"devnet serving at {server.url} (Ctrl-C to stop)")
     for name, value in DEVNET.environment().items():
@@ -177,7 +189,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
         url = f"http://127.0.0.1:{port}"
         devnet = subprocess.Popen(
             [sys.executable, "-m", "reconciliation_pipeline.cli", "devnet", "--port", str(port),
-             "--streams", str(args.streams), "--loans", str(args.loans)],
+             "--streams", str(args.streams), "--loans", str(args.loans), "--markets", str(args.markets),
+             "--users", str(args.users)],
             stdout=subprocess.DEVNULL,
         )
         _wait_for_devnet(url)
@@ -226,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for command, handler in ((demo, cmd_demo), (devnet, cmd_devnet), (ui, cmd_ui)):
         command.add_argument("--streams", type=int, default=_default_size("DEMO_STREAMS"))
         command.add_argument("--loans", type=int, default=_default_size("DEMO_LOANS"))
+        command.add_argument("--markets", type=int, default=_default_size("DEMO_MARKETS"))
+        command.add_argument("--users", type=int, default=_default_size("DEMO_USERS"))
         command.set_defaults(handler=handler)
     env = commands.add_parser("env", help=cmd_env.__doc__)
     env.add_argument("--rpc-url", default=f"http://127.0.0.1:{SETTINGS_BY_NAME['DEVNET_PORT'].default}")

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import dagster as dg
 
+from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
 from reconciliation_pipeline.defs.lending.assets import LENDING_ASSETS, LENDING_SWEEP_ASSETS
+from reconciliation_pipeline.defs.markets.assets import MARKETS_ASSETS
 from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
-from reconciliation_pipeline.jobs import lending_sweep_job, nightly_reconciliation_job
+from reconciliation_pipeline.jobs import lending_sweep_job, markets_balances_job, nightly_reconciliation_job
 from reconciliation_pipeline.resources import build_resources
-from reconciliation_pipeline.schedules import lending_sweep_schedule, nightly_reconciliation_schedule
+from reconciliation_pipeline.schedules import (
+    lending_sweep_schedule,
+    markets_balances_schedule,
+    nightly_reconciliation_schedule,
+)
+from reconciliation_pipeline.sensors import SENSORS
 
 defs = dg.Definitions(
-    assets=[*STREAMS_ASSETS, *LENDING_ASSETS, *LENDING_SWEEP_ASSETS],
-    jobs=[nightly_reconciliation_job, lending_sweep_job],
-    schedules=[nightly_reconciliation_schedule, lending_sweep_schedule],
+    assets=[*STREAMS_ASSETS, *LENDING_ASSETS, *LENDING_SWEEP_ASSETS, *MARKETS_ASSETS, *BALANCES_ASSETS],
+    jobs=[nightly_reconciliation_job, lending_sweep_job, markets_balances_job],
+    schedules=[nightly_reconciliation_schedule, lending_sweep_schedule, markets_balances_schedule],
+    sensors=SENSORS,
     resources=build_resources(),
 )

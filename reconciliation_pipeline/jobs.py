@@ -15,6 +15,16 @@ nightly_reconciliation_job = dg.define_asset_job(
     "repairs planned (applied only when the run config asks).",
 )
 
+markets_balances_job = dg.define_asset_job(
+    name="markets_balances_reconciliation",
+    selection=dg.AssetSelection.groups("markets", "balances"),
+    # One process: the bound on requests in flight holds for the whole job, and
+    # step start-up does not eat into the run's time limit.
+    executor_def=dg.in_process_executor,
+    description="Markets (odds, outcomes) and USDC balances: both sides read within the run time limit, "
+    "diffed and appended to recon.*; not partitioned.",
+)
+
 lending_sweep_job = dg.define_asset_job(
     name="lending_sweep",
     selection=LENDING_SWEEP_SELECTION,

@@ -17,6 +17,9 @@ from sqlalchemy.engine import Engine, make_url
 from stellar_sdk import StrKey
 
 from reconciliation_pipeline.chain.keys import sac_contract_id
+from reconciliation_pipeline.core.alerts import AlertingResource
+from reconciliation_pipeline.core.metrics import PushgatewayResource
+from reconciliation_pipeline.core.run_budget import RunBudgetResource
 from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings
 from reconciliation_pipeline.core.drift_store import IncidentPolicy
 
@@ -132,6 +135,10 @@ class ReconSettingsResource(dg.ConfigurableResource):
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     """Every resource key, bound once, each setting from its environment variable."""
+    # Domain settings live beside their domains; imported here to bind them once.
+    from reconciliation_pipeline.defs.balances.resources import BalancesSettingsResource
+    from reconciliation_pipeline.defs.markets.resources import MarketsSettingsResource
+
     return {
         "postgres": PostgresResource(database_url=dg.EnvVar("DATABASE_URL")),
         "soroban_rpc": SorobanRpcResource(
@@ -154,4 +161,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             confirm_after_runs=dg.EnvVar.int("RECON_CONFIRM_AFTER_RUNS"),
             confirm_grace_minutes=dg.EnvVar.int("RECON_CONFIRM_GRACE_MINUTES"),
         ),
+        "run_budget": RunBudgetResource(run_time_limit_s=dg.EnvVar.int("RUN_TIME_LIMIT_SECONDS")),
+        "markets_settings": MarketsSettingsResource(odds_mismatch_threshold=dg.EnvVar("ODDS_MISMATCH_THRESHOLD")),
+        "balances_settings": BalancesSettingsResource(usdc_balance_tolerance=dg.EnvVar.int("USDC_BALANCE_TOLERANCE")),
+        "alerting": AlertingResource(webhook_url=dg.EnvVar("ALERT_WEBHOOK_URL")),
+        "pushgateway": PushgatewayResource(pushgateway_url=dg.EnvVar("PROMETHEUS_PUSHGATEWAY_URL")),
     }

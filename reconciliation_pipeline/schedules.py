@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from reconciliation_pipeline.jobs import lending_sweep_job, nightly_reconciliation_job
+from reconciliation_pipeline.jobs import lending_sweep_job, markets_balances_job, nightly_reconciliation_job
 
 nightly_reconciliation_schedule = dg.build_schedule_from_partitioned_job(
     nightly_reconciliation_job,
@@ -21,4 +21,13 @@ lending_sweep_schedule = dg.ScheduleDefinition(
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Every 5 minutes: settle orphaned pending transactions and resolve provisional loan ids.",
+)
+
+markets_balances_schedule = dg.ScheduleDefinition(
+    name="markets_balances_every_5_minutes",
+    job=markets_balances_job,
+    cron_schedule="*/5 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every 5 minutes: markets (odds, outcomes) and users' USDC balances.",
 )

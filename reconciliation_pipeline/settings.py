@@ -46,9 +46,23 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("RPC_REQUEST_TIMEOUT_MS", "10000", "Timeout of one RPC request."),
     EnvSetting("RECON_CONFIRM_AFTER_RUNS", "2", "Consecutive runs a drift must persist to be confirmed."),
     EnvSetting("RECON_CONFIRM_GRACE_MINUTES", "60", "A drift older than this is confirmed even without consecutive runs."),
+    EnvSetting("RUN_TIME_LIMIT_SECONDS", "240",
+               "Whole-run limit of the 5-minute markets/balances job. Reads stop a request timeout plus max(2 s, 10%) "
+               "before it; entities not read are 'not checked' and the run is recorded as partial."),
+    EnvSetting("ODDS_MISMATCH_THRESHOLD", "0.01",
+               "Absolute YES-odds gap (0 to 1) above which the database's odds and the AMM's disagree."),
+    EnvSetting("USDC_BALANCE_TOLERANCE", "10",
+               "Base units (1 USDC = 10,000,000) a user's balance may differ from the chain before it is a finding."),
+    EnvSetting("ALERT_WEBHOOK_URL", "",
+               "Slack-compatible incoming webhook for drift and run-failure alerts; a secret, never logged. "
+               "Empty: alerts go to the structured log only."),
+    EnvSetting("PROMETHEUS_PUSHGATEWAY_URL", "",
+               "http(s)://host:port of a Prometheus Pushgateway for run metrics. Empty: Dagster metadata only."),
     EnvSetting("DEVNET_PORT", "8765", "Port of the devnet that `make ui` / `make devnet` start on 127.0.0.1."),
     EnvSetting("DEMO_STREAMS", "1000", "How many streams `make demo` seeds on both sides."),
     EnvSetting("DEMO_LOANS", "500", "How many loans `make demo` seeds on both sides (plus the lending drift catalogue)."),
+    EnvSetting("DEMO_MARKETS", "200", "How many markets `make demo` seeds (at least 15)."),
+    EnvSetting("DEMO_USERS", "1000", "How many users with USDC balances `make demo` seeds (at least 250)."),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in ENV_SETTINGS}

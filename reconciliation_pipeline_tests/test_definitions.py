@@ -39,14 +39,24 @@ ASSET_GRAPH = {
     "lending_repairs": {"lending_discrepancies", "chain_loans"},
     "lending_sweep_discrepancies": {"provisional_loans", "pending_lending_transactions"},
     "lending_sweep_repairs": {"lending_sweep_discrepancies"},
+    "db_markets": set(),
+    "chain_market_pools": {"db_markets"},
+    "chain_market_contracts": {"db_markets"},
+    "market_discrepancies": {"db_markets", "chain_market_pools", "chain_market_contracts"},
+    "db_usdc_balances": set(),
+    "chain_usdc_balances": {"db_usdc_balances"},
+    "usdc_balance_discrepancies": {"db_usdc_balances", "chain_usdc_balances"},
 }
-GROUPS = {"streams", "lending", "lending_sweep"}
+GROUPS = {"streams", "lending", "lending_sweep", "markets", "balances"}
 CHECKS = {
     "db_streams:escrow_invariants", "chain_streams:escrow_invariants", "chain_stream_escrow:escrow_solvency",
     "lending_events:events_follow_layout",
     "db_loans:loan_invariants", "chain_loans:loan_invariants",
     "db_liquidity_positions:position_invariants", "chain_liquidity_positions:position_invariants",
     "db_reputation:reputation_invariants", "chain_reputation:reputation_invariants",
+    "db_markets:market_invariants", "chain_market_pools:pool_invariants",
+    "chain_market_contracts:contract_invariants", "market_discrepancies:no_critical_drift",
+    "db_usdc_balances:balance_invariants",
 }
 
 
@@ -66,7 +76,21 @@ def test_asset_graph_snapshot() -> None:
 
 
 def test_each_resource_is_bound_once_from_the_environment() -> None:
-    assert set(defs.resources) == {"postgres", "soroban_rpc", "contracts", "recon_settings"}
+    assert set(defs.resources) == {
+        "postgres", "soroban_rpc", "contracts", "recon_settings", "run_budget", "markets_settings",
+        "balances_settings", "alerting", "pushgateway",
+    }
+
+
+def test_markets_and_balances_run_every_five_minutes() -> None:
+    schedule = defs.resolve_schedule_def("markets_balances_every_5_minutes")
+    assert schedule.cron_schedule == "*/5 * * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == "markets_balances_reconciliation"
+
+
+def test_alert_sensors_are_registered() -> None:
+    assert {s.name for s in defs.sensors} == {"drift_incident_alerts", "run_failure_alerts"}
 
 
 def test_lending_sweep_runs_every_five_minutes() -> None:

@@ -1,5 +1,5 @@
-SELECT drift_class, severity, count(*) AS findings
+SELECT domain, drift_class, severity, count(*) AS findings
 FROM recon.discrepancies
-WHERE run_id = :run_id
-GROUP BY drift_class, severity
-ORDER BY drift_class, severity
+WHERE run_id = ANY(CAST(:run_ids AS text[]))
+GROUP BY domain, drift_class, severity
+ORDER BY domain, drift_class, severity

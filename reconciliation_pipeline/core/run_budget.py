@@ -1,0 +1,87 @@
+"""A whole-run time limit shared by every step of a run.
+
+A run that reads a flaky RPC must still end on time (the 5-minute jobs must
+not pile up). The limit counts from the run's start as Dagster recorded it, so
+every step of the run, in whichever process, sees the same deadline. Chain
+reads stop early enough that the request in flight and the persisting steps
+still fit: `reserve_s` is kept back for them. Keys not read by then are
+"not checked" (the run is recorded as partial), never findings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from reconciliation_pipeline.chain.reader import NOT_READ_TIME_LIMIT, ChainReader, ReaderSettings
+
+RUN_TIME_LIMIT_VARIABLE = "RUN_TIME_LIMIT_SECONDS"
+MIN_FINISH_MARGIN_S = 2.0
+FINISH_MARGIN_SHARE = 0.1
+"""Time kept back for persisting results: this share of the limit, at least MIN_FINISH_MARGIN_S."""
+
+
+@dataclass(frozen=True)
+class RunBudget:
+    started_at: datetime
+    limit_s: float
+
+    def elapsed_s(self) -> float:
+        return (datetime.now(UTC) - self.started_at).total_seconds()
+
+    def reserve_s(self, request_timeout_s: float) -> float:
+        """Time kept back from reading: the last request's timeout plus a margin to persist."""
+        return request_timeout_s + max(MIN_FINISH_MARGIN_S, FINISH_MARGIN_SHARE * self.limit_s)
+
+    def read_deadline(self, request_timeout_s: float) -> float:
+        """The `time.monotonic()` instant after which no chain request may start."""
+        remaining = self.limit_s - self.reserve_s(request_timeout_s) - self.elapsed_s()
+        return time.monotonic() + remaining
+
+
+class RunBudgetResource(dg.ConfigurableResource):
+    """The whole-run time limit of the frequent (every 5 minutes) reconciliations."""
+
+    run_time_limit_s: int = 240
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.run_time_limit_s <= 0:
+            raise dg.DagsterInvariantViolationError(
+                f"{RUN_TIME_LIMIT_VARIABLE} must be a positive number of seconds, got {self.run_time_limit_s}"
+            )
+
+    def budget(self, context: dg.AssetExecutionContext) -> RunBudget:
+        """The budget of the current run, counted from when Dagster started it."""
+        record = context.instance.get_run_record_by_id(context.run_id)
+        started = record.start_time if record is not None and record.start_time else None
+        started_at = datetime.fromtimestamp(started, UTC) if started else datetime.now(UTC)
+        return RunBudget(started_at=started_at, limit_s=float(self.run_time_limit_s))
+
+
+@contextmanager
+def budgeted_reader(rpc_url: str, settings: ReaderSettings, budget: RunBudget) -> Iterator[ChainReader]:
+    """A chain reader that issues no request once the run's read deadline has passed."""
+    if budget.reserve_s(settings.request_timeout_s) >= budget.limit_s:
+        raise dg.DagsterInvariantViolationError(
+            f"{RUN_TIME_LIMIT_VARIABLE} ({budget.limit_s:g} s) leaves no time to read: it must exceed "
+            f"RPC_REQUEST_TIMEOUT_MS ({settings.request_timeout_s:g} s) plus "
+            f"{budget.reserve_s(0):g} s kept to persist the results"
+        )
+    reader = ChainReader(rpc_url, settings, deadline=budget.read_deadline(settings.request_timeout_s))
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+def not_read_mask(chain: pd.DataFrame) -> pd.Series:
+    """Rows of a chain snapshot the run never requested because its time limit was reached."""
+    if "read_error" not in chain or chain.empty:
+        return pd.Series(False, index=chain.index, dtype=bool)
+    return chain["read_error"].map(lambda e: isinstance(e, str) and e.endswith(NOT_READ_TIME_LIMIT)).astype(bool)

@@ -1,0 +1,201 @@
+"""USDC balances assets: users' balances as the app records them, as the chain holds them, and their diff.
+
+Not partitioned: every run (every 5 minutes) compares current balances and
+appends its findings; incidents carry drift across runs.
+"""
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from reconciliation_pipeline.core import sql
+from reconciliation_pipeline.core.diff import invariant_findings
+from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
+from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata
+from reconciliation_pipeline.core.metrics import (
+    DomainRunMetrics,
+    PushgatewayResource,
+    findings_by_class_and_severity,
+)
+from reconciliation_pipeline.core.run_budget import RunBudgetResource, budgeted_reader, not_read_mask
+from reconciliation_pipeline.core.snapshots import snapshot_db
+from reconciliation_pipeline.defs.balances.chain import holder_kinds, snapshot_usdc_balances
+from reconciliation_pipeline.defs.balances.findings import diff_balances
+from reconciliation_pipeline.defs.balances.resources import BalancesSettingsResource
+from reconciliation_pipeline.defs.balances.spec import BALANCES_SPEC, WALLET_FIELD, BalanceInvariants
+from reconciliation_pipeline.resources import (
+    PostgresResource,
+    ReconSettingsResource,
+    SorobanRpcResource,
+    StellarContractsResource,
+)
+
+GROUP = "balances"
+SPEC = BALANCES_SPEC
+BALANCE_INVARIANTS_CHECK = "balance_invariants"
+
+
+def _progress(context: dg.AssetExecutionContext, what: str) -> Callable[[int, int], None]:
+    step = {"next": 0.1}
+
+    def report(done: int, total: int) -> None:
+        if done == total or done / total >= step["next"]:
+            context.log.info(f"{what}: {done}/{total} getLedgerEntries batches")
+            step["next"] = done / total + 0.1
+
+    return report
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"postgres", "pandas"},
+    check_specs=[dg.AssetCheckSpec(BALANCE_INVARIANTS_CHECK, asset="db_usdc_balances",
+                                   description="every balance is a non-negative exact integer")],
+)
+# No return annotation: with check_specs Dagster reads one as the type of every output.
+def db_usdc_balances(context: dg.AssetExecutionContext, postgres: PostgresResource):  # noqa: ANN201
+    """Users' USDC balances as the app shows them, for users with a wallet (exact base
+    units, 1 USDC = 10,000,000). Users without a wallet are only counted: they hold no
+    on-chain USDC to compare with."""
+    snapshot = snapshot_db(postgres.engine, SPEC, {})
+    with postgres.engine.connect() as connection:
+        without_wallet = int(connection.execute(sql.query("snapshots/balances/users_without_wallet.sql")).scalar_one())
+    frame = snapshot.frame
+    frame.attrs.update(snapshot_at=snapshot.taken_at.isoformat(), users_without_wallet=without_wallet)
+    found = invariant_findings(SPEC, BalanceInvariants, frame, side="database", severity=SPEC.db_invariant_severity)
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={
+            **frame_metadata(frame),
+            "snapshot_at": snapshot.taken_at.isoformat(),
+            "users_without_wallet": without_wallet,
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=BALANCE_INVARIANTS_CHECK,
+                passed=found.empty,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "violations": len(found),
+                    "rows_checked": len(frame),
+                    "sample": dg.MetadataValue.md(
+                        found[["entity_id", "field", "db_value"]].head(20).to_markdown(index=False)
+                        if len(found) else "Every balance is a non-negative exact integer."
+                    ),
+                },
+            )
+        ],
+    )
+
+
+@dg.asset(group_name=GROUP, kinds={"stellar", "pandas"})
+def chain_usdc_balances(
+    context: dg.AssetExecutionContext,
+    soroban_rpc: SorobanRpcResource,
+    contracts: StellarContractsResource,
+    run_budget: RunBudgetResource,
+    db_usdc_balances: pd.DataFrame,
+) -> pd.DataFrame:
+    """Each wallet's USDC on chain: a G... account's USDC trustline, a C... contract's
+    balance entry on the USDC Stellar Asset Contract. Read 200 per request in user-id
+    order within the run's time limit; invalid wallets are never queried."""
+    valid = holder_kinds(db_usdc_balances[WALLET_FIELD]).notna().astype(bool)
+    budget = run_budget.budget(context)
+    with budgeted_reader(soroban_rpc.rpc_url, soroban_rpc.reader_settings(), budget) as reader:
+        frame = snapshot_usdc_balances(
+            reader, SPEC, db_usdc_balances.loc[valid, [SPEC.key_column, WALLET_FIELD]],
+            asset_code=contracts.usdc_asset_code, issuer=contracts.usdc_issuer,
+            sac_contract_id=contracts.usdc_contract_id, progress=_progress(context, "chain_usdc_balances"),
+        )
+    statuses = frame["read_status"].value_counts()
+    not_read = int(not_read_mask(frame).sum())
+    context.add_output_metadata(
+        {
+            **frame_metadata(frame),
+            "ledger_sequence": frame.attrs.get("ledger_sequence"),
+            "rpc_requests": frame.attrs.get("rpc_requests", 0),
+            "failed_batches": frame.attrs.get("failed_batches", 0),
+            "holders_read": int(statuses.get("ok", 0)),
+            "trustlines_missing": int(statuses.get("missing", 0)),
+            "holders_unreadable": int(statuses.get("error", 0)) - not_read,
+            "holders_not_read_time_limit": not_read,
+            "invalid_wallets_skipped": int((~valid).sum()),
+        }
+    )
+    return frame
+
+
+@dg.asset(group_name=GROUP, kinds={"postgres", "pandas"})
+def usdc_balance_discrepancies(
+    context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
+    recon_settings: ReconSettingsResource,
+    balances_settings: BalancesSettingsResource,
+    run_budget: RunBudgetResource,
+    pushgateway: PushgatewayResource,
+    db_usdc_balances: pd.DataFrame,
+    chain_usdc_balances: pd.DataFrame,
+) -> pd.DataFrame:
+    """Every user whose USDC balance in the app disagrees with the chain beyond the
+    tolerance, who has no USDC trustline, or whose wallet is invalid, typed by drift
+    class, appended to `recon.discrepancies` and folded into `recon.drift_incidents`."""
+    started_at = datetime.now(UTC)
+    budget = run_budget.budget(context)
+    diff = diff_balances(db_usdc_balances, chain_usdc_balances, balances_settings.usdc_balance_tolerance)
+    findings = diff.findings
+    snapshot_at = db_usdc_balances.attrs.get("snapshot_at")
+    summary = persist_domain_run(
+        postgres.engine,
+        RunInfo(run_id=context.run_id, job_name=context.job_name, partition_key=None),
+        SPEC.domain,
+        findings,
+        checked=diff.checked,
+        unchecked_count=diff.unchecked,
+        ledger_sequence=chain_usdc_balances.attrs.get("ledger_sequence"),
+        db_snapshot_at=datetime.fromisoformat(snapshot_at) if snapshot_at else None,
+        started_at=started_at,
+        policy=recon_settings.incident_policy(),
+    )
+    undecodable = chain_usdc_balances["read_error"].map(lambda e: isinstance(e, str) and e.startswith("undecodable"))
+    metrics = DomainRunMetrics(
+        domain=SPEC.domain,
+        run_id=context.run_id,
+        job_name=context.job_name,
+        duration_s=budget.elapsed_s(),
+        status=summary.status,
+        findings=findings_by_class_and_severity(findings),
+        errors={
+            "read_balances": int(chain_usdc_balances.attrs.get("failed_batches", 0)),
+            "decode": int(undecodable.sum()),
+            "time_limit": diff.not_read,
+        },
+        entities_checked=len(diff.checked),
+        entities_unchecked=diff.unchecked,
+        finished_at_unix=time.time(),
+    )
+    pushed = pushgateway.push(metrics, context.log)
+    without_wallet = db_usdc_balances.attrs.get("users_without_wallet", 0)
+    context.log.info(
+        f"balances: {summary.findings} findings ({summary.status}); {without_wallet} users without a wallet "
+        f"skipped; {diff.not_read} holders not read before the time limit"
+    )
+    context.add_output_metadata(
+        {
+            **findings_metadata(findings),
+            **metrics.as_metadata(),
+            "metrics_pushed": pushed,
+            "run_status": summary.status,
+            "entities_checked": len(diff.checked),
+            "entities_unchecked": diff.unchecked,
+            "users_without_wallet": without_wallet,
+            "incidents_confirmed": summary.confirmed,
+            "incidents_resolved": summary.resolved,
+        }
+    )
+    return findings
+
+
+BALANCES_ASSETS = [db_usdc_balances, chain_usdc_balances, usdc_balance_discrepancies]

@@ -1,0 +1,1 @@
+"""Prediction markets: AMM pools (liquidity, odds) and each market's contract (status, outcome)."""

@@ -1,0 +1,274 @@
+"""Markets assets: the `markets` table, the AMM's pools, each market's contract, and their diff.
+
+Not partitioned: every run (every 5 minutes) compares the current state of both
+sides and appends its findings; incidents carry drift across runs.
+"""
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+import pandera.pandas as pa
+
+from reconciliation_pipeline.chain.addresses import valid_address_mask
+from reconciliation_pipeline.core.diff import invariant_findings
+from reconciliation_pipeline.core.drift import Severity
+from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
+from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata
+from reconciliation_pipeline.core.metrics import (
+    DomainRunMetrics,
+    PushgatewayResource,
+    findings_by_class_and_severity,
+)
+from reconciliation_pipeline.core.run_budget import RunBudgetResource, budgeted_reader, not_read_mask
+from reconciliation_pipeline.core.snapshots import decoded_rows, snapshot_chain, snapshot_db
+from reconciliation_pipeline.core.spec import ReconSpec
+from reconciliation_pipeline.defs.markets.chain import snapshot_market_contracts
+from reconciliation_pipeline.defs.markets.findings import diff_markets
+from reconciliation_pipeline.defs.markets.resources import MarketsSettingsResource
+from reconciliation_pipeline.defs.markets.spec import (
+    MARKET_SPEC,
+    POOL_SPEC,
+    MarketRowInvariants,
+    PoolInvariants,
+    ResolutionInvariants,
+)
+from reconciliation_pipeline.resources import (
+    PostgresResource,
+    ReconSettingsResource,
+    SorobanRpcResource,
+    StellarContractsResource,
+)
+
+GROUP = "markets"
+MARKET_INVARIANTS_CHECK = "market_invariants"
+POOL_INVARIANTS_CHECK = "pool_invariants"
+CONTRACT_INVARIANTS_CHECK = "contract_invariants"
+NO_CRITICAL_DRIFT_CHECK = "no_critical_drift"
+
+
+def _progress(context: dg.AssetExecutionContext, what: str) -> Callable[[int, int], None]:
+    step = {"next": 0.1}
+
+    def report(done: int, total: int) -> None:
+        if done == total or done / total >= step["next"]:
+            context.log.info(f"{what}: {done}/{total} getLedgerEntries batches")
+            step["next"] = done / total + 0.1
+
+    return report
+
+
+def _invariants_check(
+    name: str, spec: ReconSpec, model: type[pa.DataFrameModel], frame: pd.DataFrame, side: str
+) -> dg.AssetCheckResult:
+    severity = spec.db_invariant_severity if side == "database" else spec.chain_invariant_severity
+    found = invariant_findings(spec, model, frame, side=side, severity=severity)
+    value = "db_value" if side == "database" else "chain_value"
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=found.empty,
+        severity=dg.AssetCheckSeverity.WARN if side == "database" else dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "violations": len(found),
+            "rows_checked": len(frame),
+            "sample": dg.MetadataValue.md(
+                found[["entity_id", "field", value]].head(20).to_markdown(index=False)
+                if len(found) else "Every row satisfies the invariants."
+            ),
+        },
+    )
+
+
+def _read_metadata(frame: pd.DataFrame) -> dict[str, object]:
+    statuses = frame["read_status"].value_counts()
+    not_read = int(not_read_mask(frame).sum())
+    return {
+        **frame_metadata(frame),
+        "ledger_sequence": frame.attrs.get("ledger_sequence"),
+        "rpc_requests": frame.attrs.get("rpc_requests", 0),
+        "failed_batches": frame.attrs.get("failed_batches", 0),
+        "entries_ok": int(statuses.get("ok", 0)),
+        "entries_missing": int(statuses.get("missing", 0)),
+        "entries_unreadable": int(statuses.get("error", 0)) - not_read,
+        "entries_not_read_time_limit": not_read,
+    }
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"postgres", "pandas"},
+    check_specs=[dg.AssetCheckSpec(MARKET_INVARIANTS_CHECK, asset="db_markets",
+                                   description="liquidity >= 0 and exact; a winning outcome exactly when resolved")],
+)
+# No return annotation: with check_specs Dagster reads one as the type of every output.
+def db_markets(context: dg.AssetExecutionContext, postgres: PostgresResource):  # noqa: ANN201
+    """Prediction markets as the application database records them: title, the market's
+    contract, status, winning outcome and the pool liquidity users trade against
+    (exact integers in base units). One row per market."""
+    snapshot = snapshot_db(postgres.engine, POOL_SPEC, {})
+    frame = snapshot.frame
+    frame.attrs["snapshot_at"] = snapshot.taken_at.isoformat()
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={**frame_metadata(frame), "snapshot_at": snapshot.taken_at.isoformat()},
+        check_results=[_invariants_check(MARKET_INVARIANTS_CHECK, MARKET_SPEC, MarketRowInvariants, frame, "database")],
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"stellar", "pandas"},
+    check_specs=[dg.AssetCheckSpec(POOL_INVARIANTS_CHECK, asset="chain_market_pools",
+                                   description="every decoded pool has non-negative exact liquidity")],
+)
+def chain_market_pools(
+    context: dg.AssetExecutionContext,
+    soroban_rpc: SorobanRpcResource,
+    contracts: StellarContractsResource,
+    run_budget: RunBudgetResource,
+    db_markets: pd.DataFrame,
+):  # noqa: ANN201 - see db_markets
+    """The AMM's `Pool(u64)` entry of every market the database knows: YES and NO
+    liquidity, which set the odds users see. Read 200 per request within the run's
+    time limit; unreadable entries are kept with `read_status = error` and their payload."""
+    budget = run_budget.budget(context)
+    with budgeted_reader(soroban_rpc.rpc_url, soroban_rpc.reader_settings(), budget) as reader:
+        frame = snapshot_chain(reader, POOL_SPEC, contracts.amm_contract_id, db_markets["market_id"].map(int),
+                               progress=_progress(context, "chain_market_pools"))
+    return dg.MaterializeResult(
+        value=frame,
+        metadata=_read_metadata(frame),
+        check_results=[_invariants_check(POOL_INVARIANTS_CHECK, POOL_SPEC, PoolInvariants, decoded_rows(frame),
+                                         "chain")],
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"stellar", "pandas"},
+    check_specs=[dg.AssetCheckSpec(CONTRACT_INVARIANTS_CHECK, asset="chain_market_contracts",
+                                   description="a market contract has an outcome exactly when resolved")],
+)
+def chain_market_contracts(
+    context: dg.AssetExecutionContext,
+    soroban_rpc: SorobanRpcResource,
+    run_budget: RunBudgetResource,
+    db_markets: pd.DataFrame,
+):  # noqa: ANN201 - see db_markets
+    """Each market contract's own view of the market, from its instance storage:
+    status (open, closed, resolved) and, once resolved, the winning outcome that
+    pays out. Many contracts per request; markets whose contract address is not a
+    valid C... address are not read (they are INVALID_ADDRESS findings)."""
+    valid = valid_address_mask(db_markets["contract_address"])
+    budget = run_budget.budget(context)
+    with budgeted_reader(soroban_rpc.rpc_url, soroban_rpc.reader_settings(), budget) as reader:
+        frame = snapshot_market_contracts(reader, MARKET_SPEC, db_markets[valid],
+                                          progress=_progress(context, "chain_market_contracts"))
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={**_read_metadata(frame), "invalid_contract_addresses": int((~valid).sum())},
+        check_results=[_invariants_check(CONTRACT_INVARIANTS_CHECK, MARKET_SPEC, ResolutionInvariants,
+                                         decoded_rows(frame), "chain")],
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"postgres", "pandas"},
+    check_specs=[dg.AssetCheckSpec(NO_CRITICAL_DRIFT_CHECK, asset="market_discrepancies",
+                                   description="no CRITICAL finding, e.g. a resolved market paying out "
+                                   "on a different outcome than its contract")],
+)
+def market_discrepancies(
+    context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
+    recon_settings: ReconSettingsResource,
+    markets_settings: MarketsSettingsResource,
+    run_budget: RunBudgetResource,
+    pushgateway: PushgatewayResource,
+    db_markets: pd.DataFrame,
+    chain_market_pools: pd.DataFrame,
+    chain_market_contracts: pd.DataFrame,
+):  # noqa: ANN201 - see db_markets
+    """Every disagreement between the markets table and the chain: liquidity and odds
+    against the AMM pool, status and winning outcome against the market's contract
+    (a different outcome is CRITICAL), typed by drift class, appended to
+    `recon.discrepancies` and folded into `recon.drift_incidents`."""
+    started_at = datetime.now(UTC)
+    budget = run_budget.budget(context)
+    diff = diff_markets(db_markets, chain_market_pools, chain_market_contracts, markets_settings.odds_threshold())
+    findings = diff.findings
+    snapshot_at = db_markets.attrs.get("snapshot_at")
+    ledgers = [f.attrs.get("ledger_sequence") for f in (chain_market_pools, chain_market_contracts)]
+    summary = persist_domain_run(
+        postgres.engine,
+        RunInfo(run_id=context.run_id, job_name=context.job_name, partition_key=None),
+        POOL_SPEC.domain,
+        findings,
+        checked=diff.checked,
+        unchecked_count=diff.unchecked,
+        ledger_sequence=max((x for x in ledgers if x is not None), default=None),
+        db_snapshot_at=datetime.fromisoformat(snapshot_at) if snapshot_at else None,
+        started_at=started_at,
+        policy=recon_settings.incident_policy(),
+    )
+    decode_errors = sum(
+        int(f["read_error"].map(lambda e: isinstance(e, str) and e.startswith("undecodable")).sum())
+        for f in (chain_market_pools, chain_market_contracts)
+    )
+    metrics = DomainRunMetrics(
+        domain=POOL_SPEC.domain,
+        run_id=context.run_id,
+        job_name=context.job_name,
+        duration_s=budget.elapsed_s(),
+        status=summary.status,
+        findings=findings_by_class_and_severity(findings),
+        errors={
+            "read_pools": int(chain_market_pools.attrs.get("failed_batches", 0)),
+            "read_market_contracts": int(chain_market_contracts.attrs.get("failed_batches", 0)),
+            "decode": decode_errors,
+            "time_limit": diff.not_read,
+        },
+        entities_checked=len(diff.checked),
+        entities_unchecked=diff.unchecked,
+        finished_at_unix=time.time(),
+    )
+    pushed = pushgateway.push(metrics, context.log)
+    context.log.info(
+        f"markets: {summary.findings} findings ({summary.status}); incidents confirmed {summary.confirmed}, "
+        f"resolved {summary.resolved}; {diff.not_read} entities not read before the time limit"
+    )
+    critical = findings[findings["severity"] == Severity.CRITICAL.value]
+    return dg.MaterializeResult(
+        value=findings,
+        metadata={
+            **findings_metadata(findings),
+            **metrics.as_metadata(),
+            "metrics_pushed": pushed,
+            "run_status": summary.status,
+            "entities_checked": len(diff.checked),
+            "entities_unchecked": diff.unchecked,
+            "incidents_confirmed": summary.confirmed,
+            "incidents_resolved": summary.resolved,
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=NO_CRITICAL_DRIFT_CHECK,
+                passed=critical.empty,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={
+                    "critical_findings": len(critical),
+                    "sample": dg.MetadataValue.md(
+                        critical[["entity_id", "field", "drift_class", "db_value", "chain_value"]]
+                        .head(20).to_markdown(index=False)
+                        if len(critical) else "No critical drift."
+                    ),
+                },
+            )
+        ],
+    )
+
+
+MARKETS_ASSETS = [db_markets, chain_market_pools, chain_market_contracts, market_discrepancies]

@@ -1,0 +1,86 @@
+"""Reading entries addressed per entity, many entities per request.
+
+`core.snapshots.snapshot_chain` reads entries keyed by a `DataKey` on one
+contract. Some entities are addressed otherwise: each market has its own
+contract (its instance storage, by `markets.contract_address`), and a USDC
+holder's balance is a trustline or a SAC entry depending on its address.
+`snapshot_ledger_keys` reads any such per-entity keys, still 200 per
+`getLedgerEntries` request, into the same frame shape as `snapshot_chain`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from reconciliation_pipeline.chain.decode import DecodeError
+from reconciliation_pipeline.chain.keys import instance_key
+from reconciliation_pipeline.chain.reader import ChainReader, LedgerReadResult, ProgressCallback
+from reconciliation_pipeline.core.snapshots import CHAIN_META_COLUMNS, READ_ERROR, READ_MISSING, READ_OK
+from reconciliation_pipeline.core.spec import ReconSpec
+
+
+def _entry_row(ledger_key: str, result: LedgerReadResult, spec: ReconSpec) -> dict[str, Any]:
+    """What one ledger key's read came to, in the `snapshot_chain` row shape."""
+    fetched = result.entries.get(ledger_key)
+    if fetched is None:
+        if ledger_key in result.failed:
+            return {"read_status": READ_ERROR, "read_error": f"read failed: {result.failed[ledger_key]}"}
+        return {"read_status": READ_MISSING, "ledger_sequence": result.latest_ledger}
+    row: dict[str, Any] = {
+        "raw_xdr": fetched.data_xdr,
+        "last_modified_ledger": fetched.last_modified_ledger,
+        "live_until_ledger": fetched.live_until_ledger,
+        "ledger_sequence": fetched.read_at_ledger,
+    }
+    try:
+        row.update(spec.layout.decode(fetched.data_xdr), read_status=READ_OK)
+    except DecodeError as error:
+        row.update(read_status=READ_ERROR, read_error=f"undecodable entry: {error}")
+    return row
+
+
+def snapshot_ledger_keys(
+    reader: ChainReader,
+    spec: ReconSpec,
+    entities: pd.DataFrame,
+    ledger_keys: pd.Series,
+    progress: ProgressCallback | None = None,
+) -> pd.DataFrame:
+    """Read each entity's entry at its own ledger key; every entity gets a row.
+
+    `entities` holds the spec's key column (and any columns worth keeping beside
+    the read, e.g. the address read from); `ledger_keys` is aligned with it and
+    read in its order. Columns and `read_status` mean what they mean in
+    `snapshot_chain`'s frame.
+    """
+    result = reader.get_entries(list(ledger_keys), progress=progress)
+    rows = pd.DataFrame(
+        [_entry_row(k, result, spec) for k in ledger_keys], index=entities.index,
+        columns=[*spec.layout.columns, *CHAIN_META_COLUMNS], dtype=object,
+    ).drop(columns=["ledger_key"])
+    frame = pd.concat([entities, ledger_keys.rename("ledger_key"), rows], axis=1).astype(object)
+    frame = frame.where(frame.notna(), None).reset_index(drop=True)
+    if len(frame):
+        frame[spec.key_column] = spec.normalize_keys(frame[spec.key_column])
+    frame.attrs.update(
+        ledger_sequence=result.latest_ledger,
+        rpc_requests=result.requests,
+        failed_batches=result.failed_batches,
+    )
+    return frame
+
+
+def snapshot_market_contracts(
+    reader: ChainReader,
+    spec: ReconSpec,
+    markets: pd.DataFrame,
+    progress: ProgressCallback | None = None,
+) -> pd.DataFrame:
+    """Status and outcome from the instance storage of each market's contract.
+
+    `markets` holds `market_id` and a valid `contract_address`.
+    """
+    entities = markets[[spec.key_column, "contract_address"]]
+    return snapshot_ledger_keys(reader, spec, entities, entities["contract_address"].map(instance_key), progress)

@@ -1,0 +1,268 @@
+"""Alerts from drift incidents and failed runs, against real PostgreSQL.
+
+A local HTTP receiver on 127.0.0.1 stands in for the Slack webhook (Slack cannot
+be reached here): it records each POST, so the tests check what a real webhook
+would have received. Sensors are evaluated the way the daemon does, through
+`build_sensor_context` / `build_run_status_sensor_context` and the sensor's cursor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from reconciliation_pipeline.core.alerts import (
+    AlertingResource,
+    dispatch_incident_alerts,
+    drift_incident_alert_sensor,
+    run_failure_alert_sensor,
+)
+from reconciliation_pipeline.core.drift import DriftClass, Severity
+from reconciliation_pipeline.core.drift_store import IncidentPolicy, RunInfo, persist_domain_run
+from reconciliation_pipeline.core.findings import findings_frame
+from reconciliation_pipeline.defs.markets.assets import MARKETS_ASSETS
+from reconciliation_pipeline.devnet.ledger import DevnetLedger
+from reconciliation_pipeline.devnet.markets_seed import load_markets_into_ledger, write_markets_to_db
+from reconciliation_pipeline.devnet.markets_world import MarketsWorld, build_markets_world
+from reconciliation_pipeline.devnet.server import DevnetServer
+from reconciliation_pipeline.resources import PostgresResource
+from reconciliation_pipeline_tests.defs.markets.support import frequent_resources, http_receiver, run_frequent
+
+SECRET_PATH = "/services/T000/B000/SECRET-TOKEN"
+
+
+class Lines(logging.Handler):
+    """Keeps formatted log lines so tests can read the structured log sink."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.levelno, record.getMessage()))
+
+
+@pytest.fixture
+def log() -> logging.Logger:
+    logger = logging.getLogger(f"test-alerts-{id(object())}")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(Lines())
+    return logger
+
+
+def lines(logger: logging.Logger) -> list[tuple[int, str]]:
+    return next(h for h in logger.handlers if isinstance(h, Lines)).lines
+
+
+@pytest.fixture
+def world(engine: sa.Engine, ledger: DevnetLedger) -> MarketsWorld:
+    world = build_markets_world(30)
+    write_markets_to_db(engine, world)
+    load_markets_into_ledger(ledger, world)
+    return world
+
+
+def tick(database_url: str, webhook_url: str, cursor: str | None) -> str | None:
+    """One evaluation of the incident alert sensor; returns its new cursor."""
+    with dg.build_sensor_context(
+        cursor=cursor,
+        resources={"postgres": PostgresResource(database_url=database_url),
+                   "alerting": AlertingResource(webhook_url=webhook_url, timeout_ms=2000)},
+    ) as context:
+        result = drift_incident_alert_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result.cursor
+
+
+def incidents(engine: sa.Engine) -> pd.DataFrame:
+    with engine.connect() as connection:
+        return pd.read_sql(sa.text("SELECT * FROM recon.drift_incidents"), connection)
+
+
+def alerts(engine: sa.Engine) -> pd.DataFrame:
+    with engine.connect() as connection:
+        return pd.read_sql(sa.text("SELECT * FROM recon.alerts ORDER BY alert_id"), connection)
+
+
+def incident_of(payload: dict) -> int:
+    context = payload["blocks"][-1]["elements"][0]["text"]
+    return int(context.split("incident_id = ")[1].split(";")[0])
+
+
+def test_critical_alerts_at_once_the_rest_once_confirmed_and_each_incident_once(
+    world: MarketsWorld, database_url: str, engine: sa.Engine, devnet: DevnetServer
+) -> None:
+    with http_receiver() as webhook:
+        resources = frequent_resources(database_url, devnet.url)
+        run_frequent(resources, MARKETS_ASSETS)
+        cursor = tick(database_url, webhook.url, None)
+        first = [json.loads(r.body) for r in webhook.requests]
+        open_incidents = incidents(engine)
+        critical = open_incidents[open_incidents["severity"] == "CRITICAL"]
+        assert set(critical["entity_id"]) == {"market_4", "market_11"}
+        assert sorted(incident_of(p) for p in first) == sorted(critical["incident_id"])
+        assert all(p["text"].startswith("[CRITICAL] markets: market ") for p in first)
+
+        assert tick(database_url, webhook.url, cursor) is not None
+        assert len(webhook.requests) == len(first)  # nothing new: no second alert
+
+        run_frequent(resources, MARKETS_ASSETS)
+        cursor = tick(database_url, webhook.url, cursor)
+        tick(database_url, webhook.url, cursor)
+        run_frequent(resources, MARKETS_ASSETS)
+        tick(database_url, webhook.url, cursor)
+
+    every = incidents(engine)
+    assert set(every["state"]) == {"confirmed"}
+    sent = Counter(incident_of(json.loads(r.body)) for r in webhook.requests)
+    assert sent == Counter(set(every["incident_id"]))  # one alert per incident, three runs and five ticks
+    assert {r.method for r in webhook.requests} == {"POST"}
+    assert {r.headers["Content-Type"] for r in webhook.requests} == {"application/json"}
+    recorded = alerts(engine)
+    assert len(recorded) == len(every) and set(recorded["status"]) == {"sent"}
+    routes = recorded.merge(every[["incident_id", "severity"]], on="incident_id")
+    assert set(routes.loc[routes["severity_x"] == "CRITICAL", "route"]) == {"immediate"}
+    assert set(routes.loc[routes["severity_x"] == "WARN", "route"]) == {"confirmed"}
+
+
+def test_an_alert_is_well_formed_slack_json_naming_the_market(
+    world: MarketsWorld, database_url: str, engine: sa.Engine, devnet: DevnetServer
+) -> None:
+    with http_receiver() as webhook:
+        run_frequent(frequent_resources(database_url, devnet.url), MARKETS_ASSETS)
+        tick(database_url, webhook.url, None)
+    payload = next(json.loads(r.body) for r in webhook.requests if "market_4" in json.loads(r.body)["text"])
+    assert payload["text"] == "[CRITICAL] markets: market market_4 VALUE_MISMATCH on winning_outcome (database 0 vs chain 1)"
+    header, section, details, context = payload["blocks"]
+    assert header == {"type": "header", "text": {"type": "plain_text", "text": "CRITICAL drift in markets: market_4"}}
+    fields = {f["text"].split("\n")[0]: f["text"].split("\n", 1)[1] for f in section["fields"]}
+    assert fields["*Database*"] == "`0`" and fields["*Chain*"] == "`1`"
+    assert all(f["type"] == "mrkdwn" and len(f["text"]) <= 2000 for f in section["fields"])
+    facts = json.loads(details["text"]["text"].split("```")[1])
+    title = world.db.set_index("market_id").at[4, "title"]
+    assert facts["title"] == title and facts["market_id"] == 4
+    assert facts["contract_address"] == world.db.set_index("market_id").at[4, "contract_address"]
+    assert (facts["db_outcome"], facts["chain_outcome"]) == ("YES", "NO")
+    assert context["type"] == "context"
+
+
+def _persist(engine: sa.Engine, run_id: str, rows: list[tuple[str, Severity]], checked: list[str]) -> None:
+    index = pd.RangeIndex(len(rows))
+    findings = findings_frame(
+        domain="balances",
+        entity_type="user",
+        entity_id=pd.Series([r[0] for r in rows], index=index, dtype=object),
+        entity_key=pd.Series([r[0].split("_")[1] for r in rows], index=index, dtype=object),
+        field="usdc_balance",
+        drift_class=DriftClass.VALUE_MISMATCH,
+        severity=pd.Series([r[1].value for r in rows], index=index, dtype=object),
+        db_value="100",
+        chain_value="50",
+        delta=pd.Series([-50] * len(rows), index=index, dtype=object),
+        details=pd.Series([{"wallet_address": "G..."}] * len(rows), index=index, dtype=object),
+    )
+    persist_domain_run(
+        engine, RunInfo(run_id=run_id, job_name="test", partition_key=None), "balances", findings,
+        checked=pd.DataFrame({"entity_type": "user", "entity_id": checked}), unchecked_count=0,
+        ledger_sequence=1, db_snapshot_at=None, started_at=datetime.now(UTC),
+        policy=IncidentPolicy(confirm_after_runs=2, grace_minutes=60),
+    )
+
+
+def test_info_is_logged_only_and_a_reopened_incident_alerts_again(
+    database_url: str, engine: sa.Engine, log: logging.Logger
+) -> None:
+    with http_receiver() as webhook:
+        alerting = AlertingResource(webhook_url=webhook.url)
+        _persist(engine, "r1", [("user_1", Severity.CRITICAL), ("user_2", Severity.INFO)], ["user_1", "user_2"])
+        _persist(engine, "r2", [("user_1", Severity.CRITICAL), ("user_2", Severity.INFO)], ["user_1", "user_2"])
+        first = dispatch_incident_alerts(engine, alerting, log, None)
+        assert (first.sent, first.logged, first.failed) == (1, 1, 0)
+        assert [json.loads(r.body)["text"].split(":")[1] for r in webhook.requests] == [" user user_1 VALUE_MISMATCH on usdc_balance (database 100 vs chain 50)"]
+
+        _persist(engine, "r3", [], ["user_1"])  # fixed: the incident resolves
+        _persist(engine, "r4", [("user_1", Severity.CRITICAL)], ["user_1"])  # and drifts again
+        again = dispatch_incident_alerts(engine, alerting, log, first.cursor)
+    assert (again.sent, again.logged) == (1, 0)
+    assert len(webhook.requests) == 2
+    recorded = alerts(engine)
+    assert list(zip(recorded["occurrence"], recorded["status"], strict=True)) == [(1, "sent"), (1, "logged"), (2, "sent")]
+    records = [json.loads(text) for _, text in lines(log)]
+    assert [(r["entity_id"], r["severity"]) for r in records] == [
+        ("user_1", "CRITICAL"), ("user_2", "INFO"), ("user_1", "CRITICAL")]
+    assert [level for level, _ in lines(log)] == [logging.ERROR, logging.INFO, logging.ERROR]
+    assert records[0]["event"] == "drift_alert" and records[0]["delta"] == "-50"
+
+
+def test_a_failing_webhook_is_retried_on_later_ticks_and_its_url_never_logged(
+    database_url: str, engine: sa.Engine, log: logging.Logger
+) -> None:
+    _persist(engine, "r1", [("user_1", Severity.CRITICAL)], ["user_1"])
+    with http_receiver(status=500) as webhook:
+        alerting = AlertingResource(webhook_url=webhook.url + SECRET_PATH, max_attempts=3)
+        failed = dispatch_incident_alerts(engine, alerting, log, None)
+        assert (failed.sent, failed.failed) == (0, 1)
+        assert alerts(engine)[["status", "attempts"]].values.tolist() == [["failed", 1]]
+        webhook.status = 200
+        retried = dispatch_incident_alerts(engine, alerting, log, failed.cursor)
+        assert retried.sent == 1
+        assert dispatch_incident_alerts(engine, alerting, log, retried.cursor).sent == 0
+    assert [r.path for r in webhook.requests] == [SECRET_PATH, SECRET_PATH]
+    recorded = alerts(engine)
+    assert recorded[["status", "attempts"]].values.tolist() == [["sent", 2]]
+    warnings = [text for level, text in lines(log) if level == logging.WARNING]
+    assert warnings == ["alert webhook delivery failed: HTTP 500 from http://127.0.0.1/…"]
+    assert all("SECRET" not in text for _, text in lines(log))
+
+
+def test_an_unreachable_webhook_gives_up_after_its_attempts(
+    database_url: str, engine: sa.Engine, log: logging.Logger
+) -> None:
+    _persist(engine, "r1", [("user_1", Severity.CRITICAL)], ["user_1"])
+    with http_receiver() as closed:
+        url = closed.url + SECRET_PATH
+    alerting = AlertingResource(webhook_url=url, max_attempts=2, timeout_ms=500)
+    cursor = None
+    for _ in range(3):
+        cursor = dispatch_incident_alerts(engine, alerting, log, cursor).cursor
+    assert alerts(engine)[["status", "attempts"]].values.tolist() == [["failed", 2]]
+    assert alerts(engine)["error"].tolist() == ["ConnectionError posting to http://127.0.0.1/…"]
+
+
+def test_run_failure_sensor_posts_one_alert_for_a_failed_run(database_url: str) -> None:
+    @dg.asset
+    def broken() -> None:
+        raise RuntimeError("the RPC answered garbage")
+
+    instance = dg.DagsterInstance.ephemeral()
+    failed = dg.materialize([broken], instance=instance, raise_on_error=False)
+    assert not failed.success
+    with http_receiver() as webhook:
+        context = dg.build_run_status_sensor_context(
+            sensor_name="run_failure_alerts",
+            dagster_event=failed.get_run_failure_event(),
+            dagster_instance=instance,
+            dagster_run=failed.dagster_run,
+            resources={"alerting": AlertingResource(webhook_url=webhook.url)},
+        ).for_run_failure()
+        run_failure_alert_sensor(context)
+    assert len(webhook.requests) == 1
+    payload = json.loads(webhook.requests[0].body)
+    assert payload["text"] == f"[CRITICAL] run of __ephemeral_asset_job__ failed ({failed.run_id})"
+    assert "the RPC answered garbage" in payload["blocks"][1]["text"]["text"]
+
+
+@pytest.mark.parametrize("url", ["hooks.slack.com/services/x", "ftp://example.com/hook", "http://"])
+def test_an_invalid_webhook_url_fails_at_start_naming_the_variable(url: str) -> None:
+    with pytest.raises(dg.DagsterInvariantViolationError, match="ALERT_WEBHOOK_URL") as error:
+        with dg.build_resources({"alerting": AlertingResource(webhook_url=url)}):
+            pass
+    assert url not in str(error.value)

@@ -1,0 +1,121 @@
+"""The USDC balances reconciliation end to end: real PostgreSQL, the devnet over
+HTTP (real TrustLine and SAC entries), in-process Dagster runs of the real assets."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
+from reconciliation_pipeline.devnet.balances_world import BalancesWorld, build_balances_world, user_id
+from reconciliation_pipeline.devnet.ledger import DevnetLedger
+from reconciliation_pipeline.devnet.identities import account_id, contract_id
+from reconciliation_pipeline.devnet.markets_seed import (
+    load_balances_into_ledger,
+    mirror_other_holders_into_ledger,
+    write_balances_to_db,
+)
+from reconciliation_pipeline.devnet.server import DevnetServer
+from reconciliation_pipeline_tests.defs.markets.support import (
+    as_set,
+    frequent_resources,
+    persisted_findings,
+    run_frequent,
+)
+
+N_USERS = 300
+
+
+@pytest.fixture
+def world(engine: sa.Engine, ledger: DevnetLedger) -> BalancesWorld:
+    world = build_balances_world(N_USERS)
+    write_balances_to_db(engine, world)
+    load_balances_into_ledger(ledger, world)
+    return world
+
+
+def _run_status(engine: sa.Engine, run_id: str) -> tuple[str, int, int]:
+    with engine.connect() as connection:
+        return tuple(connection.execute(
+            sa.text("SELECT status, entities_checked, entities_unchecked FROM recon.runs "
+                    "WHERE run_id = :r AND domain = 'balances'"), {"r": run_id}).one())
+
+
+def test_catalogue_with_the_rpc_burst_is_reported_exactly(
+    world: BalancesWorld, database_url: str, engine: sa.Engine, ledger: DevnetLedger, devnet: DevnetServer
+) -> None:
+    ledger.faults = world.rpc_burst
+    ledger.reset_counters()
+    result = run_frequent(frequent_resources(database_url, devnet.url), BALANCES_ASSETS)
+    found = persisted_findings(engine, result.run_id)
+    expected = world.expected_findings()
+    assert as_set(found) == as_set(expected)
+    assert len(found) == len(expected)
+    # 268 holders: a good request of 200, then the burst's request failing all 3 attempts
+    assert ledger.request_counts["getLedgerEntries"] == 1 + 3
+    burst = found[found["drift_class"] == "CHAIN_READ_ERROR"]
+    assert len(burst) == 68
+    assert all("injected failure" in d["error"] and "after 3 attempts" in d["error"] for d in burst["details"])
+    status, checked, unchecked = _run_status(engine, result.run_id)
+    assert (status, unchecked) == ("partial", 68)
+    assert checked == 268 - 68 + 1  # plus the invalid wallet, checked without a read
+    missing = found[found["field"] == "trustline"].iloc[0]
+    assert missing["details"]["holder_kind"] == "account"
+    assert missing["details"]["balance_entry"] == "absent"
+    no_entry = found[found["entity_id"] == f"user_{user_id(11)}"].iloc[0]
+    assert (no_entry["details"]["holder_kind"], no_entry["details"]["balance_entry"]) == ("contract", "absent")
+    assert int(found[found["entity_id"] == f"user_{user_id(2)}"].iloc[0]["delta"]) == -1_000_000
+    metadata = result.asset_materializations_for_node("usdc_balance_discrepancies")[0].metadata
+    assert metadata["users_without_wallet"].value == world.users_without_wallet == 31
+
+
+def test_without_faults_every_holder_is_reconciled(
+    world: BalancesWorld, database_url: str, engine: sa.Engine, ledger: DevnetLedger, devnet: DevnetServer
+) -> None:
+    ledger.reset_counters()
+    result = run_frequent(frequent_resources(database_url, devnet.url), BALANCES_ASSETS)
+    found = persisted_findings(engine, result.run_id)
+    assert as_set(found) == as_set(world.expected_findings(with_burst=False))
+    assert ledger.request_counts["getLedgerEntries"] == 2
+    assert _run_status(engine, result.run_id) == ("succeeded", 269, 0)
+
+
+def test_a_wider_tolerance_absorbs_small_differences(
+    world: BalancesWorld, database_url: str, engine: sa.Engine, devnet: DevnetServer
+) -> None:
+    result = run_frequent(frequent_resources(database_url, devnet.url, tolerance=1_000_000), BALANCES_ASSETS)
+    mismatched = persisted_findings(engine, result.run_id).query("drift_class == 'VALUE_MISMATCH'")
+    assert set(mismatched["entity_id"]) == {f"user_{user_id(k)}" for k in (6, 11)}
+
+
+def test_users_without_a_wallet_cause_no_chain_request(
+    engine: sa.Engine, ledger: DevnetLedger, database_url: str, devnet: DevnetServer
+) -> None:
+    world = build_balances_world(N_USERS)
+    world.db["wallet_address"] = pd.Series([None if k % 2 else "" for k in range(len(world.db))], dtype=object)
+    write_balances_to_db(engine, world)
+    ledger.reset_counters()
+    result = run_frequent(frequent_resources(database_url, devnet.url), BALANCES_ASSETS)
+    assert ledger.request_counts["getLedgerEntries"] == 0
+    assert sum(ledger.request_counts.values()) == 0
+    assert persisted_findings(engine, result.run_id).empty
+    metadata = result.asset_materializations_for_node("usdc_balance_discrepancies")[0].metadata
+    assert metadata["users_without_wallet"].value == N_USERS
+
+
+def test_users_other_domains_seeded_get_matching_holdings_for_the_demo(
+    world: BalancesWorld, database_url: str, engine: sa.Engine, ledger: DevnetLedger, devnet: DevnetServer
+) -> None:
+    others = [(1, account_id("streak-player:1"), 5_000), (2, contract_id("streak-player:2"), 0), (3, None, 7)]
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("INSERT INTO users (id, username, wallet_address, usdc_balance) VALUES (:id, 'p', :w, :b)"),
+            [{"id": i, "w": w, "b": b} for i, w, b in others],
+        )
+    assert mirror_other_holders_into_ledger(engine, ledger, world) == 2
+    result = run_frequent(frequent_resources(database_url, devnet.url), BALANCES_ASSETS)
+    found = persisted_findings(engine, result.run_id)
+    assert as_set(found) == as_set(world.expected_findings(with_burst=False))
+    chain = result.output_for_node("chain_usdc_balances").set_index("user_id")
+    assert chain.loc[[1, 2], "usdc_balance"].tolist() == [5_000, 0]

@@ -1,0 +1,125 @@
+"""Shared by the markets, balances, alerts and metrics tests: resources for the
+5-minute reconciliation, seeded worlds, and a local HTTP receiver.
+
+The receiver stands in for Slack's incoming webhook and for a Prometheus
+Pushgateway, neither of which can run here: it records every request so tests
+can check what a real one would have been sent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+
+from reconciliation_pipeline.core.alerts import AlertingResource
+from reconciliation_pipeline.core.metrics import PushgatewayResource
+from reconciliation_pipeline.core.run_budget import RunBudgetResource
+from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
+from reconciliation_pipeline.defs.balances.resources import BalancesSettingsResource
+from reconciliation_pipeline.defs.markets.assets import MARKETS_ASSETS
+from reconciliation_pipeline.defs.markets.resources import MarketsSettingsResource
+from reconciliation_pipeline_tests.conftest import make_resources
+
+FINDING_KEY = ["entity_type", "entity_id", "field", "drift_class", "severity", "db_value", "chain_value"]
+
+
+def frequent_resources(
+    database_url: str,
+    rpc_url: str,
+    *,
+    run_time_limit_s: int = 240,
+    odds_threshold: str = "0.01",
+    tolerance: int = 10,
+    pushgateway_url: str = "",
+    webhook_url: str = "",
+    **rpc: int,
+) -> dict[str, object]:
+    """Every resource the markets and balances assets need, without the environment."""
+    return {
+        **make_resources(database_url, rpc_url, **rpc),
+        "run_budget": RunBudgetResource(run_time_limit_s=run_time_limit_s),
+        "markets_settings": MarketsSettingsResource(odds_mismatch_threshold=odds_threshold),
+        "balances_settings": BalancesSettingsResource(usdc_balance_tolerance=tolerance),
+        "pushgateway": PushgatewayResource(pushgateway_url=pushgateway_url),
+        "alerting": AlertingResource(webhook_url=webhook_url, timeout_ms=2000),
+    }
+
+
+def run_frequent(
+    resources: dict[str, object],
+    assets: Sequence[dg.AssetsDefinition] = (*MARKETS_ASSETS, *BALANCES_ASSETS),
+    instance: dg.DagsterInstance | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(list(assets), resources=resources, instance=instance, raise_on_error=raise_on_error)
+
+
+def persisted_findings(engine: sa.Engine, run_id: str | None = None, domain: str | None = None) -> pd.DataFrame:
+    clauses = [c for c, v in (("run_id = :run_id", run_id), ("domain = :domain", domain)) if v is not None]
+    query = "SELECT * FROM recon.discrepancies" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+    with engine.connect() as connection:
+        return pd.read_sql(sa.text(query), connection, params={"run_id": run_id, "domain": domain})
+
+
+def as_set(frame: pd.DataFrame) -> set[tuple]:
+    rows = frame[FINDING_KEY].astype(object).where(frame[FINDING_KEY].notna(), None)
+    return set(map(tuple, rows.itertuples(index=False)))
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class HttpReceiver:
+    """What a local HTTP endpoint was sent; `status` is what it answers."""
+
+    url: str
+    requests: list[Received] = field(default_factory=list)
+    status: int = 200
+
+
+@contextmanager
+def http_receiver(status: int = 200) -> Iterator[HttpReceiver]:
+    """An HTTP server on 127.0.0.1 (a thread) recording every POST/PUT it gets."""
+    receiver = HttpReceiver(url="")
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _record(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with lock:
+                receiver.requests.append(Received(self.command, self.path, dict(self.headers), body))
+            self.send_response(receiver.status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        do_POST = do_PUT = _record
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.status = status
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
