@@ -139,7 +139,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
         say(f"run {five_minute.run_id} {'succeeded' if five_minute.success else 'FAILED'}; "
             f"devnet requests by method: {dict(ledger.request_counts)}")
     _print_summary(env["DATABASE_URL"], [nightly.run_id, five_minute.run_id])
-    return 0 if nightly.success and five_minute.success else 1
+    matches = _check_catalogue(env["DATABASE_URL"], [nightly.run_id, five_minute.run_id], world)
+    return 0 if nightly.success and five_minute.success and matches else 1
+
+
+CATALOGUE_KEY = ["domain", "entity_type", "entity_id", "field", "drift_class", "severity"]
+
+
+def _check_catalogue(database_url: str, run_ids: list[str], world: DemoWorld) -> bool:
+    """Compare what the runs reported with what the world's catalogues injected."""
+    engine = _engine(database_url)
+    try:
+        with engine.connect() as connection:
+            found = connection.execute(sql.query("demo/run_findings.sql"), {"run_ids": run_ids}).all()
+    finally:
+        engine.dispose()
+    reported = {tuple(row) for row in found}
+    expected = set(map(tuple, world.expected_findings()[CATALOGUE_KEY].itertuples(index=False)))
+    missing, unexpected = expected - reported, reported - expected
+    print(f"\nCatalogue check: {len(expected)} findings injected, {len(reported)} reported, "
+          f"{len(missing)} missing, {len(unexpected)} unexpected.")
+    for label, rows in (("missing", missing), ("unexpected", unexpected)):
+        for row in sorted(rows)[:10]:
+            print(f"  {label}: {' '.join(map(str, row))}")
+    return not missing and not unexpected
 
 
 def _demo_overrides() -> dict[str, str]:

@@ -27,7 +27,7 @@ from reconciliation_pipeline.chain.reader import MAX_KEYS_PER_REQUEST
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
 from reconciliation_pipeline.devnet.identities import DEVNET, DevnetIdentities, account_id, contract_id
 from reconciliation_pipeline.devnet.ledger import FaultConfig
-from reconciliation_pipeline.devnet.streams_world import ExpectedFinding, InjectedDrift
+from reconciliation_pipeline.devnet.catalogue import ExpectedFinding, InjectedDrift, expected_findings
 
 FIRST_USER_ID = 1_000_001
 MIN_USERS = 250
@@ -53,9 +53,7 @@ class BalancesWorld:
         return int(self.db["wallet_address"].map(lambda w: w is None or not str(w).strip()).sum())
 
     def expected_findings(self, *, with_burst: bool = True) -> pd.DataFrame:
-        drifts = [d for d in self.catalogue if with_burst or d.name != RPC_BURST]
-        rows = [vars(e) for drift in drifts for e in drift.expected]
-        return pd.DataFrame(rows, columns=list(ExpectedFinding.__dataclass_fields__))
+        return expected_findings(d for d in self.catalogue if with_burst or d.name != RPC_BURST)
 
 
 RPC_BURST = "rpc_burst_last_batch"

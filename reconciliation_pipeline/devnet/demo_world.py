@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+import pandas as pd
 from sqlalchemy.engine import Engine
 
 from reconciliation_pipeline.devnet.balances_world import BalancesWorld, build_balances_world
@@ -45,6 +46,17 @@ class DemoWorld:
     lending: LendingWorld
     markets: MarketsWorld
     balances: BalancesWorld
+
+    def expected_findings(self) -> pd.DataFrame:
+        """Every finding the injected catalogues call for, with its domain."""
+        return pd.concat(
+            [
+                world.expected_findings().assign(domain=domain)
+                for domain, world in (("streams", self.streams), ("lending", self.lending),
+                                      ("markets", self.markets), ("balances", self.balances))
+            ],
+            ignore_index=True,
+        )
 
 
 def build_demo_world(sizes: WorldSizes, reference_time: datetime) -> DemoWorld:

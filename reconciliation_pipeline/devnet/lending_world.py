@@ -22,7 +22,7 @@ import pandas as pd
 
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
 from reconciliation_pipeline.devnet.identities import DEVNET, DevnetIdentities, account_id
-from reconciliation_pipeline.devnet.streams_world import ExpectedFinding, InjectedDrift
+from reconciliation_pipeline.devnet.catalogue import ExpectedFinding, InjectedDrift, expected_findings
 
 MIN_LOANS = 8
 """The catalogue edits loans 2-5; smaller worlds cannot hold it."""
@@ -61,8 +61,7 @@ class LendingWorld:
     identities: DevnetIdentities = DEVNET
 
     def expected_findings(self) -> pd.DataFrame:
-        rows = [vars(e) for drift in self.catalogue for e in drift.expected]
-        return pd.DataFrame(rows, columns=list(ExpectedFinding.__dataclass_fields__))
+        return expected_findings(self.catalogue)
 
     def drift(self, name: str) -> InjectedDrift:
         return next(d for d in self.catalogue if d.name == name)

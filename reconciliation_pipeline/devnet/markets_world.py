@@ -19,7 +19,7 @@ from reconciliation_pipeline.chain.keys import enum_key
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
 from reconciliation_pipeline.devnet.encode import contract_data_entry
 from reconciliation_pipeline.devnet.identities import DEVNET, DevnetIdentities, contract_id
-from reconciliation_pipeline.devnet.streams_world import ExpectedFinding, InjectedDrift
+from reconciliation_pipeline.devnet.catalogue import ExpectedFinding, InjectedDrift, expected_findings
 
 MIN_MARKETS = 15
 """The catalogue uses markets 2-11; smaller worlds cannot hold it."""
@@ -41,8 +41,7 @@ class MarketsWorld:
     identities: DevnetIdentities = DEVNET
 
     def expected_findings(self) -> pd.DataFrame:
-        rows = [vars(e) for drift in self.catalogue for e in drift.expected]
-        return pd.DataFrame(rows, columns=list(ExpectedFinding.__dataclass_fields__))
+        return expected_findings(self.catalogue)
 
 
 def market_contract_id(market_id: int) -> str:

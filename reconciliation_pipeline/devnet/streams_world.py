@@ -16,6 +16,7 @@ import pandas as pd
 from stellar_sdk import scval
 
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
+from reconciliation_pipeline.devnet.catalogue import ExpectedFinding, InjectedDrift, expected_findings
 from reconciliation_pipeline.devnet.encode import contract_data_entry, stream_value
 from reconciliation_pipeline.chain.keys import contract_data_key, enum_key
 from reconciliation_pipeline.devnet.identities import DEVNET, DevnetIdentities, account_id
@@ -26,24 +27,6 @@ MIN_STREAMS = 10
 USDC_SURPLUS = 10_000_000_000
 EURC_SHORTFALL = 1_000_000_000
 CHAIN_ONLY_CREATED_HOURS_AGO = 36
-
-
-@dataclass(frozen=True)
-class ExpectedFinding:
-    entity_type: str
-    entity_id: str
-    field: str
-    drift_class: str
-    severity: str
-    db_value: str | None
-    chain_value: str | None
-
-
-@dataclass(frozen=True)
-class InjectedDrift:
-    name: str
-    description: str
-    expected: tuple[ExpectedFinding, ...]
 
 
 @dataclass
@@ -61,8 +44,7 @@ class StreamsWorld:
     identities: DevnetIdentities = DEVNET
 
     def expected_findings(self) -> pd.DataFrame:
-        rows = [vars(e) for drift in self.catalogue for e in drift.expected]
-        return pd.DataFrame(rows, columns=list(ExpectedFinding.__dataclass_fields__))
+        return expected_findings(self.catalogue)
 
 
 def _stream(stream_id: int, drift_class: DriftClass, field_name: str = WHOLE_ENTITY,
