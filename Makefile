@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test ui devnet psql stop env clean
+.PHONY: setup demo test bench ui devnet psql stop env clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,12 @@ setup: $(STAMP)  ## create .venv and install the project and its test tools
 demo: setup      ## embedded PostgreSQL + devnet, seed both sides, run the nightly job, print a summary
 	$(BIN)/recon demo
 
-test: setup      ## the whole test suite against a real PostgreSQL and the devnet over HTTP
+test: setup      ## lint, then the whole test suite against a real PostgreSQL and the devnet over HTTP
+	$(BIN)/ruff check reconciliation_pipeline reconciliation_pipeline_tests benchmarks
 	$(BIN)/python -m pytest
+
+bench: setup     ## the chain-sweep benchmark (N=10000, 20 ms latency); figures go to BENCHMARKS.md
+	$(BIN)/python benchmarks/chain_sweep.py --n 10000 --latency-ms 20 --write
 
 ui: setup        ## dagster dev against the demo's database and a seeded devnet
 	$(BIN)/recon ui

@@ -5,10 +5,17 @@ from __future__ import annotations
 import dagster as dg
 
 from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
-from reconciliation_pipeline.defs.lending.assets import LENDING_ASSETS, LENDING_SWEEP_ASSETS
+from reconciliation_pipeline.defs.lending.assets import (
+    LENDING_ASSETS,
+    LENDING_SWEEP_ASSETS,
+)
 from reconciliation_pipeline.defs.markets.assets import MARKETS_ASSETS
 from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
-from reconciliation_pipeline.jobs import lending_sweep_job, markets_balances_job, nightly_reconciliation_job
+from reconciliation_pipeline.jobs import (
+    lending_sweep_job,
+    markets_balances_job,
+    nightly_reconciliation_job,
+)
 from reconciliation_pipeline.resources import build_resources
 from reconciliation_pipeline.schedules import (
     lending_sweep_schedule,

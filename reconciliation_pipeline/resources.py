@@ -17,11 +17,11 @@ from sqlalchemy.engine import Engine, make_url
 from stellar_sdk import StrKey
 
 from reconciliation_pipeline.chain.keys import sac_contract_id
+from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings
 from reconciliation_pipeline.core.alerts import AlertingResource
+from reconciliation_pipeline.core.drift_store import IncidentPolicy
 from reconciliation_pipeline.core.metrics import PushgatewayResource
 from reconciliation_pipeline.core.run_budget import RunBudgetResource
-from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings
-from reconciliation_pipeline.core.drift_store import IncidentPolicy
 
 
 def sqlalchemy_url(database_url: str, driver: str = "psycopg") -> str:

@@ -31,7 +31,6 @@ from reconciliation_pipeline.resources import (
 )
 
 
-
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
     if "TEST_DATABASE_URL" in os.environ:

@@ -12,7 +12,10 @@ import sqlalchemy as sa
 from reconciliation_pipeline.definitions import defs
 from reconciliation_pipeline.devnet.identities import DEVNET
 from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
+from reconciliation_pipeline.devnet.seed import (
+    load_streams_into_ledger,
+    write_streams_to_db,
+)
 from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline.devnet.streams_world import build_streams_world
 from reconciliation_pipeline.localenv import PROJECT_ROOT

@@ -13,10 +13,19 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from reconciliation_pipeline.devnet.balances_world import BalancesWorld, build_balances_world
+from reconciliation_pipeline.devnet.balances_world import (
+    BalancesWorld,
+    build_balances_world,
+)
 from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.lending_seed import load_lending_into_ledger, write_lending_to_db
-from reconciliation_pipeline.devnet.lending_world import LendingWorld, build_lending_world
+from reconciliation_pipeline.devnet.lending_seed import (
+    load_lending_into_ledger,
+    write_lending_to_db,
+)
+from reconciliation_pipeline.devnet.lending_world import (
+    LendingWorld,
+    build_lending_world,
+)
 from reconciliation_pipeline.devnet.markets_seed import (
     load_balances_into_ledger,
     load_markets_into_ledger,
@@ -24,9 +33,18 @@ from reconciliation_pipeline.devnet.markets_seed import (
     write_balances_to_db,
     write_markets_to_db,
 )
-from reconciliation_pipeline.devnet.markets_world import MarketsWorld, build_markets_world
-from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
-from reconciliation_pipeline.devnet.streams_world import StreamsWorld, build_streams_world
+from reconciliation_pipeline.devnet.markets_world import (
+    MarketsWorld,
+    build_markets_world,
+)
+from reconciliation_pipeline.devnet.seed import (
+    load_streams_into_ledger,
+    write_streams_to_db,
+)
+from reconciliation_pipeline.devnet.streams_world import (
+    StreamsWorld,
+    build_streams_world,
+)
 from reconciliation_pipeline.devnet.transactions import TransactionStore
 
 Progress = Callable[[str], None]

@@ -23,7 +23,11 @@ from reconciliation_pipeline.chain.keys import (
 )
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.devnet.balances_world import BalancesWorld
-from reconciliation_pipeline.devnet.encode import contract_data_entry, sac_balance_entry, unit_enum
+from reconciliation_pipeline.devnet.encode import (
+    contract_data_entry,
+    sac_balance_entry,
+    unit_enum,
+)
 from reconciliation_pipeline.devnet.identities import DevnetIdentities
 from reconciliation_pipeline.devnet.ledger import DevnetLedger
 from reconciliation_pipeline.devnet.markets_world import MarketsWorld

@@ -5,13 +5,13 @@ appends its findings; incidents carry drift across runs.
 """
 
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
 
 from reconciliation_pipeline.core import sql
+from reconciliation_pipeline.core.asset_support import batch_progress
 from reconciliation_pipeline.core.diff import invariant_findings
 from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
 from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata
@@ -20,12 +20,23 @@ from reconciliation_pipeline.core.metrics import (
     PushgatewayResource,
     findings_by_class_and_severity,
 )
-from reconciliation_pipeline.core.run_budget import RunBudgetResource, budgeted_reader, not_read_mask
+from reconciliation_pipeline.core.run_budget import (
+    RunBudgetResource,
+    budgeted_reader,
+    not_read_mask,
+)
 from reconciliation_pipeline.core.snapshots import snapshot_db
-from reconciliation_pipeline.defs.balances.chain import holder_kinds, snapshot_usdc_balances
+from reconciliation_pipeline.defs.balances.chain import (
+    holder_kinds,
+    snapshot_usdc_balances,
+)
 from reconciliation_pipeline.defs.balances.findings import diff_balances
 from reconciliation_pipeline.defs.balances.resources import BalancesSettingsResource
-from reconciliation_pipeline.defs.balances.spec import BALANCES_SPEC, WALLET_FIELD, BalanceInvariants
+from reconciliation_pipeline.defs.balances.spec import (
+    BALANCES_SPEC,
+    WALLET_FIELD,
+    BalanceInvariants,
+)
 from reconciliation_pipeline.resources import (
     PostgresResource,
     ReconSettingsResource,
@@ -38,15 +49,6 @@ SPEC = BALANCES_SPEC
 BALANCE_INVARIANTS_CHECK = "balance_invariants"
 
 
-def _progress(context: dg.AssetExecutionContext, what: str) -> Callable[[int, int], None]:
-    step = {"next": 0.1}
-
-    def report(done: int, total: int) -> None:
-        if done == total or done / total >= step["next"]:
-            context.log.info(f"{what}: {done}/{total} getLedgerEntries batches")
-            step["next"] = done / total + 0.1
-
-    return report
 
 
 @dg.asset(
@@ -108,7 +110,7 @@ def chain_usdc_balances(
         frame = snapshot_usdc_balances(
             reader, SPEC, db_usdc_balances.loc[valid, [SPEC.key_column, WALLET_FIELD]],
             asset_code=contracts.usdc_asset_code, issuer=contracts.usdc_issuer,
-            sac_contract_id=contracts.usdc_contract_id, progress=_progress(context, "chain_usdc_balances"),
+            sac_contract_id=contracts.usdc_contract_id, progress=batch_progress(context, "chain_usdc_balances"),
         )
     statuses = frame["read_status"].value_counts()
     not_read = int(not_read_mask(frame).sum())

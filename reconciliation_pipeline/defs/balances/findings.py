@@ -12,7 +12,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from reconciliation_pipeline.core.diff import address_findings, diff_snapshots, invariant_findings
+from reconciliation_pipeline.core.diff import (
+    address_findings,
+    diff_snapshots,
+    invariant_findings,
+)
 from reconciliation_pipeline.core.drift import DriftClass
 from reconciliation_pipeline.core.findings import concat_findings
 from reconciliation_pipeline.core.run_budget import not_read_mask

@@ -9,7 +9,6 @@ snapshots find, every few minutes, without the nightly's chain reads.
 """
 
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -18,11 +17,27 @@ import pandas as pd
 from reconciliation_pipeline.chain.addresses import valid_address_mask
 from reconciliation_pipeline.chain.reader import RetentionWindowError
 from reconciliation_pipeline.core import repairs
-from reconciliation_pipeline.core.diff import address_findings, diff_snapshots, invariant_findings
-from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
+from reconciliation_pipeline.core.asset_support import (
+    DATABASE,
+    batch_progress,
+    invariants_check,
+    markdown_table,
+    run_info,
+)
+from reconciliation_pipeline.core.diff import (
+    address_findings,
+    diff_snapshots,
+    invariant_findings,
+)
+from reconciliation_pipeline.core.drift_store import persist_domain_run
 from reconciliation_pipeline.core.findings import concat_findings
 from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata
-from reconciliation_pipeline.core.snapshots import READ_ERROR, decoded_rows, snapshot_chain, snapshot_db
+from reconciliation_pipeline.core.snapshots import (
+    READ_ERROR,
+    decoded_rows,
+    snapshot_chain,
+    snapshot_db,
+)
 from reconciliation_pipeline.core.spec import KeyKind, ReconSpec
 from reconciliation_pipeline.defs.lending import plans, sweep
 from reconciliation_pipeline.defs.lending.events import (
@@ -34,7 +49,12 @@ from reconciliation_pipeline.defs.lending.events import (
     replace_event_partitions,
 )
 from reconciliation_pipeline.defs.lending.rpc import ledger_window
-from reconciliation_pipeline.defs.lending.spec import DOMAIN, LOANS_SPEC, POSITIONS_SPEC, REPUTATION_SPEC
+from reconciliation_pipeline.defs.lending.spec import (
+    DOMAIN,
+    LOANS_SPEC,
+    POSITIONS_SPEC,
+    REPUTATION_SPEC,
+)
 from reconciliation_pipeline.partitions import daily_partitions
 from reconciliation_pipeline.resources import (
     PostgresResource,
@@ -71,47 +91,17 @@ class LendingRepairConfig(dg.Config):
     dry_run: bool = False
 
 
-def _run_info(context: dg.AssetExecutionContext) -> RunInfo:
-    return RunInfo(
-        run_id=context.run_id,
-        job_name=context.job_name,
-        partition_key=context.partition_key if context.has_partition_key else None,
-    )
 
 
-def _progress(context: dg.AssetExecutionContext, what: str) -> Callable[[int, int], None]:
-    step = {"next": 0.1}
-
-    def report(done: int, total: int) -> None:
-        if done == total or done / total >= step["next"]:
-            context.log.info(f"{what}: {done}/{total} getLedgerEntries batches")
-            step["next"] = done / total + 0.1
-
-    return report
 
 
-def _markdown(frame: pd.DataFrame, empty: str, rows: int = 20) -> dg.MetadataValue:
-    return dg.MetadataValue.md(frame.head(rows).astype(str).to_markdown(index=False) if len(frame) else empty)
 
 
 def _invariants_check(spec: ReconSpec, frame: pd.DataFrame, side: str) -> dg.AssetCheckResult:
-    database = side == "database"
-    model = spec.db_invariants if database else spec.chain_invariants
+    model = spec.db_invariants if side == DATABASE else spec.chain_invariants
     assert model is not None
-    found = invariant_findings(
-        spec, model, frame, side=side, severity=spec.db_invariant_severity if database else spec.chain_invariant_severity
-    )
-    value = "db_value" if database else "chain_value"
-    return dg.AssetCheckResult(
-        check_name=INVARIANT_CHECKS[spec.entity_type],
-        passed=found.empty,
-        severity=dg.AssetCheckSeverity.WARN if database else dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "violations": len(found),
-            "rows_checked": len(frame),
-            "sample": _markdown(found[["entity_id", "field", value]], f"All rows satisfy: {INVARIANT_TEXT[spec.entity_type]}."),
-        },
-    )
+    return invariants_check(INVARIANT_CHECKS[spec.entity_type], spec, model, frame, side,
+                            f"All rows satisfy: {INVARIANT_TEXT[spec.entity_type]}.")
 
 
 def _check_spec(spec: ReconSpec, asset: str, side: str) -> dg.AssetCheckSpec:
@@ -175,7 +165,7 @@ def lending_events(
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={
                     "undecodable": len(undecodable),
-                    "sample": _markdown(undecodable[["event_id", "event_type", "decode_error"]],
+                    "sample": markdown_table(undecodable[["event_id", "event_type", "decode_error"]],
                                         "Every event decodes."),
                 },
             )
@@ -235,7 +225,7 @@ def _chain_snapshot(
     keys: list[object],
 ) -> pd.DataFrame:
     with soroban_rpc.reader() as reader:
-        return snapshot_chain(reader, spec, contract_id, keys, progress=_progress(context, spec.entity_type))
+        return snapshot_chain(reader, spec, contract_id, keys, progress=batch_progress(context, spec.entity_type))
 
 
 def _chain_result(spec: ReconSpec, frame: pd.DataFrame, discovered: int) -> dg.MaterializeResult:
@@ -428,7 +418,7 @@ def _persist(
 ) -> None:
     summary = persist_domain_run(
         postgres.engine,
-        _run_info(context),
+        run_info(context),
         DOMAIN,
         findings,
         checked=checked.drop_duplicates(),
@@ -538,7 +528,7 @@ def lending_sweep_discrepancies(
 def _repair(
     context: dg.AssetExecutionContext, config: LendingRepairConfig, postgres: PostgresResource, plan: pd.DataFrame
 ) -> dg.MaterializeResult:
-    run = _run_info(context)
+    run = run_info(context)
     repairs.record_plan(postgres.engine, run, DOMAIN, plan)
     if config.apply and not config.dry_run:
         outcome = repairs.apply_plan(postgres.engine, run, plan)
@@ -557,7 +547,7 @@ def _repair(
             "repairs_applied": outcome.applied,
             "repairs_skipped": outcome.skipped,
             "repairs_failed": outcome.failed,
-            "plan": _markdown(plan[["entity_id", "field", "observed_value", "target_value"]], "Nothing to repair."),
+            "plan": markdown_table(plan[["entity_id", "field", "observed_value", "target_value"]], "Nothing to repair."),
         }
     )
 

@@ -5,15 +5,13 @@ sides and appends its findings; incidents carry drift across runs.
 """
 
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
-import pandera.pandas as pa
 
 from reconciliation_pipeline.chain.addresses import valid_address_mask
-from reconciliation_pipeline.core.diff import invariant_findings
+from reconciliation_pipeline.core.asset_support import batch_progress, invariants_check
 from reconciliation_pipeline.core.drift import Severity
 from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
 from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata
@@ -22,9 +20,16 @@ from reconciliation_pipeline.core.metrics import (
     PushgatewayResource,
     findings_by_class_and_severity,
 )
-from reconciliation_pipeline.core.run_budget import RunBudgetResource, budgeted_reader, not_read_mask
-from reconciliation_pipeline.core.snapshots import decoded_rows, snapshot_chain, snapshot_db
-from reconciliation_pipeline.core.spec import ReconSpec
+from reconciliation_pipeline.core.run_budget import (
+    RunBudgetResource,
+    budgeted_reader,
+    not_read_mask,
+)
+from reconciliation_pipeline.core.snapshots import (
+    decoded_rows,
+    snapshot_chain,
+    snapshot_db,
+)
 from reconciliation_pipeline.defs.markets.chain import snapshot_market_contracts
 from reconciliation_pipeline.defs.markets.findings import diff_markets
 from reconciliation_pipeline.defs.markets.resources import MarketsSettingsResource
@@ -49,36 +54,8 @@ CONTRACT_INVARIANTS_CHECK = "contract_invariants"
 NO_CRITICAL_DRIFT_CHECK = "no_critical_drift"
 
 
-def _progress(context: dg.AssetExecutionContext, what: str) -> Callable[[int, int], None]:
-    step = {"next": 0.1}
-
-    def report(done: int, total: int) -> None:
-        if done == total or done / total >= step["next"]:
-            context.log.info(f"{what}: {done}/{total} getLedgerEntries batches")
-            step["next"] = done / total + 0.1
-
-    return report
 
 
-def _invariants_check(
-    name: str, spec: ReconSpec, model: type[pa.DataFrameModel], frame: pd.DataFrame, side: str
-) -> dg.AssetCheckResult:
-    severity = spec.db_invariant_severity if side == "database" else spec.chain_invariant_severity
-    found = invariant_findings(spec, model, frame, side=side, severity=severity)
-    value = "db_value" if side == "database" else "chain_value"
-    return dg.AssetCheckResult(
-        check_name=name,
-        passed=found.empty,
-        severity=dg.AssetCheckSeverity.WARN if side == "database" else dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "violations": len(found),
-            "rows_checked": len(frame),
-            "sample": dg.MetadataValue.md(
-                found[["entity_id", "field", value]].head(20).to_markdown(index=False)
-                if len(found) else "Every row satisfies the invariants."
-            ),
-        },
-    )
 
 
 def _read_metadata(frame: pd.DataFrame) -> dict[str, object]:
@@ -113,7 +90,7 @@ def db_markets(context: dg.AssetExecutionContext, postgres: PostgresResource):  
     return dg.MaterializeResult(
         value=frame,
         metadata={**frame_metadata(frame), "snapshot_at": snapshot.taken_at.isoformat()},
-        check_results=[_invariants_check(MARKET_INVARIANTS_CHECK, MARKET_SPEC, MarketRowInvariants, frame, "database")],
+        check_results=[invariants_check(MARKET_INVARIANTS_CHECK, MARKET_SPEC, MarketRowInvariants, frame, "database")],
     )
 
 
@@ -136,11 +113,11 @@ def chain_market_pools(
     budget = run_budget.budget(context)
     with budgeted_reader(soroban_rpc.rpc_url, soroban_rpc.reader_settings(), budget) as reader:
         frame = snapshot_chain(reader, POOL_SPEC, contracts.amm_contract_id, db_markets["market_id"].map(int),
-                               progress=_progress(context, "chain_market_pools"))
+                               progress=batch_progress(context, "chain_market_pools"))
     return dg.MaterializeResult(
         value=frame,
         metadata=_read_metadata(frame),
-        check_results=[_invariants_check(POOL_INVARIANTS_CHECK, POOL_SPEC, PoolInvariants, decoded_rows(frame),
+        check_results=[invariants_check(POOL_INVARIANTS_CHECK, POOL_SPEC, PoolInvariants, decoded_rows(frame),
                                          "chain")],
     )
 
@@ -165,11 +142,11 @@ def chain_market_contracts(
     budget = run_budget.budget(context)
     with budgeted_reader(soroban_rpc.rpc_url, soroban_rpc.reader_settings(), budget) as reader:
         frame = snapshot_market_contracts(reader, MARKET_SPEC, db_markets[valid],
-                                          progress=_progress(context, "chain_market_contracts"))
+                                          progress=batch_progress(context, "chain_market_contracts"))
     return dg.MaterializeResult(
         value=frame,
         metadata={**_read_metadata(frame), "invalid_contract_addresses": int((~valid).sum())},
-        check_results=[_invariants_check(CONTRACT_INVARIANTS_CHECK, MARKET_SPEC, ResolutionInvariants,
+        check_results=[invariants_check(CONTRACT_INVARIANTS_CHECK, MARKET_SPEC, ResolutionInvariants,
                                          decoded_rows(frame), "chain")],
     )
 

@@ -9,11 +9,23 @@ from stellar_sdk import scval, xdr
 
 from reconciliation_pipeline.chain.reader import ChainReader
 from reconciliation_pipeline.core import repairs
+from reconciliation_pipeline.core.asset_support import (
+    CHAIN,
+    DATABASE,
+    batch_progress,
+    invariants_check,
+    run_info,
+)
 from reconciliation_pipeline.core.diff import diff_snapshots, invariant_findings
-from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
+from reconciliation_pipeline.core.drift_store import persist_domain_run
 from reconciliation_pipeline.core.findings import concat_findings
 from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata
-from reconciliation_pipeline.core.snapshots import READ_ERROR, decoded_rows, snapshot_chain, snapshot_db
+from reconciliation_pipeline.core.snapshots import (
+    READ_ERROR,
+    decoded_rows,
+    snapshot_chain,
+    snapshot_db,
+)
 from reconciliation_pipeline.defs.streams.escrow import (
     ESCROW_ENTITY_TYPE,
     escrow_findings,
@@ -34,49 +46,14 @@ GROUP = "streams"
 SPEC = STREAMS_SPEC
 INVARIANTS_CHECK = "escrow_invariants"
 SOLVENCY_CHECK = "escrow_solvency"
+ESCROW_CLEAN = "All rows satisfy total >= 0, released >= 0, released <= total."
 STREAM_CREATED = "stream_created"
 
 
-def _run_info(context: dg.AssetExecutionContext) -> RunInfo:
-    return RunInfo(
-        run_id=context.run_id,
-        job_name=context.job_name,
-        partition_key=context.partition_key if context.has_partition_key else None,
-    )
 
 
-def _progress(context: dg.AssetExecutionContext, what: str):  # noqa: ANN202 - a small closure
-    step = {"next": 0.1}
-
-    def report(done: int, total: int) -> None:
-        if done == total or done / total >= step["next"]:
-            context.log.info(f"{what}: {done}/{total} getLedgerEntries batches")
-            step["next"] = done / total + 0.1
-
-    return report
 
 
-def _invariants_check(frame: pd.DataFrame, side: str) -> dg.AssetCheckResult:
-    model = SPEC.db_invariants if side == "database" else SPEC.chain_invariants
-    assert model is not None
-    found = invariant_findings(
-        SPEC, model, frame, side=side,
-        severity=SPEC.db_invariant_severity if side == "database" else SPEC.chain_invariant_severity,
-    )
-    return dg.AssetCheckResult(
-        check_name=INVARIANTS_CHECK,
-        passed=found.empty,
-        severity=dg.AssetCheckSeverity.WARN if side == "database" else dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "violations": len(found),
-            "rows_checked": len(frame),
-            "sample": dg.MetadataValue.md(
-                found[["entity_id", "field", "db_value" if side == "database" else "chain_value"]]
-                .head(20).to_markdown(index=False)
-                if len(found) else "All rows satisfy total >= 0, released >= 0, released <= total."
-            ),
-        },
-    )
 
 
 @dg.asset(
@@ -96,7 +73,7 @@ def db_streams(context: dg.AssetExecutionContext, postgres: PostgresResource):  
     return dg.MaterializeResult(
         value=frame,
         metadata={**frame_metadata(frame), "snapshot_at": snapshot.taken_at.isoformat()},
-        check_results=[_invariants_check(frame, "database")],
+        check_results=[invariants_check(INVARIANTS_CHECK, SPEC, SPEC.db_invariants, frame, DATABASE, ESCROW_CLEAN)],
     )
 
 
@@ -140,7 +117,7 @@ def chain_streams(
         discovered = _discover_chain_only_ids(context, reader, contracts.stream_contract_id)
         ids = [*db_streams["stream_id"].map(int), *discovered]
         frame = snapshot_chain(
-            reader, SPEC, contracts.stream_contract_id, ids, progress=_progress(context, "chain_streams")
+            reader, SPEC, contracts.stream_contract_id, ids, progress=batch_progress(context, "chain_streams")
         )
     statuses = frame["read_status"].value_counts()
     ledger = frame.attrs.get("ledger_sequence")
@@ -155,7 +132,7 @@ def chain_streams(
             "entries_missing": int(statuses.get("missing", 0)),
             "entries_unreadable": int(statuses.get("error", 0)),
         },
-        check_results=[_invariants_check(decoded_rows(frame), "chain")],
+        check_results=[invariants_check(INVARIANTS_CHECK, SPEC, SPEC.chain_invariants, decoded_rows(frame), CHAIN, ESCROW_CLEAN)],
     )
 
 
@@ -255,7 +232,7 @@ def stream_discrepancies(
     snapshot_at = db_streams.attrs.get("snapshot_at")
     summary = persist_domain_run(
         postgres.engine,
-        _run_info(context),
+        run_info(context),
         SPEC.domain,
         findings,
         checked=checked,
@@ -300,7 +277,7 @@ def stream_repairs(
     """Repairs of the streams table toward the chain (authoritative) for `status` and
     `released`: planned into `recon.repairs`, applied with compare-and-swap when the
     run's config sets `apply` and not `dry_run`, each with its audit row."""
-    run = _run_info(context)
+    run = run_info(context)
     plan = repairs.plan_repairs(SPEC, stream_discrepancies)
     repairs.record_plan(postgres.engine, run, SPEC.domain, plan)
     if config.apply and not config.dry_run:

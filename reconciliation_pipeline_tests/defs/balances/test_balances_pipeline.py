@@ -8,9 +8,13 @@ import pytest
 import sqlalchemy as sa
 
 from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
-from reconciliation_pipeline.devnet.balances_world import BalancesWorld, build_balances_world, user_id
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
+from reconciliation_pipeline.devnet.balances_world import (
+    BalancesWorld,
+    build_balances_world,
+    user_id,
+)
 from reconciliation_pipeline.devnet.identities import account_id, contract_id
+from reconciliation_pipeline.devnet.ledger import DevnetLedger
 from reconciliation_pipeline.devnet.markets_seed import (
     load_balances_into_ledger,
     mirror_other_holders_into_ledger,

@@ -10,13 +10,13 @@ import sqlalchemy as sa
 
 from reconciliation_pipeline.core.drift import DriftClass
 from reconciliation_pipeline.devnet.ledger import DevnetLedger, FaultConfig
+from reconciliation_pipeline.devnet.lending_seed import position_entry
 from reconciliation_pipeline.devnet.lending_world import (
     IN_FLIGHT_PROVISIONAL,
     RESOLVABLE_PROVISIONAL,
     UNRESOLVABLE_PROVISIONAL,
     LendingWorld,
 )
-from reconciliation_pipeline.devnet.lending_seed import position_entry
 from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline_tests.defs.lending.conftest import (
     as_set,
@@ -25,6 +25,7 @@ from reconciliation_pipeline_tests.defs.lending.conftest import (
     run_sweep,
     table,
 )
+
 
 def _class_of(world: LendingWorld, name: str) -> set[tuple]:
     return as_set(pd.DataFrame([vars(e) for e in world.drift(name).expected]))
