@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TypeVar
 
 import requests
@@ -62,6 +63,10 @@ class FetchedEntry:
     last_modified_ledger: int
     live_until_ledger: int | None
     read_at_ledger: int
+
+
+BatchCallback = Callable[[list[tuple[str, FetchedEntry]]], None]
+"""Receives one batch's (ledger key, entry) pairs as the batch arrives."""
 
 
 @dataclass
@@ -179,12 +184,24 @@ class ChainReader:
             raise RpcReadError(f"getLatestLedger failed: {error}")
         return response.sequence
 
-    def get_entries(self, keys: Sequence[str], progress: ProgressCallback | None = None) -> LedgerReadResult:
-        """Read the entries for base64 ledger keys, `batch_size` keys per request."""
+    def get_entries(
+        self,
+        keys: Sequence[str],
+        progress: ProgressCallback | None = None,
+        on_batch: BatchCallback | None = None,
+    ) -> LedgerReadResult:
+        """Read the entries for base64 ledger keys, `batch_size` keys per request.
+
+        With `on_batch`, each successful batch's entries are handed over as it
+        arrives and not kept in the result, so a large sweep is decoded while
+        it streams instead of being held whole. At most twice `max_in_flight`
+        batches are pending at once, which bounds what waits to be consumed.
+        """
         unique_keys = list(dict.fromkeys(keys))
-        batches = list(_chunks(unique_keys, self.settings.batch_size))
+        batches = iter(_chunks(unique_keys, self.settings.batch_size))
+        total = -(-len(unique_keys) // self.settings.batch_size)
         result = LedgerReadResult()
-        if not batches:
+        if total == 0:
             return result
 
         def read_batch(batch: Sequence[str]) -> tuple[Sequence[str], object, str | None, int]:
@@ -195,32 +212,42 @@ class ChainReader:
             return batch, response, error, attempts
 
         done = 0
+        window = 2 * self.settings.max_in_flight
         with ThreadPoolExecutor(max_workers=self.settings.max_in_flight, thread_name_prefix="rpc") as pool:
-            futures = [pool.submit(read_batch, batch) for batch in batches]
-            for future in as_completed(futures):
-                batch, response, error, attempts = future.result()
-                result.requests += attempts
-                if response is None and attempts == 0:
-                    result.unread.update(batch)
-                    for key in batch:
-                        result.failed[key] = NOT_READ_TIME_LIMIT
-                elif response is None:
-                    result.failed_batches += 1
-                    for key in batch:
-                        result.failed[key] = error or "unknown error"
-                else:
-                    ledger = response.latest_ledger  # type: ignore[attr-defined]
-                    result.latest_ledger = max(result.latest_ledger or 0, ledger)
-                    for entry in response.entries or []:  # type: ignore[attr-defined]
-                        result.entries[entry.key] = FetchedEntry(
-                            data_xdr=entry.xdr,
-                            last_modified_ledger=entry.last_modified_ledger,
-                            live_until_ledger=entry.live_until_ledger,
-                            read_at_ledger=ledger,
-                        )
-                done += 1
-                if progress is not None:
-                    progress(done, len(batches))
+            pending = {pool.submit(read_batch, batch) for batch in islice(batches, window)}
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                pending |= {pool.submit(read_batch, batch) for batch in islice(batches, len(finished))}
+                for future in finished:
+                    batch, response, error, attempts = future.result()
+                    result.requests += attempts
+                    if response is None and attempts == 0:
+                        result.unread.update(batch)
+                        for key in batch:
+                            result.failed[key] = NOT_READ_TIME_LIMIT
+                    elif response is None:
+                        result.failed_batches += 1
+                        for key in batch:
+                            result.failed[key] = error or "unknown error"
+                    else:
+                        ledger = response.latest_ledger  # type: ignore[attr-defined]
+                        result.latest_ledger = max(result.latest_ledger or 0, ledger)
+                        entries = [
+                            (entry.key, FetchedEntry(
+                                data_xdr=entry.xdr,
+                                last_modified_ledger=entry.last_modified_ledger,
+                                live_until_ledger=entry.live_until_ledger,
+                                read_at_ledger=ledger,
+                            ))
+                            for entry in response.entries or []  # type: ignore[attr-defined]
+                        ]
+                        if on_batch is not None:
+                            on_batch(entries)
+                        else:
+                            result.entries.update(entries)
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
         return result
 
     def get_events(

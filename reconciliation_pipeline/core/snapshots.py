@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from reconciliation_pipeline.chain.decode import DecodeError
-from reconciliation_pipeline.chain.reader import ChainReader, ProgressCallback
+from reconciliation_pipeline.chain.reader import ChainReader, FetchedEntry, ProgressCallback
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.spec import ReconSpec
 
@@ -66,36 +66,50 @@ def snapshot_chain(
     `read_status` says what happened: `ok` (decoded), `missing` (no such entry
     on chain) or `error` (the batch failed after retries, or the entry does not
     follow its layout; `read_error` says which and `raw_xdr` keeps the payload).
+    Entries are decoded batch by batch as they arrive, into columns, and the raw
+    XDR is kept only for rows that need it, so memory follows the decoded frame.
     """
     key_list = list(dict.fromkeys(keys))
     ledger_keys = [spec.layout.ledger_key(contract_id, k) for k in key_list]
-    result = reader.get_entries(ledger_keys, progress=progress)
-
-    rows: list[dict[str, Any]] = []
-    for key, ledger_key in zip(key_list, ledger_keys, strict=True):
-        row: dict[str, Any] = {spec.key_column: key, "ledger_key": ledger_key}
-        fetched = result.entries.get(ledger_key)
-        if fetched is not None:
-            row.update(
-                raw_xdr=fetched.data_xdr,
-                last_modified_ledger=fetched.last_modified_ledger,
-                live_until_ledger=fetched.live_until_ledger,
-                ledger_sequence=fetched.read_at_ledger,
-            )
-            try:
-                row.update(spec.layout.decode(fetched.data_xdr))
-                row["read_status"] = READ_OK
-            except DecodeError as error:
-                row.update(read_status=READ_ERROR, read_error=f"undecodable entry: {error}")
-        elif ledger_key in result.failed:
-            row.update(read_status=READ_ERROR, read_error=f"read failed: {result.failed[ledger_key]}")
-        else:
-            row.update(read_status=READ_MISSING, ledger_sequence=result.latest_ledger)
-        rows.append(row)
-
+    key_of = dict(zip(ledger_keys, key_list, strict=True))
     columns = [spec.key_column, *spec.layout.columns, *CHAIN_META_COLUMNS]
-    frame = pd.DataFrame(rows, columns=columns, dtype=object)
-    frame = frame.astype(object).where(frame.notna(), None)
+    data: dict[str, list[Any]] = {column: [] for column in columns}
+    decode = spec.layout.decode
+
+    def append(key: Any, ledger_key: str, values: dict[str, Any], **meta: Any) -> None:
+        data[spec.key_column].append(key)
+        for column in spec.layout.columns:
+            data[column].append(values.get(column))
+        data["ledger_key"].append(ledger_key)
+        for column in ("read_status", "read_error", "raw_xdr", "last_modified_ledger", "live_until_ledger",
+                       "ledger_sequence"):
+            data[column].append(meta.get(column))
+
+    def on_batch(entries: list[tuple[str, FetchedEntry]]) -> None:
+        for ledger_key, fetched in entries:
+            meta = {
+                "last_modified_ledger": fetched.last_modified_ledger,
+                "live_until_ledger": fetched.live_until_ledger,
+                "ledger_sequence": fetched.read_at_ledger,
+            }
+            try:
+                values = decode(fetched.data_xdr)
+                append(key_of[ledger_key], ledger_key, values, read_status=READ_OK, **meta)
+            except DecodeError as error:
+                append(key_of[ledger_key], ledger_key, {}, read_status=READ_ERROR,
+                       read_error=f"undecodable entry: {error}", raw_xdr=fetched.data_xdr, **meta)
+
+    result = reader.get_entries(ledger_keys, progress=progress, on_batch=on_batch)
+    found = set(data["ledger_key"])
+    for key, ledger_key in zip(key_list, ledger_keys, strict=True):
+        if ledger_key in found:
+            continue
+        if ledger_key in result.failed:
+            append(key, ledger_key, {}, read_status=READ_ERROR, read_error=f"read failed: {result.failed[ledger_key]}")
+        else:
+            append(key, ledger_key, {}, read_status=READ_MISSING, ledger_sequence=result.latest_ledger)
+
+    frame = pd.DataFrame({column: pd.Series(values, dtype=object) for column, values in data.items()})
     if len(frame):
         frame[spec.key_column] = spec.normalize_keys(frame[spec.key_column])
     frame.attrs["ledger_sequence"] = result.latest_ledger
