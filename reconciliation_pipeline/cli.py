@@ -29,6 +29,7 @@ from reconciliation_pipeline.devnet.demo_world import (
 from reconciliation_pipeline.devnet.identities import DEVNET
 from reconciliation_pipeline.devnet.ledger import DevnetLedger
 from reconciliation_pipeline.devnet.server import DevnetServer
+from reconciliation_pipeline.devnet.streaks_seed import oracle_environment
 from reconciliation_pipeline.resources import sqlalchemy_url
 from reconciliation_pipeline.settings import SETTINGS_BY_NAME, render_env_example
 
@@ -122,7 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with server:
         say(f"devnet (a local Soroban RPC emulator) serving at {server.url}")
         resolved = localenv.resolve_environment(
-            {**env, **_demo_overrides()}, {"SOROBAN_RPC_URL": server.url, **DEVNET.environment()}
+            {**env, **_demo_overrides()}, {"SOROBAN_RPC_URL": server.url, **_devnet_defaults()}
         )
         resolved["SOROBAN_RPC_URL"] = server.url
         os.environ.update(resolved)
@@ -163,6 +164,11 @@ def _check_catalogue(database_url: str, run_ids: list[str], world: DemoWorld) ->
         for row in sorted(rows)[:10]:
             print(f"  {label}: {' '.join(map(str, row))}")
     return not missing and not unexpected
+
+
+def _devnet_defaults() -> dict[str, str]:
+    """The devnet's contract ids and its oracle key: defaults only where the devnet runs."""
+    return {**DEVNET.environment(), **oracle_environment()}
 
 
 def _demo_overrides() -> dict[str, str]:
@@ -209,6 +215,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     devnet: subprocess.Popen[bytes] | None = None
     chain_defaults: dict[str, str] = dict(DEVNET.environment())
     if "SOROBAN_RPC_URL" not in os.environ:
+        chain_defaults.update(oracle_environment())
         url = f"http://127.0.0.1:{port}"
         devnet = subprocess.Popen(
             [sys.executable, "-m", "reconciliation_pipeline.cli", "devnet", "--port", str(port),
@@ -234,9 +241,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_env(args: argparse.Namespace) -> int:
     """Print the resolved environment as shell exports (starts the embedded database if needed)."""
-    env = localenv.resolve_environment(os.environ, {**DEVNET.environment(), "SOROBAN_RPC_URL": args.rpc_url})
+    env = localenv.resolve_environment(os.environ, {**_devnet_defaults(), "SOROBAN_RPC_URL": args.rpc_url})
     for name, value in env.items():
-        print(f"export {name}={value!r}")
+        if SETTINGS_BY_NAME[name].secret:
+            print(f"# {name} is {'set' if value else 'empty'} (secrets are not printed)")
+        else:
+            print(f"export {name}={value!r}")
     return 0
 
 

@@ -5,17 +5,12 @@ from __future__ import annotations
 import dagster as dg
 
 from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
-from reconciliation_pipeline.defs.lending.assets import (
-    LENDING_ASSETS,
-    LENDING_SWEEP_ASSETS,
-)
+from reconciliation_pipeline.defs.lending.assets import LENDING_ASSETS, LENDING_SWEEP_ASSETS
 from reconciliation_pipeline.defs.markets.assets import MARKETS_ASSETS
+from reconciliation_pipeline.defs.streaks.assets import STREAKS_ASSETS
+from reconciliation_pipeline.defs.streaks.sensors import streak_change_sensor, streak_reconciliation_job
 from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
-from reconciliation_pipeline.jobs import (
-    lending_sweep_job,
-    markets_balances_job,
-    nightly_reconciliation_job,
-)
+from reconciliation_pipeline.jobs import lending_sweep_job, markets_balances_job, nightly_reconciliation_job
 from reconciliation_pipeline.resources import build_resources
 from reconciliation_pipeline.schedules import (
     lending_sweep_schedule,
@@ -25,9 +20,10 @@ from reconciliation_pipeline.schedules import (
 from reconciliation_pipeline.sensors import SENSORS
 
 defs = dg.Definitions(
-    assets=[*STREAMS_ASSETS, *LENDING_ASSETS, *LENDING_SWEEP_ASSETS, *MARKETS_ASSETS, *BALANCES_ASSETS],
-    jobs=[nightly_reconciliation_job, lending_sweep_job, markets_balances_job],
+    assets=[*STREAMS_ASSETS, *LENDING_ASSETS, *LENDING_SWEEP_ASSETS, *MARKETS_ASSETS, *BALANCES_ASSETS,
+            *STREAKS_ASSETS],
+    jobs=[nightly_reconciliation_job, lending_sweep_job, markets_balances_job, streak_reconciliation_job],
     schedules=[nightly_reconciliation_schedule, lending_sweep_schedule, markets_balances_schedule],
-    sensors=SENSORS,
+    sensors=[*SENSORS, streak_change_sensor],
     resources=build_resources(),
 )

@@ -9,7 +9,7 @@ from reconciliation_pipeline.partitions import daily_partitions
 
 nightly_reconciliation_job = dg.define_asset_job(
     name="nightly_reconciliation",
-    selection=dg.AssetSelection.groups("streams", "lending"),
+    selection=dg.AssetSelection.groups("streams", "lending", "streaks"),
     partitions_def=daily_partitions,
     description="Every daily-partitioned domain, both sides snapshotted, diffed and persisted to recon.*; "
     "repairs planned (applied only when the run config asks).",

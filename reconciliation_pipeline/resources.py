@@ -138,6 +138,8 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
     # Domain settings live beside their domains; imported here to bind them once.
     from reconciliation_pipeline.defs.balances.resources import BalancesSettingsResource
     from reconciliation_pipeline.defs.markets.resources import MarketsSettingsResource
+    from reconciliation_pipeline.defs.streaks.oracle import StreakOracleResource
+    from reconciliation_pipeline.defs.streaks.rules import StreakRulesResource
 
     return {
         "postgres": PostgresResource(database_url=dg.EnvVar("DATABASE_URL")),
@@ -166,4 +168,12 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "balances_settings": BalancesSettingsResource(usdc_balance_tolerance=dg.EnvVar.int("USDC_BALANCE_TOLERANCE")),
         "alerting": AlertingResource(webhook_url=dg.EnvVar("ALERT_WEBHOOK_URL")),
         "pushgateway": PushgatewayResource(pushgateway_url=dg.EnvVar("PROMETHEUS_PUSHGATEWAY_URL")),
+        "streak_rules": StreakRulesResource(qualifying_minutes=dg.EnvVar.int("STREAK_QUALIFYING_MINUTES")),
+        # The only resource that can sign: bound to the streak sync alone.
+        "streak_oracle": StreakOracleResource(
+            rpc_url=dg.EnvVar("SOROBAN_RPC_URL"),
+            network_passphrase=dg.EnvVar("STELLAR_NETWORK_PASSPHRASE"),
+            sync_enabled=dg.EnvVar("STREAK_SYNC_ENABLED"),
+            oracle_secret_key=dg.EnvVar("ORACLE_SECRET_KEY"),
+        ),
     }

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from reconciliation_pipeline.jobs import (
-    lending_sweep_job,
-    markets_balances_job,
-    nightly_reconciliation_job,
-)
+from reconciliation_pipeline.jobs import lending_sweep_job, markets_balances_job, nightly_reconciliation_job
 
 nightly_reconciliation_schedule = dg.build_schedule_from_partitioned_job(
     nightly_reconciliation_job,

@@ -20,6 +20,8 @@ class EnvSetting:
     name: str
     default: str
     description: str
+    secret: bool = False
+    """Never printed by the launcher."""
 
 
 ENV_SETTINGS: tuple[EnvSetting, ...] = (
@@ -58,6 +60,15 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
                "Empty: alerts go to the structured log only."),
     EnvSetting("PROMETHEUS_PUSHGATEWAY_URL", "",
                "http(s)://host:port of a Prometheus Pushgateway for run metrics. Empty: Dagster metadata only."),
+    EnvSetting("STREAK_SYNC_ENABLED", "false",
+               "true: the streak sync signs and sends sync_streak for registered players whose on-chain streak "
+               "differs from the database; false: it records what it would send (recon.streak_syncs status "
+               "'planned') and sends nothing."),
+    EnvSetting("ORACLE_SECRET_KEY", "",
+               "Secret seed (S...) of the streak contract's oracle, the only key the pipeline signs with; used by "
+               "the streak sync alone and never logged. With the devnet the launcher supplies the devnet oracle's. "
+               "May stay empty while STREAK_SYNC_ENABLED is false.", secret=True),
+    EnvSetting("STREAK_QUALIFYING_MINUTES", "30", "Focused minutes that make a user's local day count toward a streak."),
     EnvSetting("DEVNET_PORT", "8765", "Port of the devnet that `make ui` / `make devnet` start on 127.0.0.1."),
     EnvSetting("DEMO_STREAMS", "1000", "How many streams `make demo` seeds on both sides."),
     EnvSetting("DEMO_LOANS", "500", "How many loans `make demo` seeds on both sides (plus the lending drift catalogue)."),

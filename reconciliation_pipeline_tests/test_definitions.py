@@ -12,10 +12,7 @@ import sqlalchemy as sa
 from reconciliation_pipeline.definitions import defs
 from reconciliation_pipeline.devnet.identities import DEVNET
 from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.seed import (
-    load_streams_into_ledger,
-    write_streams_to_db,
-)
+from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
 from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline.devnet.streams_world import build_streams_world
 from reconciliation_pipeline.localenv import PROJECT_ROOT
@@ -49,8 +46,14 @@ ASSET_GRAPH = {
     "db_usdc_balances": set(),
     "chain_usdc_balances": {"db_usdc_balances"},
     "usdc_balance_discrepancies": {"db_usdc_balances", "chain_usdc_balances"},
+    "db_user_streaks": set(),
+    "computed_user_streaks": {"db_user_streaks"},
+    "chain_player_profiles": {"db_user_streaks", "computed_user_streaks"},
+    "streak_discrepancies": {"db_user_streaks", "computed_user_streaks", "chain_player_profiles"},
+    "user_streak_repairs": {"streak_discrepancies"},
+    "streak_syncs": {"streak_discrepancies"},
 }
-GROUPS = {"streams", "lending", "lending_sweep", "markets", "balances"}
+GROUPS = {"streams", "lending", "lending_sweep", "markets", "balances", "streaks"}
 CHECKS = {
     "db_streams:escrow_invariants", "chain_streams:escrow_invariants", "chain_stream_escrow:escrow_solvency",
     "lending_events:events_follow_layout",
@@ -60,6 +63,7 @@ CHECKS = {
     "db_markets:market_invariants", "chain_market_pools:pool_invariants",
     "chain_market_contracts:contract_invariants", "market_discrepancies:no_critical_drift",
     "db_usdc_balances:balance_invariants",
+    "db_user_streaks:projection_invariants",
 }
 
 
@@ -81,7 +85,7 @@ def test_asset_graph_snapshot() -> None:
 def test_each_resource_is_bound_once_from_the_environment() -> None:
     assert set(defs.resources) == {
         "postgres", "soroban_rpc", "contracts", "recon_settings", "run_budget", "markets_settings",
-        "balances_settings", "alerting", "pushgateway",
+        "balances_settings", "alerting", "pushgateway", "streak_rules", "streak_oracle",
     }
 
 
@@ -93,7 +97,7 @@ def test_markets_and_balances_run_every_five_minutes() -> None:
 
 
 def test_alert_sensors_are_registered() -> None:
-    assert {s.name for s in defs.sensors} == {"drift_incident_alerts", "run_failure_alerts"}
+    assert {s.name for s in defs.sensors} == {"drift_incident_alerts", "run_failure_alerts", "streak_change_sensor"}
 
 
 def test_lending_sweep_runs_every_five_minutes() -> None:

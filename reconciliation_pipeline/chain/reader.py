@@ -23,12 +23,7 @@ import requests
 from stellar_sdk import SorobanServer, xdr
 from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import BaseRequestError, SorobanRpcErrorResponse
-from stellar_sdk.soroban_rpc import (
-    EventFilter,
-    EventFilterType,
-    EventInfo,
-    GetEventsResponse,
-)
+from stellar_sdk.soroban_rpc import EventFilter, EventFilterType, EventInfo, GetEventsResponse
 
 MAX_KEYS_PER_REQUEST = 200
 _INVALID_PARAMS = -32602

@@ -13,11 +13,7 @@ import pandera.pandas as pa
 
 from reconciliation_pipeline.chain.addresses import valid_address_mask
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
-from reconciliation_pipeline.core.findings import (
-    concat_findings,
-    empty_findings,
-    findings_frame,
-)
+from reconciliation_pipeline.core.findings import concat_findings, empty_findings, findings_frame
 from reconciliation_pipeline.core.snapshots import READ_ERROR, READ_MISSING, READ_OK
 from reconciliation_pipeline.core.spec import Comparison, ReconSpec
 

@@ -19,11 +19,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from reconciliation_pipeline.chain.reader import (
-    NOT_READ_TIME_LIMIT,
-    ChainReader,
-    ReaderSettings,
-)
+from reconciliation_pipeline.chain.reader import NOT_READ_TIME_LIMIT, ChainReader, ReaderSettings
 
 RUN_TIME_LIMIT_VARIABLE = "RUN_TIME_LIMIT_SECONDS"
 MIN_FINISH_MARGIN_S = 2.0

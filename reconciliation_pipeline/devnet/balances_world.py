@@ -25,17 +25,8 @@ from reconciliation_pipeline.chain.addresses import is_valid_address
 from reconciliation_pipeline.chain.keys import sac_balance_key, trustline_key
 from reconciliation_pipeline.chain.reader import MAX_KEYS_PER_REQUEST
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
-from reconciliation_pipeline.devnet.catalogue import (
-    ExpectedFinding,
-    InjectedDrift,
-    expected_findings,
-)
-from reconciliation_pipeline.devnet.identities import (
-    DEVNET,
-    DevnetIdentities,
-    account_id,
-    contract_id,
-)
+from reconciliation_pipeline.devnet.catalogue import ExpectedFinding, InjectedDrift, expected_findings
+from reconciliation_pipeline.devnet.identities import DEVNET, DevnetIdentities, account_id, contract_id
 from reconciliation_pipeline.devnet.ledger import FaultConfig
 
 FIRST_USER_ID = 1_000_001

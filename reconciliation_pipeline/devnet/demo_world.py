@@ -13,19 +13,11 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from reconciliation_pipeline.devnet.balances_world import (
-    BalancesWorld,
-    build_balances_world,
-)
+from reconciliation_pipeline.devnet.balances_world import BalancesWorld, build_balances_world
+from reconciliation_pipeline.devnet.catalogue import ExpectedFinding, expected_findings
 from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.lending_seed import (
-    load_lending_into_ledger,
-    write_lending_to_db,
-)
-from reconciliation_pipeline.devnet.lending_world import (
-    LendingWorld,
-    build_lending_world,
-)
+from reconciliation_pipeline.devnet.lending_seed import load_lending_into_ledger, write_lending_to_db
+from reconciliation_pipeline.devnet.lending_world import LendingWorld, build_lending_world
 from reconciliation_pipeline.devnet.markets_seed import (
     load_balances_into_ledger,
     load_markets_into_ledger,
@@ -33,18 +25,11 @@ from reconciliation_pipeline.devnet.markets_seed import (
     write_balances_to_db,
     write_markets_to_db,
 )
-from reconciliation_pipeline.devnet.markets_world import (
-    MarketsWorld,
-    build_markets_world,
-)
-from reconciliation_pipeline.devnet.seed import (
-    load_streams_into_ledger,
-    write_streams_to_db,
-)
-from reconciliation_pipeline.devnet.streams_world import (
-    StreamsWorld,
-    build_streams_world,
-)
+from reconciliation_pipeline.devnet.markets_world import MarketsWorld, build_markets_world
+from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
+from reconciliation_pipeline.devnet.streaks_seed import load_streaks_into_ledger, write_streaks_to_db
+from reconciliation_pipeline.devnet.streaks_world import INVALID_WALLET, StreaksWorld, build_streaks_world
+from reconciliation_pipeline.devnet.streams_world import StreamsWorld, build_streams_world
 from reconciliation_pipeline.devnet.transactions import TransactionStore
 
 Progress = Callable[[str], None]
@@ -64,14 +49,25 @@ class DemoWorld:
     lending: LendingWorld
     markets: MarketsWorld
     balances: BalancesWorld
+    streaks: StreaksWorld
 
     def expected_findings(self) -> pd.DataFrame:
         """Every finding the injected catalogues call for, with its domain."""
+        # Every user with a wallet is balance-checked, so the streaks world's
+        # invalid wallet is an INVALID_ADDRESS for balances too.
+        invalid_wallet_user = self.streaks.by_name("invalid_wallet").user_id
+        cross_domain = pd.DataFrame([vars(ExpectedFinding(
+            entity_type="user", entity_id=f"user_{invalid_wallet_user}", field="wallet_address",
+            drift_class="INVALID_ADDRESS", severity="WARN", db_value=INVALID_WALLET, chain_value=None,
+        ))])
         return pd.concat(
             [
-                world.expected_findings().assign(domain=domain)
-                for domain, world in (("streams", self.streams), ("lending", self.lending),
-                                      ("markets", self.markets), ("balances", self.balances))
+                self.streams.expected_findings().assign(domain="streams"),
+                self.lending.expected_findings().assign(domain="lending"),
+                self.markets.expected_findings().assign(domain="markets"),
+                self.balances.expected_findings(with_burst=False).assign(domain="balances"),
+                cross_domain.assign(domain="balances"),
+                expected_findings(self.streaks.catalogue).assign(domain="streaks"),
             ],
             ignore_index=True,
         )
@@ -83,6 +79,7 @@ def build_demo_world(sizes: WorldSizes, reference_time: datetime) -> DemoWorld:
         lending=build_lending_world(sizes.loans, reference_time=reference_time),
         markets=build_markets_world(sizes.markets),
         balances=build_balances_world(sizes.users),
+        streaks=build_streaks_world(reference_time=reference_time),
     )
 
 
@@ -92,6 +89,7 @@ def write_demo_world_to_db(engine: Engine, world: DemoWorld, progress: Progress)
     write_lending_to_db(engine, world.lending, progress=progress)
     progress(f"database: {write_markets_to_db(engine, world.markets)} markets written")
     progress(f"database: {write_balances_to_db(engine, world.balances)} users with balances written")
+    write_streaks_to_db(engine, world.streaks, progress=progress)
 
 
 def load_demo_world_into_ledger(
@@ -102,13 +100,14 @@ def load_demo_world_into_ledger(
     `engine` is the database the world was written to: users other domains
     seeded with wallets get matching USDC holdings, so only the balances
     catalogue shows up as balance drift. The balances world's burst of RPC
-    failures (a poisoned batch) is switched on last.
+    failures is left off here: its poisoned batch depends on which users share
+    it, and the tests exercise it on the balances world alone.
     """
     transactions = TransactionStore(ledger)
     load_streams_into_ledger(ledger, world.streams, progress=progress)
     load_lending_into_ledger(ledger, transactions, world.lending, progress=progress)
     progress(f"devnet: {load_markets_into_ledger(ledger, world.markets)} market entries")
     progress(f"devnet: {load_balances_into_ledger(ledger, world.balances)} USDC holdings")
+    load_streaks_into_ledger(ledger, transactions, world.streaks, progress=progress)
     mirror_other_holders_into_ledger(engine, ledger, world.balances)
-    ledger.faults = world.balances.rpc_burst
     return transactions

@@ -410,6 +410,11 @@ class DevnetLedger:
         with self.lock:
             self._methods[name] = handler
 
+    def handler(self, name: str) -> Handler | None:
+        """The handler registered for `name`, so an extension can wrap and delegate to it."""
+        with self.lock:
+            return self._methods.get(name)
+
     def dispatch(self, method: str, params: Any) -> dict[str, Any]:
         """Run one JSON-RPC method atomically against the current state."""
         with self.lock:

@@ -21,16 +21,8 @@ import numpy as np
 import pandas as pd
 
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
-from reconciliation_pipeline.devnet.catalogue import (
-    ExpectedFinding,
-    InjectedDrift,
-    expected_findings,
-)
-from reconciliation_pipeline.devnet.identities import (
-    DEVNET,
-    DevnetIdentities,
-    account_id,
-)
+from reconciliation_pipeline.devnet.catalogue import ExpectedFinding, InjectedDrift, expected_findings
+from reconciliation_pipeline.devnet.identities import DEVNET, DevnetIdentities, account_id
 
 MIN_LOANS = 8
 """The catalogue edits loans 2-5; smaller worlds cannot hold it."""

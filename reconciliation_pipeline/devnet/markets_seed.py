@@ -15,19 +15,10 @@ from sqlalchemy.engine import Engine
 from stellar_sdk import Asset, Keypair, scval, xdr
 
 from reconciliation_pipeline.chain.addresses import is_valid_address
-from reconciliation_pipeline.chain.keys import (
-    enum_key,
-    instance_key,
-    trustline_key,
-    u64_entry_key,
-)
+from reconciliation_pipeline.chain.keys import enum_key, instance_key, trustline_key, u64_entry_key
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.devnet.balances_world import BalancesWorld
-from reconciliation_pipeline.devnet.encode import (
-    contract_data_entry,
-    sac_balance_entry,
-    unit_enum,
-)
+from reconciliation_pipeline.devnet.encode import contract_data_entry, sac_balance_entry, unit_enum
 from reconciliation_pipeline.devnet.identities import DevnetIdentities
 from reconciliation_pipeline.devnet.ledger import DevnetLedger
 from reconciliation_pipeline.devnet.markets_world import MarketsWorld

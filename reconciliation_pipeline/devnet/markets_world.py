@@ -17,17 +17,9 @@ from stellar_sdk import scval
 
 from reconciliation_pipeline.chain.keys import enum_key
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
-from reconciliation_pipeline.devnet.catalogue import (
-    ExpectedFinding,
-    InjectedDrift,
-    expected_findings,
-)
+from reconciliation_pipeline.devnet.catalogue import ExpectedFinding, InjectedDrift, expected_findings
 from reconciliation_pipeline.devnet.encode import contract_data_entry
-from reconciliation_pipeline.devnet.identities import (
-    DEVNET,
-    DevnetIdentities,
-    contract_id,
-)
+from reconciliation_pipeline.devnet.identities import DEVNET, DevnetIdentities, contract_id
 
 MIN_MARKETS = 15
 """The catalogue uses markets 2-11; smaller worlds cannot hold it."""

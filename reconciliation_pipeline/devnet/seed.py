@@ -12,10 +12,7 @@ from reconciliation_pipeline.chain.keys import u64_entry_key
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.devnet.encode import sac_balance_entry, stream_entry
 from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.streams_world import (
-    CHAIN_ONLY_CREATED_HOURS_AGO,
-    StreamsWorld,
-)
+from reconciliation_pipeline.devnet.streams_world import CHAIN_ONLY_CREATED_HOURS_AGO, StreamsWorld
 
 Progress = Callable[[str], None]
 SECONDS_PER_LEDGER = 5

@@ -12,12 +12,7 @@ from stellar_sdk import StrKey, scval, xdr
 from reconciliation_pipeline.chain import fastxdr
 from reconciliation_pipeline.chain.decode import DecodeError
 from reconciliation_pipeline.chain.keys import contract_data_key, enum_key
-from reconciliation_pipeline.chain.layouts import (
-    SAC_BALANCE,
-    Kind,
-    ScalarLayout,
-    StructLayout,
-)
+from reconciliation_pipeline.chain.layouts import SAC_BALANCE, Kind, ScalarLayout, StructLayout
 from reconciliation_pipeline.defs.streams.spec import STREAM_LAYOUT
 from reconciliation_pipeline.devnet.encode import contract_data_entry
 

@@ -24,11 +24,7 @@ from reconciliation_pipeline.chain.reader import (
 )
 from reconciliation_pipeline.devnet.encode import contract_data_entry
 from reconciliation_pipeline.devnet.identities import contract_id
-from reconciliation_pipeline.devnet.ledger import (
-    INJECTED_FAILURE_MESSAGE,
-    DevnetLedger,
-    FaultConfig,
-)
+from reconciliation_pipeline.devnet.ledger import INJECTED_FAILURE_MESSAGE, DevnetLedger, FaultConfig
 from reconciliation_pipeline.devnet.server import DevnetServer
 
 CONTRACT = contract_id("reader-test")

@@ -25,29 +25,15 @@ from reconciliation_pipeline.core.alerts import (
     run_failure_alert_sensor,
 )
 from reconciliation_pipeline.core.drift import DriftClass, Severity
-from reconciliation_pipeline.core.drift_store import (
-    IncidentPolicy,
-    RunInfo,
-    persist_domain_run,
-)
+from reconciliation_pipeline.core.drift_store import IncidentPolicy, RunInfo, persist_domain_run
 from reconciliation_pipeline.core.findings import findings_frame
 from reconciliation_pipeline.defs.markets.assets import MARKETS_ASSETS
 from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.markets_seed import (
-    load_markets_into_ledger,
-    write_markets_to_db,
-)
-from reconciliation_pipeline.devnet.markets_world import (
-    MarketsWorld,
-    build_markets_world,
-)
+from reconciliation_pipeline.devnet.markets_seed import load_markets_into_ledger, write_markets_to_db
+from reconciliation_pipeline.devnet.markets_world import MarketsWorld, build_markets_world
 from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline.resources import PostgresResource
-from reconciliation_pipeline_tests.defs.markets.support import (
-    frequent_resources,
-    http_receiver,
-    run_frequent,
-)
+from reconciliation_pipeline_tests.defs.markets.support import frequent_resources, http_receiver, run_frequent
 
 SECRET_PATH = "/services/T000/B000/SECRET-TOKEN"
 

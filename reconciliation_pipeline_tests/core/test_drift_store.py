@@ -15,12 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
-from reconciliation_pipeline.core.drift_store import (
-    IncidentPolicy,
-    PersistSummary,
-    RunInfo,
-    persist_domain_run,
-)
+from reconciliation_pipeline.core.drift_store import IncidentPolicy, PersistSummary, RunInfo, persist_domain_run
 from reconciliation_pipeline.core.findings import concat_findings, findings_frame
 
 STREAMS = "streams"

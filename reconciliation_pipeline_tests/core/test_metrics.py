@@ -24,11 +24,7 @@ from reconciliation_pipeline.devnet.markets_seed import (
 )
 from reconciliation_pipeline.devnet.markets_world import build_markets_world
 from reconciliation_pipeline.devnet.server import DevnetServer
-from reconciliation_pipeline_tests.defs.markets.support import (
-    frequent_resources,
-    http_receiver,
-    run_frequent,
-)
+from reconciliation_pipeline_tests.defs.markets.support import frequent_resources, http_receiver, run_frequent
 
 
 def samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -93,6 +93,7 @@ CREATE TABLE IF NOT EXISTS focus_sessions (
     CHECK (ended_at >= started_at)
 );
 CREATE INDEX IF NOT EXISTS focus_sessions_user_idx ON focus_sessions (user_id, started_at);
+CREATE INDEX IF NOT EXISTS focus_sessions_received_idx ON focus_sessions (received_at);
 
 CREATE TABLE IF NOT EXISTS user_streaks (
     user_id             BIGINT PRIMARY KEY REFERENCES users (id),
@@ -102,3 +103,4 @@ CREATE TABLE IF NOT EXISTS user_streaks (
     qualified_days      INTEGER NOT NULL DEFAULT 0,
     updated_at          TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+CREATE INDEX IF NOT EXISTS user_streaks_updated_idx ON user_streaks (updated_at);

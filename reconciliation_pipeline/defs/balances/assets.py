@@ -15,28 +15,13 @@ from reconciliation_pipeline.core.asset_support import batch_progress
 from reconciliation_pipeline.core.diff import invariant_findings
 from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
 from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata
-from reconciliation_pipeline.core.metrics import (
-    DomainRunMetrics,
-    PushgatewayResource,
-    findings_by_class_and_severity,
-)
-from reconciliation_pipeline.core.run_budget import (
-    RunBudgetResource,
-    budgeted_reader,
-    not_read_mask,
-)
+from reconciliation_pipeline.core.metrics import DomainRunMetrics, PushgatewayResource, findings_by_class_and_severity
+from reconciliation_pipeline.core.run_budget import RunBudgetResource, budgeted_reader, not_read_mask
 from reconciliation_pipeline.core.snapshots import snapshot_db
-from reconciliation_pipeline.defs.balances.chain import (
-    holder_kinds,
-    snapshot_usdc_balances,
-)
+from reconciliation_pipeline.defs.balances.chain import holder_kinds, snapshot_usdc_balances
 from reconciliation_pipeline.defs.balances.findings import diff_balances
 from reconciliation_pipeline.defs.balances.resources import BalancesSettingsResource
-from reconciliation_pipeline.defs.balances.spec import (
-    BALANCES_SPEC,
-    WALLET_FIELD,
-    BalanceInvariants,
-)
+from reconciliation_pipeline.defs.balances.spec import BALANCES_SPEC, WALLET_FIELD, BalanceInvariants
 from reconciliation_pipeline.resources import (
     PostgresResource,
     ReconSettingsResource,

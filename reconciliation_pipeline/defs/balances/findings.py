@@ -12,22 +12,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from reconciliation_pipeline.core.diff import (
-    address_findings,
-    diff_snapshots,
-    invariant_findings,
-)
+from reconciliation_pipeline.core.diff import address_findings, diff_snapshots, invariant_findings
 from reconciliation_pipeline.core.drift import DriftClass
 from reconciliation_pipeline.core.findings import concat_findings
 from reconciliation_pipeline.core.run_budget import not_read_mask
 from reconciliation_pipeline.core.snapshots import READ_ERROR, decoded_rows
 from reconciliation_pipeline.defs.balances.chain import holder_kinds
-from reconciliation_pipeline.defs.balances.spec import (
-    TRUSTLINE_FIELD,
-    WALLET_FIELD,
-    BalanceInvariants,
-    balances_spec,
-)
+from reconciliation_pipeline.defs.balances.spec import TRUSTLINE_FIELD, WALLET_FIELD, BalanceInvariants, balances_spec
 
 
 @dataclass(frozen=True)

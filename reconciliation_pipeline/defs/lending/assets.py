@@ -24,20 +24,11 @@ from reconciliation_pipeline.core.asset_support import (
     markdown_table,
     run_info,
 )
-from reconciliation_pipeline.core.diff import (
-    address_findings,
-    diff_snapshots,
-    invariant_findings,
-)
+from reconciliation_pipeline.core.diff import address_findings, diff_snapshots, invariant_findings
 from reconciliation_pipeline.core.drift_store import persist_domain_run
 from reconciliation_pipeline.core.findings import concat_findings
 from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata
-from reconciliation_pipeline.core.snapshots import (
-    READ_ERROR,
-    decoded_rows,
-    snapshot_chain,
-    snapshot_db,
-)
+from reconciliation_pipeline.core.snapshots import READ_ERROR, decoded_rows, snapshot_chain, snapshot_db
 from reconciliation_pipeline.core.spec import KeyKind, ReconSpec
 from reconciliation_pipeline.defs.lending import plans, sweep
 from reconciliation_pipeline.defs.lending.events import (
@@ -49,12 +40,7 @@ from reconciliation_pipeline.defs.lending.events import (
     replace_event_partitions,
 )
 from reconciliation_pipeline.defs.lending.rpc import ledger_window
-from reconciliation_pipeline.defs.lending.spec import (
-    DOMAIN,
-    LOANS_SPEC,
-    POSITIONS_SPEC,
-    REPUTATION_SPEC,
-)
+from reconciliation_pipeline.defs.lending.spec import DOMAIN, LOANS_SPEC, POSITIONS_SPEC, REPUTATION_SPEC
 from reconciliation_pipeline.partitions import daily_partitions
 from reconciliation_pipeline.resources import (
     PostgresResource,

@@ -16,13 +16,7 @@ from sqlalchemy.engine import Engine
 from stellar_sdk import scval, xdr
 from stellar_sdk.soroban_rpc import EventInfo
 
-from reconciliation_pipeline.chain.decode import (
-    DecodeError,
-    as_address,
-    as_i128,
-    as_u64,
-    as_unit_enum,
-)
+from reconciliation_pipeline.chain.decode import DecodeError, as_address, as_i128, as_u64, as_unit_enum
 from reconciliation_pipeline.chain.reader import ChainReader
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.defs.lending.rpc import LedgerWindow

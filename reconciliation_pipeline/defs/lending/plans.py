@@ -21,11 +21,7 @@ from reconciliation_pipeline.core import repairs
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass
 from reconciliation_pipeline.core.snapshots import READ_OK
 from reconciliation_pipeline.defs.lending.spec import DOMAIN, LENDING_SPECS, LOANS_SPEC
-from reconciliation_pipeline.defs.lending.sweep import (
-    CHAIN_LOAN_ID,
-    STATUS,
-    TRANSACTION_ENTITY,
-)
+from reconciliation_pipeline.defs.lending.sweep import CHAIN_LOAN_ID, STATUS, TRANSACTION_ENTITY
 
 RESOLVE_PROVISIONAL_QUERY = "repairs/lending/resolve_provisional_id.sql"
 INSERT_LOAN_QUERY = "repairs/lending/insert_loan.sql"

@@ -20,11 +20,7 @@ import requests
 from stellar_sdk.exceptions import BaseRequestError, SorobanRpcErrorResponse
 from stellar_sdk.soroban_rpc import GetLedgersResponse
 
-from reconciliation_pipeline.chain.reader import (
-    ChainReader,
-    RetentionWindowError,
-    RpcReadError,
-)
+from reconciliation_pipeline.chain.reader import ChainReader, RetentionWindowError, RpcReadError
 
 T = TypeVar("T")
 _NOT_RETRYABLE = (-32600, -32601, -32602)

@@ -12,12 +12,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from reconciliation_pipeline.chain.layouts import (
-    Kind,
-    ScalarLayout,
-    StructLayout,
-    UnitEnum,
-)
+from reconciliation_pipeline.chain.layouts import Kind, ScalarLayout, StructLayout, UnitEnum
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.spec import (
     Authority,

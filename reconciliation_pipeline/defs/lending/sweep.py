@@ -18,16 +18,8 @@ from reconciliation_pipeline.chain.reader import ChainReader
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
 from reconciliation_pipeline.core.findings import concat_findings, findings_frame
-from reconciliation_pipeline.defs.lending.events import (
-    LOAN_CREATED,
-    events_frame,
-    indexed_creations,
-    topic_filters,
-)
-from reconciliation_pipeline.defs.lending.rpc import (
-    ledger_at_or_after,
-    transaction_statuses,
-)
+from reconciliation_pipeline.defs.lending.events import LOAN_CREATED, events_frame, indexed_creations, topic_filters
+from reconciliation_pipeline.defs.lending.rpc import ledger_at_or_after, transaction_statuses
 from reconciliation_pipeline.defs.lending.spec import DOMAIN, LOANS_SPEC
 
 LOAN_ENTITY = LOANS_SPEC.entity_type

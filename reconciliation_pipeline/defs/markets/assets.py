@@ -15,21 +15,9 @@ from reconciliation_pipeline.core.asset_support import batch_progress, invariant
 from reconciliation_pipeline.core.drift import Severity
 from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
 from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata
-from reconciliation_pipeline.core.metrics import (
-    DomainRunMetrics,
-    PushgatewayResource,
-    findings_by_class_and_severity,
-)
-from reconciliation_pipeline.core.run_budget import (
-    RunBudgetResource,
-    budgeted_reader,
-    not_read_mask,
-)
-from reconciliation_pipeline.core.snapshots import (
-    decoded_rows,
-    snapshot_chain,
-    snapshot_db,
-)
+from reconciliation_pipeline.core.metrics import DomainRunMetrics, PushgatewayResource, findings_by_class_and_severity
+from reconciliation_pipeline.core.run_budget import RunBudgetResource, budgeted_reader, not_read_mask
+from reconciliation_pipeline.core.snapshots import decoded_rows, snapshot_chain, snapshot_db
 from reconciliation_pipeline.defs.markets.chain import snapshot_market_contracts
 from reconciliation_pipeline.defs.markets.findings import diff_markets
 from reconciliation_pipeline.defs.markets.resources import MarketsSettingsResource

@@ -16,17 +16,8 @@ import pandas as pd
 
 from reconciliation_pipeline.chain.decode import DecodeError
 from reconciliation_pipeline.chain.keys import instance_key
-from reconciliation_pipeline.chain.reader import (
-    ChainReader,
-    LedgerReadResult,
-    ProgressCallback,
-)
-from reconciliation_pipeline.core.snapshots import (
-    CHAIN_META_COLUMNS,
-    READ_ERROR,
-    READ_MISSING,
-    READ_OK,
-)
+from reconciliation_pipeline.chain.reader import ChainReader, LedgerReadResult, ProgressCallback
+from reconciliation_pipeline.core.snapshots import CHAIN_META_COLUMNS, READ_ERROR, READ_MISSING, READ_OK
 from reconciliation_pipeline.core.spec import ReconSpec
 
 

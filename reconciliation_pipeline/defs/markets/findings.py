@@ -18,11 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from reconciliation_pipeline.chain.addresses import valid_address_mask
-from reconciliation_pipeline.core.diff import (
-    address_findings,
-    diff_snapshots,
-    invariant_findings,
-)
+from reconciliation_pipeline.core.diff import address_findings, diff_snapshots, invariant_findings
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.findings import concat_findings, findings_frame
 from reconciliation_pipeline.core.run_budget import not_read_mask

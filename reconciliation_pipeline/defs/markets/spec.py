@@ -20,12 +20,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 from stellar_sdk import scval, xdr
 
-from reconciliation_pipeline.chain.decode import (
-    DecodeError,
-    as_u32,
-    as_unit_enum,
-    contract_data_value,
-)
+from reconciliation_pipeline.chain.decode import DecodeError, as_u32, as_unit_enum, contract_data_value
 from reconciliation_pipeline.chain.layouts import Kind, StructLayout
 from reconciliation_pipeline.core.drift import DriftClass
 from reconciliation_pipeline.core.spec import (

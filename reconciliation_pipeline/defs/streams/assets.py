@@ -9,23 +9,12 @@ from stellar_sdk import scval, xdr
 
 from reconciliation_pipeline.chain.reader import ChainReader
 from reconciliation_pipeline.core import repairs
-from reconciliation_pipeline.core.asset_support import (
-    CHAIN,
-    DATABASE,
-    batch_progress,
-    invariants_check,
-    run_info,
-)
+from reconciliation_pipeline.core.asset_support import CHAIN, DATABASE, batch_progress, invariants_check, run_info
 from reconciliation_pipeline.core.diff import diff_snapshots, invariant_findings
 from reconciliation_pipeline.core.drift_store import persist_domain_run
 from reconciliation_pipeline.core.findings import concat_findings
 from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata
-from reconciliation_pipeline.core.snapshots import (
-    READ_ERROR,
-    decoded_rows,
-    snapshot_chain,
-    snapshot_db,
-)
+from reconciliation_pipeline.core.snapshots import READ_ERROR, decoded_rows, snapshot_chain, snapshot_db
 from reconciliation_pipeline.defs.streams.escrow import (
     ESCROW_ENTITY_TYPE,
     escrow_findings,

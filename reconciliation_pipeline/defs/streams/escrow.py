@@ -18,12 +18,7 @@ from reconciliation_pipeline.chain.layouts import SAC_BALANCE
 from reconciliation_pipeline.chain.reader import ChainReader
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.findings import findings_frame
-from reconciliation_pipeline.core.snapshots import (
-    READ_ERROR,
-    READ_MISSING,
-    READ_OK,
-    decoded_rows,
-)
+from reconciliation_pipeline.core.snapshots import READ_ERROR, READ_MISSING, READ_OK, decoded_rows
 from reconciliation_pipeline.defs.streams.spec import OWING_STATUSES
 
 ESCROW_ENTITY_TYPE = "escrow"

@@ -8,11 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
-from reconciliation_pipeline.devnet.balances_world import (
-    BalancesWorld,
-    build_balances_world,
-    user_id,
-)
+from reconciliation_pipeline.devnet.balances_world import BalancesWorld, build_balances_world, user_id
 from reconciliation_pipeline.devnet.identities import account_id, contract_id
 from reconciliation_pipeline.devnet.ledger import DevnetLedger
 from reconciliation_pipeline.devnet.markets_seed import (

@@ -18,15 +18,8 @@ from reconciliation_pipeline.defs.lending.assets import (
 )
 from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
 from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.lending_world import (
-    MIN_LOANS,
-    LendingWorld,
-    build_lending_world,
-)
-from reconciliation_pipeline.devnet.seed import (
-    load_streams_into_ledger,
-    write_streams_to_db,
-)
+from reconciliation_pipeline.devnet.lending_world import MIN_LOANS, LendingWorld, build_lending_world
+from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
 from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline.devnet.streams_world import build_streams_world
 from reconciliation_pipeline.partitions import daily_partitions

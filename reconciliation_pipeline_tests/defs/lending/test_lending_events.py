@@ -14,11 +14,7 @@ from stellar_sdk import SorobanServer, scval
 from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import SorobanRpcErrorResponse
 
-from reconciliation_pipeline.chain.reader import (
-    ChainReader,
-    ReaderSettings,
-    RetentionWindowError,
-)
+from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings, RetentionWindowError
 from reconciliation_pipeline.defs.lending.assets import LENDING_ASSETS, lending_events
 from reconciliation_pipeline.defs.lending.rpc import ledger_window
 from reconciliation_pipeline.devnet.ledger import LEDGER_SCAN_LIMIT, DevnetLedger
@@ -27,12 +23,7 @@ from reconciliation_pipeline.devnet.lending_world import LendingWorld
 from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline.devnet.transactions import TransactionStore
 from reconciliation_pipeline_tests.conftest import make_resources
-from reconciliation_pipeline_tests.defs.lending.conftest import (
-    as_set,
-    findings_of,
-    run_nightly,
-    table,
-)
+from reconciliation_pipeline_tests.defs.lending.conftest import as_set, findings_of, run_nightly, table
 
 EVENT_ROWS = ("SELECT event_id, partition_key, ledger, ledger_closed_at, tx_hash, event_type, loan_id::text, address,"
               " amount::text, loan_status, decode_error FROM recon.lending_events ORDER BY event_id")

@@ -12,12 +12,7 @@ from stellar_sdk import StrKey, scval, xdr
 
 from reconciliation_pipeline.chain.keys import contract_data_key, enum_key
 from reconciliation_pipeline.defs.lending.events import decode_event
-from reconciliation_pipeline.defs.lending.spec import (
-    LOAN_LAYOUT,
-    LOAN_STATUSES,
-    POSITION_LAYOUT,
-    REPUTATION_LAYOUT,
-)
+from reconciliation_pipeline.defs.lending.spec import LOAN_LAYOUT, LOAN_STATUSES, POSITION_LAYOUT, REPUTATION_LAYOUT
 from reconciliation_pipeline.devnet.encode import contract_data_entry, unit_enum
 from reconciliation_pipeline.devnet.lending_seed import (
     event_topic_and_value,

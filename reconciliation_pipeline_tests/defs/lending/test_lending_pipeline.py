@@ -18,13 +18,7 @@ from reconciliation_pipeline.devnet.lending_world import (
     LendingWorld,
 )
 from reconciliation_pipeline.devnet.server import DevnetServer
-from reconciliation_pipeline_tests.defs.lending.conftest import (
-    as_set,
-    findings_of,
-    run_nightly,
-    run_sweep,
-    table,
-)
+from reconciliation_pipeline_tests.defs.lending.conftest import as_set, findings_of, run_nightly, run_sweep, table
 
 
 def _class_of(world: LendingWorld, name: str) -> set[tuple]:

@@ -8,11 +8,7 @@ import sqlalchemy as sa
 from reconciliation_pipeline.core import repairs
 from reconciliation_pipeline.core.drift_store import RunInfo
 from reconciliation_pipeline.defs.lending import plans
-from reconciliation_pipeline.devnet.lending_world import (
-    CONCURRENT_WRITE_LOAN,
-    RESOLVABLE_PROVISIONAL,
-    LendingWorld,
-)
+from reconciliation_pipeline.devnet.lending_world import CONCURRENT_WRITE_LOAN, RESOLVABLE_PROVISIONAL, LendingWorld
 from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline_tests.defs.lending.conftest import run_nightly, table
 

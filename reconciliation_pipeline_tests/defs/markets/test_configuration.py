@@ -14,10 +14,7 @@ from reconciliation_pipeline.defs.balances.resources import BalancesSettingsReso
 from reconciliation_pipeline.defs.markets.resources import MarketsSettingsResource
 from reconciliation_pipeline.devnet.ledger import DevnetLedger
 from reconciliation_pipeline.devnet.server import DevnetServer
-from reconciliation_pipeline_tests.defs.markets.support import (
-    frequent_resources,
-    run_frequent,
-)
+from reconciliation_pipeline_tests.defs.markets.support import frequent_resources, run_frequent
 
 VALID = {
     "ODDS_MISMATCH_THRESHOLD": "0.01",

@@ -8,17 +8,9 @@ from stellar_sdk import Asset, Keypair, scval, xdr
 from reconciliation_pipeline.chain.decode import DecodeError
 from reconciliation_pipeline.defs.balances.spec import decode_usdc_holding
 from reconciliation_pipeline.defs.markets.spec import POOL_SPEC, decode_market_instance
-from reconciliation_pipeline.devnet.encode import (
-    contract_data_entry,
-    sac_balance_entry,
-    unit_enum,
-)
+from reconciliation_pipeline.devnet.encode import contract_data_entry, sac_balance_entry, unit_enum
 from reconciliation_pipeline.devnet.identities import DEVNET, account_id, contract_id
-from reconciliation_pipeline.devnet.markets_seed import (
-    market_instance_entry,
-    pool_entry,
-    trustline_entry,
-)
+from reconciliation_pipeline.devnet.markets_seed import market_instance_entry, pool_entry, trustline_entry
 
 MARKET = contract_id("market:decode")
 INSTANCE_KEY = xdr.SCVal(type=xdr.SCValType.SCV_LEDGER_KEY_CONTRACT_INSTANCE)

@@ -8,14 +8,8 @@ import sqlalchemy as sa
 
 from reconciliation_pipeline.defs.markets.assets import MARKETS_ASSETS
 from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.markets_seed import (
-    load_markets_into_ledger,
-    write_markets_to_db,
-)
-from reconciliation_pipeline.devnet.markets_world import (
-    MarketsWorld,
-    build_markets_world,
-)
+from reconciliation_pipeline.devnet.markets_seed import load_markets_into_ledger, write_markets_to_db
+from reconciliation_pipeline.devnet.markets_world import MarketsWorld, build_markets_world
 from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline_tests.defs.markets.support import (
     as_set,

@@ -10,10 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from reconciliation_pipeline.chain.reader import NOT_READ_TIME_LIMIT
-from reconciliation_pipeline.devnet.balances_world import (
-    BalancesWorld,
-    build_balances_world,
-)
+from reconciliation_pipeline.devnet.balances_world import BalancesWorld, build_balances_world
 from reconciliation_pipeline.devnet.ledger import DevnetLedger, FaultConfig
 from reconciliation_pipeline.devnet.markets_seed import (
     load_balances_into_ledger,
@@ -21,10 +18,7 @@ from reconciliation_pipeline.devnet.markets_seed import (
     write_balances_to_db,
     write_markets_to_db,
 )
-from reconciliation_pipeline.devnet.markets_world import (
-    MarketsWorld,
-    build_markets_world,
-)
+from reconciliation_pipeline.devnet.markets_world import MarketsWorld, build_markets_world
 from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline_tests.defs.markets.support import (
     as_set,

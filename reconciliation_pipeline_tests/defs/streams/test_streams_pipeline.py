@@ -12,15 +12,9 @@ import sqlalchemy as sa
 
 from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
 from reconciliation_pipeline.devnet.ledger import DevnetLedger, FaultConfig
-from reconciliation_pipeline.devnet.seed import (
-    load_streams_into_ledger,
-    write_streams_to_db,
-)
+from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
 from reconciliation_pipeline.devnet.server import DevnetServer
-from reconciliation_pipeline.devnet.streams_world import (
-    StreamsWorld,
-    build_streams_world,
-)
+from reconciliation_pipeline.devnet.streams_world import StreamsWorld, build_streams_world
 from reconciliation_pipeline_tests.conftest import make_resources
 
 FINDING_KEY = ["entity_type", "entity_id", "field", "drift_class", "severity", "db_value", "chain_value"]

@@ -1,0 +1,1 @@
+COPY users (id, username, wallet_address, timezone) FROM STDIN
