@@ -173,3 +173,8 @@ def test_a_missing_variable_fails_naming_it(pipeline_env: None, monkeypatch: pyt
         defs.resolve_job_def("nightly_reconciliation").execute_in_process(
             instance=dg.DagsterInstance.ephemeral(), partition_key=yesterday
         )
+
+
+def test_readme_lists_every_variable() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert [s.name for s in ENV_SETTINGS if f"`{s.name}`" not in readme] == []
