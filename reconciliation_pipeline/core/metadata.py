@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from reconciliation_pipeline.core.drift_store import PersistSummary
 from reconciliation_pipeline.core.findings import counts_by_class
 
 SAMPLE_COLUMNS = ["entity_id", "field", "drift_class", "severity", "db_value", "chain_value", "delta"]
@@ -34,3 +35,17 @@ def findings_metadata(findings: pd.DataFrame, sample_rows: int = 20) -> dict[str
     else:
         metadata["findings_sample"] = dg.MetadataValue.md("No findings: both sides agree.")
     return metadata
+
+
+def persisted_run_metadata(
+    findings: pd.DataFrame, summary: PersistSummary, entities_checked: int, entities_unchecked: int
+) -> dict[str, Any]:
+    """What every discrepancy asset shows after persisting: findings, coverage and incidents."""
+    return {
+        **findings_metadata(findings),
+        "run_status": summary.status,
+        "entities_checked": entities_checked,
+        "entities_unchecked": entities_unchecked,
+        "incidents_confirmed": summary.confirmed,
+        "incidents_resolved": summary.resolved,
+    }

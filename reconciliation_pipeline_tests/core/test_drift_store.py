@@ -335,8 +335,9 @@ def test_invalid_findings_are_rejected_before_writing(engine: sa.Engine) -> None
             policy=DEFAULT_POLICY,
         )
     with engine.connect() as connection:
-        for table in ("runs", "discrepancies", "drift_incidents"):
-            assert connection.execute(sa.text(f"SELECT count(*) FROM recon.{table}")).scalar_one() == 0
+        for count in ("SELECT count(*) FROM recon.runs", "SELECT count(*) FROM recon.discrepancies",
+                      "SELECT count(*) FROM recon.drift_incidents"):
+            assert connection.execute(sa.text(count)).scalar_one() == 0
 
 
 # -- analyst views ----------------------------------------------------------------

@@ -14,7 +14,7 @@ from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.asset_support import batch_progress
 from reconciliation_pipeline.core.diff import invariant_findings
 from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
-from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata
+from reconciliation_pipeline.core.metadata import frame_metadata, persisted_run_metadata
 from reconciliation_pipeline.core.metrics import DomainRunMetrics, PushgatewayResource, findings_by_class_and_severity
 from reconciliation_pipeline.core.run_budget import RunBudgetResource, budgeted_reader, not_read_mask
 from reconciliation_pipeline.core.snapshots import snapshot_db
@@ -171,15 +171,10 @@ def usdc_balance_discrepancies(
     )
     context.add_output_metadata(
         {
-            **findings_metadata(findings),
+            **persisted_run_metadata(findings, summary, len(diff.checked), diff.unchecked),
             **metrics.as_metadata(),
             "metrics_pushed": pushed,
-            "run_status": summary.status,
-            "entities_checked": len(diff.checked),
-            "entities_unchecked": diff.unchecked,
             "users_without_wallet": without_wallet,
-            "incidents_confirmed": summary.confirmed,
-            "incidents_resolved": summary.resolved,
         }
     )
     return findings

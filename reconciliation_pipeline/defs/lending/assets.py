@@ -27,7 +27,7 @@ from reconciliation_pipeline.core.asset_support import (
 from reconciliation_pipeline.core.diff import address_findings, diff_snapshots, invariant_findings
 from reconciliation_pipeline.core.drift_store import persist_domain_run
 from reconciliation_pipeline.core.findings import concat_findings
-from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata
+from reconciliation_pipeline.core.metadata import frame_metadata, persisted_run_metadata
 from reconciliation_pipeline.core.snapshots import READ_ERROR, decoded_rows, snapshot_chain, snapshot_db
 from reconciliation_pipeline.core.spec import KeyKind, ReconSpec
 from reconciliation_pipeline.defs.lending import plans, sweep
@@ -420,12 +420,7 @@ def _persist(
     )
     context.add_output_metadata(
         {
-            **findings_metadata(findings),
-            "run_status": summary.status,
-            "entities_checked": len(checked),
-            "entities_unchecked": unchecked,
-            "incidents_confirmed": summary.confirmed,
-            "incidents_resolved": summary.resolved,
+            **persisted_run_metadata(findings, summary, len(checked), unchecked),
             "ledger_sequence": ledger_sequence,
         }
     )

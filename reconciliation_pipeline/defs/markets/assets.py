@@ -14,7 +14,7 @@ from reconciliation_pipeline.chain.addresses import valid_address_mask
 from reconciliation_pipeline.core.asset_support import batch_progress, invariants_check
 from reconciliation_pipeline.core.drift import Severity
 from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
-from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata
+from reconciliation_pipeline.core.metadata import frame_metadata, persisted_run_metadata
 from reconciliation_pipeline.core.metrics import DomainRunMetrics, PushgatewayResource, findings_by_class_and_severity
 from reconciliation_pipeline.core.run_budget import RunBudgetResource, budgeted_reader, not_read_mask
 from reconciliation_pipeline.core.snapshots import decoded_rows, snapshot_chain, snapshot_db
@@ -209,14 +209,9 @@ def market_discrepancies(
     return dg.MaterializeResult(
         value=findings,
         metadata={
-            **findings_metadata(findings),
+            **persisted_run_metadata(findings, summary, len(diff.checked), diff.unchecked),
             **metrics.as_metadata(),
             "metrics_pushed": pushed,
-            "run_status": summary.status,
-            "entities_checked": len(diff.checked),
-            "entities_unchecked": diff.unchecked,
-            "incidents_confirmed": summary.confirmed,
-            "incidents_resolved": summary.resolved,
         },
         check_results=[
             dg.AssetCheckResult(

@@ -25,9 +25,12 @@ def pool_odds(yes_liquidity: pd.Series, no_liquidity: pd.Series) -> pd.DataFrame
     yes = yes_liquidity.astype(object)
     no = no_liquidity.astype(object)
     usable = _non_negative_ints(yes) & _non_negative_ints(no)
-    total = (yes[usable] + no[usable]).astype(object)
-    total = total[(total > 0).astype(bool)]
+    pool_size = (yes[usable] + no[usable]).astype(object)
+    pool_size = pool_size[(pool_size > 0).astype(bool)]
+    priced = pool_size.index
+    # int / int is exact-then-rounded-once in Python: liquidity stays exact, only the odds are floats.
+    yes_ratio, no_ratio = no[priced] / pool_size, yes[priced] / pool_size
     odds = pd.DataFrame({"yes_odds": np.nan, "no_odds": np.nan}, index=yes.index, dtype=float)
-    odds.loc[total.index, "yes_odds"] = (no[total.index] / total).astype(float)
-    odds.loc[total.index, "no_odds"] = (yes[total.index] / total).astype(float)
+    odds.loc[priced, "yes_odds"] = yes_ratio.astype(float)
+    odds.loc[priced, "no_odds"] = no_ratio.astype(float)
     return odds

@@ -20,7 +20,7 @@ from reconciliation_pipeline.chain.addresses import valid_address_mask
 from reconciliation_pipeline.core import repairs, sql
 from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
 from reconciliation_pipeline.core.findings import concat_findings, empty_findings
-from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata
+from reconciliation_pipeline.core.metadata import frame_metadata, persisted_run_metadata
 from reconciliation_pipeline.core.snapshots import snapshot_chain
 from reconciliation_pipeline.defs.streaks import reconcile
 from reconciliation_pipeline.defs.streaks.engine import compute_streaks
@@ -257,14 +257,9 @@ def streak_discrepancies(
                      f"{summary.confirmed}, resolved {summary.resolved}")
     context.add_output_metadata(
         {
-            **findings_metadata(findings),
+            **persisted_run_metadata(findings, summary, len(checked), unchecked),
             "as_of": as_of.label,
-            "run_status": summary.status,
-            "entities_checked": len(checked),
-            "entities_unchecked": unchecked,
             "users_without_wallet": int(db_user_streaks[WALLET].isna().sum()),
-            "incidents_confirmed": summary.confirmed,
-            "incidents_resolved": summary.resolved,
             "ledger_sequence": chain_player_profiles.attrs.get("ledger_sequence"),
         }
     )
