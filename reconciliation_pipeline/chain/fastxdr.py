@@ -254,3 +254,71 @@ def contract_data_entry(contract_id: str, key: tuple[int, Any], value: tuple[int
     ledger_key = _U32.pack(CONTRACT_DATA) + address + key_bytes + _PERSISTENT
     entry = _U32.pack(CONTRACT_DATA) + _U32.pack(0) + address + key_bytes + _PERSISTENT + scval_bytes(value)
     return base64.b64encode(ledger_key).decode("ascii"), base64.b64encode(entry).decode("ascii")
+
+
+# -- classic trustlines (USDC balances of G... holders) ------------------------------
+
+ASSET_TYPE_CREDIT_ALPHANUM4, ASSET_TYPE_CREDIT_ALPHANUM12, ASSET_TYPE_POOL_SHARE = 1, 2, 3
+
+
+def _account_id_bytes(account_id: str) -> bytes:
+    return _U32.pack(0) + StrKey.decode_ed25519_public_key(account_id)
+
+
+@functools.lru_cache(maxsize=1 << 8)
+def _trustline_asset_bytes(asset_code: str, issuer: str) -> bytes:
+    raw = asset_code.encode("ascii")
+    if not 1 <= len(raw) <= 12:
+        raise XdrError(f"asset code must be 1 to 12 characters: {asset_code!r}")
+    kind, width = (ASSET_TYPE_CREDIT_ALPHANUM4, 4) if len(raw) <= 4 else (ASSET_TYPE_CREDIT_ALPHANUM12, 12)
+    return _U32.pack(kind) + raw.ljust(width, b"\0") + _account_id_bytes(issuer)
+
+
+def trustline_key(account_id: str, asset_code: str, issuer: str) -> str:
+    """A G... account's trustline ledger key, base64."""
+    key = _U32.pack(TRUSTLINE) + _account_id_bytes(account_id) + _trustline_asset_bytes(asset_code, issuer)
+    return base64.b64encode(key).decode("ascii")
+
+
+def trustline_balance(entry_data_b64: str) -> int:
+    """The `balance` (int64 base units) of a base64 `LedgerEntryData` that must be a trustline."""
+    try:
+        buf = base64.b64decode(entry_data_b64, validate=True)
+    except ValueError as error:
+        raise XdrError(f"not base64: {error}") from error
+    try:
+        (entry_type,) = _U32.unpack_from(buf, 0)
+        if entry_type != TRUSTLINE:
+            raise XdrError(f"expected a TRUSTLINE entry, got ledger entry type {entry_type}")
+        (key_type,) = _U32.unpack_from(buf, 4)
+        if key_type != 0:
+            raise XdrError(f"unsupported public key type {key_type}")
+        pos = 40
+        (asset_type,) = _U32.unpack_from(buf, pos)
+        widths = {ASSET_TYPE_CREDIT_ALPHANUM4: 4 + 36, ASSET_TYPE_CREDIT_ALPHANUM12: 12 + 36, ASSET_TYPE_POOL_SHARE: 32}
+        if asset_type not in widths:
+            raise XdrError(f"unsupported trustline asset type {asset_type}")
+        pos += 4 + widths[asset_type]
+        (balance,) = _I64.unpack_from(buf, pos)
+        pos += 8 + 8 + 4  # limit, flags
+        (ext,) = _U32.unpack_from(buf, pos)
+        pos += 4
+        if ext == 1:
+            pos += 16  # liabilities
+            (ext_v1,) = _U32.unpack_from(buf, pos)
+            pos += 4
+            if ext_v1 == 2:
+                pos += 4  # liquidityPoolUseCount
+                (ext_v2,) = _U32.unpack_from(buf, pos)
+                if ext_v2 != 0:
+                    raise XdrError(f"unsupported trustline extension v2 arm {ext_v2}")
+                pos += 4
+            elif ext_v1 != 0:
+                raise XdrError(f"unsupported trustline extension v1 arm {ext_v1}")
+        elif ext != 0:
+            raise XdrError(f"unsupported trustline extension {ext}")
+    except struct.error as error:
+        raise XdrError(f"truncated trustline: {error}") from error
+    if pos != len(buf):
+        raise XdrError(f"{len(buf) - pos} trailing bytes after the trustline")
+    return balance

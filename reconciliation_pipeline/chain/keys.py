@@ -6,7 +6,7 @@ Keys are kept encoded: the encoded form is what the RPC returns in each entry's
 
 from __future__ import annotations
 
-from stellar_sdk import Address, Asset, Keypair, scval, xdr
+from stellar_sdk import Address, Asset, scval, xdr
 
 from reconciliation_pipeline.chain import fastxdr
 
@@ -54,14 +54,8 @@ def sac_balance_key(sac_contract_id: str, holder: str) -> str:
 
 
 def trustline_key(account_id: str, asset_code: str, issuer: str) -> str:
-    """A G... account's classic trustline to `asset_code:issuer`."""
-    return xdr.LedgerKey(
-        type=xdr.LedgerEntryType.TRUSTLINE,
-        trust_line=xdr.LedgerKeyTrustLine(
-            account_id=Keypair.from_public_key(account_id).xdr_account_id(),
-            asset=Asset(asset_code, issuer).to_trust_line_asset_xdr_object(),
-        ),
-    ).to_xdr()
+    """A G... account's classic trustline to `asset_code:issuer` (byte-level, checked against the SDK)."""
+    return fastxdr.trustline_key(account_id, asset_code, issuer)
 
 
 def sac_contract_id(asset_code: str, issuer: str, network_passphrase: str) -> str:

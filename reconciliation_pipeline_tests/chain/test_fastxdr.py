@@ -170,3 +170,58 @@ def test_seeded_sac_balances_equal_the_sdk_encoding(holder: str, amount: int) ->
                              "clawback": scval.to_bool(False)})
     expected = (contract_data_key(CONTRACT_ID, key).to_xdr(), contract_data_entry(CONTRACT_ID, key, value).to_xdr())
     assert sac_balance_entry(CONTRACT_ID, holder, amount) == expected
+
+
+ASSET_CODES = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=12)
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+@given(account=ACCOUNTS, code=ASSET_CODES, issuer=ACCOUNTS)
+def test_trustline_keys_match_the_sdk(account: str, code: str, issuer: str) -> None:
+    from stellar_sdk import Asset, Keypair
+
+    expected = xdr.LedgerKey(
+        type=xdr.LedgerEntryType.TRUSTLINE,
+        trust_line=xdr.LedgerKeyTrustLine(
+            account_id=Keypair.from_public_key(account).xdr_account_id(),
+            asset=Asset(code, issuer).to_trust_line_asset_xdr_object(),
+        ),
+    ).to_xdr()
+    assert fastxdr.trustline_key(account, code, issuer) == expected
+
+
+def _trustline_ext(kind: int, buying: int, selling: int, pool_uses: int) -> xdr.TrustLineEntryExt:
+    if kind == 0:
+        return xdr.TrustLineEntryExt(0)
+    v1_ext = (xdr.TrustLineEntryV1Ext(0) if kind == 1 else xdr.TrustLineEntryV1Ext(
+        2, v2=xdr.TrustLineEntryExtensionV2(xdr.Int32(pool_uses), xdr.TrustLineEntryExtensionV2Ext(0))))
+    return xdr.TrustLineEntryExt(1, v1=xdr.TrustLineEntryV1(
+        liabilities=xdr.Liabilities(buying=xdr.Int64(buying), selling=xdr.Int64(selling)), ext=v1_ext))
+
+
+@settings(max_examples=200)
+@given(account=ACCOUNTS, code=ASSET_CODES, issuer=ACCOUNTS, balance=INT64, limit=INT64,
+       flags=st.integers(0, 7), ext=st.sampled_from([0, 1, 2]), buying=INT64, selling=INT64,
+       pool_uses=st.integers(-(2**31), 2**31 - 1))
+def test_trustline_balances_decode_like_the_sdk(
+    account: str, code: str, issuer: str, balance: int, limit: int, flags: int, ext: int,
+    buying: int, selling: int, pool_uses: int,
+) -> None:
+    from stellar_sdk import Asset, Keypair
+
+    entry = xdr.LedgerEntryData(
+        type=xdr.LedgerEntryType.TRUSTLINE,
+        trust_line=xdr.TrustLineEntry(
+            account_id=Keypair.from_public_key(account).xdr_account_id(),
+            asset=Asset(code, issuer).to_trust_line_asset_xdr_object(),
+            balance=xdr.Int64(balance), limit=xdr.Int64(limit), flags=xdr.Uint32(flags),
+            ext=_trustline_ext(ext, buying, selling, pool_uses),
+        ),
+    ).to_xdr()
+    assert fastxdr.trustline_balance(entry) == xdr.LedgerEntryData.from_xdr(entry).trust_line.balance.int64 == balance
+
+
+@pytest.mark.parametrize("payload", ["not base64!", "AAAAAQ==", _entry(scval.to_uint32(1))])
+def test_non_trustlines_are_rejected(payload: str) -> None:
+    with pytest.raises(fastxdr.XdrError):
+        fastxdr.trustline_balance(payload)

@@ -14,7 +14,6 @@ from typing import Any
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
-from stellar_sdk import xdr
 
 from reconciliation_pipeline.chain import fastxdr
 from reconciliation_pipeline.chain.decode import DecodeError
@@ -49,8 +48,8 @@ def _entry_type(entry_data_b64: str) -> int:
 def decode_usdc_holding(entry_data_b64: str) -> dict[str, Any]:
     """A USDC trustline (`balance`, int64) or a SAC balance entry (`amount`, i128) → the balance.
 
-    SAC entries take the fast path (`layouts.SAC_BALANCE`); trustlines, a classic
-    entry the fast path does not cover, are parsed with the SDK's XDR classes.
+    Both take the byte-level path (`layouts.SAC_BALANCE`, `fastxdr.trustline_balance`),
+    checked against the SDK's XDR classes by property tests.
     """
     entry_type = _entry_type(entry_data_b64)
     if entry_type == fastxdr.CONTRACT_DATA:
@@ -58,10 +57,9 @@ def decode_usdc_holding(entry_data_b64: str) -> dict[str, Any]:
     if entry_type != fastxdr.TRUSTLINE:
         raise DecodeError(f"expected a TRUSTLINE or CONTRACT_DATA entry, got ledger entry type {entry_type}")
     try:
-        data = xdr.LedgerEntryData.from_xdr(entry_data_b64)
-    except Exception as exc:  # the XDR parser raises several unrelated types
-        raise DecodeError(f"not LedgerEntryData XDR: {exc}") from exc
-    return {BALANCE_FIELD: data.trust_line.balance.int64}
+        return {BALANCE_FIELD: fastxdr.trustline_balance(entry_data_b64)}
+    except fastxdr.XdrError as exc:
+        raise DecodeError(str(exc)) from exc
 
 
 class BalanceInvariants(pa.DataFrameModel):
