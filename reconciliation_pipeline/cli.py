@@ -33,6 +33,11 @@ from reconciliation_pipeline.resources import sqlalchemy_url
 from reconciliation_pipeline.settings import SETTINGS_BY_NAME, render_env_example
 
 
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+"""The assets' own progress lines on the console, without Dagster's per-event DEBUG lines
+(every event is still in the run's log in the UI)."""
+
+
 def say(message: str) -> None:
     print(f"[recon {datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -129,12 +134,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         instance = dg.DagsterInstance.get()
         say(f"running job nightly_reconciliation for partition {partition} (Dagster home {resolved['DAGSTER_HOME']})")
         nightly = defs.resolve_job_def("nightly_reconciliation").execute_in_process(
-            instance=instance, partition_key=partition, raise_on_error=False
+            instance=instance, partition_key=partition, raise_on_error=False, run_config=QUIET_CONSOLE
         )
         say(f"run {nightly.run_id} {'succeeded' if nightly.success else 'FAILED'}")
         say("running job markets_balances_reconciliation (the 5-minute job)")
         five_minute = defs.resolve_job_def("markets_balances_reconciliation").execute_in_process(
-            instance=instance, raise_on_error=False
+            instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE
         )
         say(f"run {five_minute.run_id} {'succeeded' if five_minute.success else 'FAILED'}; "
             f"devnet requests by method: {dict(ledger.request_counts)}")
