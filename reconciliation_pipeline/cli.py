@@ -32,7 +32,6 @@ from reconciliation_pipeline.devnet.streaks_seed import oracle_environment
 from reconciliation_pipeline.resources import sqlalchemy_url
 from reconciliation_pipeline.settings import SETTINGS_BY_NAME, render_env_example
 
-
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 """The assets' own progress lines on the console, without Dagster's per-event DEBUG lines
 (every event is still in the run's log in the UI)."""

@@ -16,6 +16,7 @@ from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_
 from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline.devnet.streams_world import build_streams_world
 from reconciliation_pipeline.localenv import PROJECT_ROOT
+from reconciliation_pipeline.partitions import daily_partitions, daily_sharded_partitions
 from reconciliation_pipeline.settings import ENV_SETTINGS, render_env_example
 
 ASSET_GRAPH = {
@@ -24,6 +25,12 @@ ASSET_GRAPH = {
     "chain_stream_escrow": {"chain_streams", "db_streams"},
     "stream_discrepancies": {"db_streams", "chain_streams", "chain_stream_escrow"},
     "stream_repairs": {"stream_discrepancies"},
+    "db_streams_shard": set(),
+    "chain_streams_shard": {"db_streams_shard"},
+    "stream_shard_discrepancies": {"db_streams_shard", "chain_streams_shard"},
+    "stream_shard_repairs": {"stream_shard_discrepancies"},
+    "chain_stream_escrow_sharded": {"db_streams_shard", "chain_streams_shard"},
+    "stream_escrow_discrepancies": {"chain_stream_escrow_sharded"},
     "lending_events": set(),
     "db_loans": set(),
     "db_liquidity_positions": set(),
@@ -53,9 +60,11 @@ ASSET_GRAPH = {
     "user_streak_repairs": {"streak_discrepancies"},
     "streak_syncs": {"streak_discrepancies"},
 }
-GROUPS = {"streams", "lending", "lending_sweep", "markets", "balances", "streaks"}
+GROUPS = {"streams", "streams_sharded", "lending", "lending_sweep", "markets", "balances", "streaks"}
 CHECKS = {
     "db_streams:escrow_invariants", "chain_streams:escrow_invariants", "chain_stream_escrow:escrow_solvency",
+    "db_streams_shard:escrow_invariants", "chain_streams_shard:escrow_invariants",
+    "chain_stream_escrow_sharded:escrow_solvency",
     "lending_events:events_follow_layout",
     "db_loans:loan_invariants", "chain_loans:loan_invariants",
     "db_liquidity_positions:position_invariants", "chain_liquidity_positions:position_invariants",
@@ -178,3 +187,10 @@ def test_a_missing_variable_fails_naming_it(pipeline_env: None, monkeypatch: pyt
 def test_readme_lists_every_variable() -> None:
     readme = (PROJECT_ROOT / "README.md").read_text()
     assert [s.name for s in ENV_SETTINGS if f"`{s.name}`" not in readme] == []
+
+
+def test_the_sharded_sweep_runs_per_day_and_shard_and_has_no_schedule() -> None:
+    assert defs.resolve_job_def("streams_sharded_sweep").partitions_def == daily_sharded_partitions
+    assert defs.resolve_job_def("streams_sharded_escrow").partitions_def == daily_partitions
+    scheduled = {defs.resolve_schedule_def(s.name).job_name for s in defs.schedules}
+    assert not scheduled & {"streams_sharded_sweep", "streams_sharded_escrow"}
