@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import pandera.pandas as pa
 
+from reconciliation_pipeline.core.amounts import is_exact_int
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 
 FINDING_COLUMNS: tuple[str, ...] = (
@@ -31,7 +32,7 @@ FINDING_COLUMNS: tuple[str, ...] = (
 
 
 def _is_int_or_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+    return value is None or is_exact_int(value)
 
 
 class FindingsModel(pa.DataFrameModel):

@@ -18,6 +18,7 @@ from pandera.typing import Series
 from reconciliation_pipeline.chain import fastxdr
 from reconciliation_pipeline.chain.decode import DecodeError
 from reconciliation_pipeline.chain.layouts import SAC_BALANCE
+from reconciliation_pipeline.core.amounts import exact_int_mask
 from reconciliation_pipeline.core.spec import (
     Authority,
     ComparedField,
@@ -69,7 +70,7 @@ class BalanceInvariants(pa.DataFrameModel):
 
     @pa.check("usdc_balance", name="exact_integer_amount")
     def exact_integer_amount(cls, values: pd.Series) -> pd.Series:
-        return values.map(lambda v: isinstance(v, int) and not isinstance(v, bool)).astype(bool)
+        return exact_int_mask(values)
 
     class Config:
         strict = False

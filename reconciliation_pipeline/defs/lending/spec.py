@@ -13,6 +13,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from reconciliation_pipeline.chain.layouts import Kind, ScalarLayout, StructLayout, UnitEnum
+from reconciliation_pipeline.core.amounts import exact_int_mask
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.spec import (
     Authority,
@@ -39,9 +40,6 @@ REPUTATION_LAYOUT = ScalarLayout(column="score", kind=Kind.U32)
 """`Reputation(Address) -> u32`."""
 
 
-def _is_exact_int(values: pd.Series) -> pd.Series:
-    return values.map(lambda v: isinstance(v, int) and not isinstance(v, bool)).astype(bool)
-
 
 class LoanInvariants(pa.DataFrameModel):
     """What every loan must satisfy on both sides."""
@@ -52,7 +50,7 @@ class LoanInvariants(pa.DataFrameModel):
 
     @pa.check("principal", "outstanding", name="exact_integer_amount")
     def exact_integer_amount(cls, values: pd.Series) -> pd.Series:
-        return _is_exact_int(values)
+        return exact_int_mask(values)
 
     class Config:
         strict = False
@@ -66,7 +64,7 @@ class PositionInvariants(pa.DataFrameModel):
 
     @pa.check("deposited", "shares", name="exact_integer_amount")
     def exact_integer_amount(cls, values: pd.Series) -> pd.Series:
-        return _is_exact_int(values)
+        return exact_int_mask(values)
 
     class Config:
         strict = False
@@ -79,7 +77,7 @@ class ReputationInvariants(pa.DataFrameModel):
 
     @pa.check("score", name="exact_integer_score")
     def exact_integer_score(cls, values: pd.Series) -> pd.Series:
-        return _is_exact_int(values)
+        return exact_int_mask(values)
 
     class Config:
         strict = False

@@ -11,9 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from reconciliation_pipeline.core.amounts import is_exact_int
+
 
 def _non_negative_ints(values: pd.Series) -> pd.Series:
-    return values.map(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0).astype(bool)
+    return values.map(lambda v: is_exact_int(v) and v >= 0).astype(bool)
 
 
 def pool_odds(yes_liquidity: pd.Series, no_liquidity: pd.Series) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from stellar_sdk import scval, xdr
 
 from reconciliation_pipeline.chain.decode import DecodeError, as_u32, as_unit_enum, contract_data_value
 from reconciliation_pipeline.chain.layouts import Kind, StructLayout
+from reconciliation_pipeline.core.amounts import exact_int_mask
 from reconciliation_pipeline.core.drift import DriftClass
 from reconciliation_pipeline.core.spec import (
     Authority,
@@ -79,9 +80,6 @@ def decode_market_instance(entry_data_b64: str) -> dict[str, Any]:
     }
 
 
-def _is_exact_int(values: pd.Series) -> pd.Series:
-    return values.map(lambda v: isinstance(v, int) and not isinstance(v, bool)).astype(bool)
-
 
 def _resolution_consistent(status: pd.Series, outcome: pd.Series) -> tuple[pd.Series, pd.Series]:
     resolved = status == RESOLVED
@@ -97,7 +95,7 @@ class PoolInvariants(pa.DataFrameModel):
 
     @pa.check("yes_liquidity", "no_liquidity", name="exact_integer_amount")
     def exact_integer_amount(cls, values: pd.Series) -> pd.Series:
-        return _is_exact_int(values)
+        return exact_int_mask(values)
 
     class Config:
         strict = False

@@ -7,6 +7,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from reconciliation_pipeline.chain.layouts import Kind, StructLayout, UnitEnum
+from reconciliation_pipeline.core.amounts import exact_int_mask
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.spec import (
     Authority,
@@ -36,9 +37,6 @@ STREAM_LAYOUT = StructLayout(
 """`Stream { sender, recipient, token, total, released, status }` (CONTRACTS.md §1)."""
 
 
-def _is_exact_int(values: pd.Series) -> pd.Series:
-    return values.map(lambda v: isinstance(v, int) and not isinstance(v, bool)).astype(bool)
-
 
 class StreamEscrowInvariants(pa.DataFrameModel):
     """Escrow invariants that hold on both sides (CONTRACTS.md §1)."""
@@ -49,7 +47,7 @@ class StreamEscrowInvariants(pa.DataFrameModel):
 
     @pa.check("total", "released", name="exact_integer_amount")
     def exact_integer_amount(cls, values: pd.Series) -> pd.Series:
-        return _is_exact_int(values)
+        return exact_int_mask(values)
 
     @pa.dataframe_check(name="released_le_total", columns=("released", "total"))
     def released_le_total(cls, frame: pd.DataFrame, *, columns: tuple[str, str]) -> pd.Series:
