@@ -5,8 +5,10 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
+from sqlalchemy.engine import Engine
 
 from reconciliation_pipeline.chain.reader import ProgressCallback
+from reconciliation_pipeline.core import repairs
 from reconciliation_pipeline.core.diff import invariant_findings
 from reconciliation_pipeline.core.drift_store import RunInfo
 from reconciliation_pipeline.core.spec import ReconSpec
@@ -64,4 +66,39 @@ def invariants_check(
             "rows_checked": len(frame),
             "sample": markdown_table(found[["entity_id", "field", "db_value" if database else "chain_value"]], clean),
         },
+    )
+
+
+class RepairConfig(dg.Config):
+    """Repairs are planned on every run; applied only when asked, never in a dry run."""
+
+    apply: bool = False
+    dry_run: bool = False
+
+
+def repair_step(
+    context: dg.AssetExecutionContext, config: RepairConfig, engine: Engine, domain: str, plan: pd.DataFrame
+) -> dg.MaterializeResult:
+    """Record the plan, apply it when the run asks (compare-and-swap, audited), report it."""
+    run = run_info(context)
+    repairs.record_plan(engine, run, domain, plan)
+    if config.apply and not config.dry_run:
+        outcome = repairs.apply_plan(engine, run, plan)
+    else:
+        outcome = repairs.RepairOutcome(planned=len(plan))
+    repairs.record_run_repairs(engine, run, domain, dry_run=config.dry_run, outcome=outcome)
+    mode = "dry run" if config.dry_run else ("apply" if config.apply else "plan only")
+    context.log.info(
+        f"{context.asset_key.to_user_string()} ({mode}): planned {outcome.planned}, applied {outcome.applied}, "
+        f"skipped {outcome.skipped}, failed {outcome.failed}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "mode": mode,
+            "repairs_planned": outcome.planned,
+            "repairs_applied": outcome.applied,
+            "repairs_skipped": outcome.skipped,
+            "repairs_failed": outcome.failed,
+            "plan": markdown_table(plan[["entity_id", "field", "observed_value", "target_value"]], "Nothing to repair."),
+        }
     )

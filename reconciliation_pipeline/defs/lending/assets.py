@@ -16,12 +16,13 @@ import pandas as pd
 
 from reconciliation_pipeline.chain.addresses import valid_address_mask
 from reconciliation_pipeline.chain.reader import RetentionWindowError
-from reconciliation_pipeline.core import repairs
 from reconciliation_pipeline.core.asset_support import (
     DATABASE,
+    RepairConfig,
     batch_progress,
     invariants_check,
     markdown_table,
+    repair_step,
     run_info,
 )
 from reconciliation_pipeline.core.diff import address_findings, diff_snapshots, invariant_findings
@@ -68,13 +69,6 @@ class GraceConfig(dg.Config):
     """Rows younger than this are in flight: the app may still settle them itself."""
 
     grace_minutes: int = 30
-
-
-class LendingRepairConfig(dg.Config):
-    """Repairs are planned on every run; applied only when asked, never in a dry run."""
-
-    apply: bool = False
-    dry_run: bool = False
 
 
 
@@ -507,36 +501,15 @@ def lending_sweep_discrepancies(
 
 
 def _repair(
-    context: dg.AssetExecutionContext, config: LendingRepairConfig, postgres: PostgresResource, plan: pd.DataFrame
+    context: dg.AssetExecutionContext, config: RepairConfig, postgres: PostgresResource, plan: pd.DataFrame
 ) -> dg.MaterializeResult:
-    run = run_info(context)
-    repairs.record_plan(postgres.engine, run, DOMAIN, plan)
-    if config.apply and not config.dry_run:
-        outcome = repairs.apply_plan(postgres.engine, run, plan)
-    else:
-        outcome = repairs.RepairOutcome(planned=len(plan))
-    repairs.record_run_repairs(postgres.engine, run, DOMAIN, dry_run=config.dry_run, outcome=outcome)
-    mode = "dry run" if config.dry_run else ("apply" if config.apply else "plan only")
-    context.log.info(
-        f"lending repairs ({mode}): planned {outcome.planned}, applied {outcome.applied}, "
-        f"skipped {outcome.skipped}, failed {outcome.failed}"
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "mode": mode,
-            "repairs_planned": outcome.planned,
-            "repairs_applied": outcome.applied,
-            "repairs_skipped": outcome.skipped,
-            "repairs_failed": outcome.failed,
-            "plan": markdown_table(plan[["entity_id", "field", "observed_value", "target_value"]], "Nothing to repair."),
-        }
-    )
+    return repair_step(context, config, postgres.engine, DOMAIN, plan)
 
 
 @dg.asset(group_name=GROUP, partitions_def=daily_partitions, kinds={"postgres"})
 def lending_repairs(
     context: dg.AssetExecutionContext,
-    config: LendingRepairConfig,
+    config: RepairConfig,
     postgres: PostgresResource,
     lending_discrepancies: pd.DataFrame,
     chain_loans: pd.DataFrame,
@@ -552,7 +525,7 @@ def lending_repairs(
 @dg.asset(group_name=SWEEP_GROUP, kinds={"postgres"})
 def lending_sweep_repairs(
     context: dg.AssetExecutionContext,
-    config: LendingRepairConfig,
+    config: RepairConfig,
     postgres: PostgresResource,
     lending_sweep_discrepancies: pd.DataFrame,
 ) -> dg.MaterializeResult:

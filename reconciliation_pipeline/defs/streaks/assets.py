@@ -17,7 +17,8 @@ import dagster as dg
 import pandas as pd
 
 from reconciliation_pipeline.chain.addresses import valid_address_mask
-from reconciliation_pipeline.core import repairs, sql
+from reconciliation_pipeline.core import sql
+from reconciliation_pipeline.core.asset_support import RepairConfig, repair_step
 from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
 from reconciliation_pipeline.core.findings import concat_findings, empty_findings
 from reconciliation_pipeline.core.metadata import frame_metadata, persisted_run_metadata
@@ -44,13 +45,6 @@ class StreakScopeConfig(dg.Config):
     """Which participants a run covers: everyone (empty), or the users a sensor saw change."""
 
     user_ids: list[int] = []
-
-
-class StreakRepairConfig(dg.Config):
-    """Repairs are planned on every live run; applied only when asked, never in a dry run."""
-
-    apply: bool = False
-    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -269,7 +263,7 @@ def streak_discrepancies(
 @dg.asset(group_name=GROUP, partitions_def=daily_partitions, kinds={"postgres"})
 def user_streak_repairs(
     context: dg.AssetExecutionContext,
-    config: StreakRepairConfig,
+    config: RepairConfig,
     postgres: PostgresResource,
     streak_discrepancies: pd.DataFrame,
 ) -> dg.MaterializeResult:
@@ -277,31 +271,7 @@ def user_streak_repairs(
     `recon.repairs` on every live run, applied with compare-and-swap (a concurrent
     app write wins) when the run's config sets `apply` and not `dry_run`, each with
     its audit row. Re-running never applies a repair twice."""
-    run = RunInfo(run_id=context.run_id, job_name=context.job_name, partition_key=context.partition_key)
-    plan = reconcile.plan_projection_repairs(streak_discrepancies)
-    repairs.record_plan(postgres.engine, run, DOMAIN, plan)
-    if config.apply and not config.dry_run:
-        outcome = repairs.apply_plan(postgres.engine, run, plan)
-    else:
-        outcome = repairs.RepairOutcome(planned=len(plan))
-    if len(plan):
-        repairs.record_run_repairs(postgres.engine, run, DOMAIN, dry_run=config.dry_run, outcome=outcome)
-    mode = "dry run" if config.dry_run else ("apply" if config.apply else "plan only")
-    context.log.info(f"projection repairs ({mode}): planned {outcome.planned}, applied {outcome.applied}, "
-                     f"skipped {outcome.skipped}, failed {outcome.failed}")
-    return dg.MaterializeResult(
-        metadata={
-            "mode": mode,
-            "repairs_planned": outcome.planned,
-            "repairs_applied": outcome.applied,
-            "repairs_skipped": outcome.skipped,
-            "repairs_failed": outcome.failed,
-            "plan": dg.MetadataValue.md(
-                plan[["entity_id", "field", "observed_value", "target_value"]].head(20).to_markdown(index=False)
-                if len(plan) else "Nothing to repair."
-            ),
-        }
-    )
+    return repair_step(context, config, postgres.engine, DOMAIN, reconcile.plan_projection_repairs(streak_discrepancies))
 
 
 ORACLE_POOL = "streak_oracle"

@@ -13,7 +13,15 @@ from stellar_sdk import scval, xdr
 
 from reconciliation_pipeline.chain.reader import ChainReader
 from reconciliation_pipeline.core import repairs
-from reconciliation_pipeline.core.asset_support import CHAIN, DATABASE, batch_progress, invariants_check, run_info
+from reconciliation_pipeline.core.asset_support import (
+    CHAIN,
+    DATABASE,
+    RepairConfig,
+    batch_progress,
+    invariants_check,
+    repair_step,
+    run_info,
+)
 from reconciliation_pipeline.core.diff import diff_snapshots, invariant_findings
 from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
 from reconciliation_pipeline.core.findings import concat_findings
@@ -314,17 +322,10 @@ def stream_discrepancies(
     return findings
 
 
-class StreamRepairConfig(dg.Config):
-    """Repairs are planned on every run; applied only when asked, never in a dry run."""
-
-    apply: bool = False
-    dry_run: bool = False
-
-
 @dg.asset(group_name=GROUP, partitions_def=daily_partitions, kinds={"postgres"})
 def stream_repairs(
     context: dg.AssetExecutionContext,
-    config: StreamRepairConfig,
+    config: RepairConfig,
     postgres: PostgresResource,
     stream_discrepancies: pd.DataFrame,
 ) -> dg.MaterializeResult:
@@ -336,37 +337,12 @@ def stream_repairs(
 
 def repair_result(
     context: dg.AssetExecutionContext,
-    config: StreamRepairConfig,
+    config: RepairConfig,
     postgres: PostgresResource,
     discrepancies: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """Plans the repairs the findings call for, applies them when asked, and reports them."""
-    run = run_info(context)
-    plan = repairs.plan_repairs(SPEC, discrepancies)
-    repairs.record_plan(postgres.engine, run, SPEC.domain, plan)
-    if config.apply and not config.dry_run:
-        outcome = repairs.apply_plan(postgres.engine, run, plan)
-    else:
-        outcome = repairs.RepairOutcome(planned=len(plan))
-    repairs.record_run_repairs(postgres.engine, run, SPEC.domain, dry_run=config.dry_run, outcome=outcome)
-    mode = "dry run" if config.dry_run else ("apply" if config.apply else "plan only")
-    context.log.info(
-        f"{context.asset_key.to_user_string()} ({mode}): planned {outcome.planned}, applied {outcome.applied}, "
-        f"skipped {outcome.skipped}, failed {outcome.failed}"
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "mode": mode,
-            "repairs_planned": outcome.planned,
-            "repairs_applied": outcome.applied,
-            "repairs_skipped": outcome.skipped,
-            "repairs_failed": outcome.failed,
-            "plan": dg.MetadataValue.md(
-                plan[["entity_id", "field", "observed_value", "target_value"]].head(20).to_markdown(index=False)
-                if len(plan) else "Nothing to repair."
-            ),
-        }
-    )
+    return repair_step(context, config, postgres.engine, SPEC.domain, repairs.plan_repairs(SPEC, discrepancies))
 
 
 STREAMS_ASSETS = [db_streams, chain_streams, chain_stream_escrow, stream_discrepancies, stream_repairs]

@@ -20,13 +20,12 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from reconciliation_pipeline.core.asset_support import run_info
+from reconciliation_pipeline.core.asset_support import RepairConfig, run_info
 from reconciliation_pipeline.core.snapshots import snapshot_db
 from reconciliation_pipeline.defs.streams.assets import (
     INVARIANTS_CHECK,
     SOLVENCY_CHECK,
     SPEC,
-    StreamRepairConfig,
     chain_snapshot_result,
     checked_streams,
     checked_tokens,
@@ -129,7 +128,7 @@ def stream_shard_discrepancies(
 @dg.asset(group_name=GROUP, partitions_def=daily_sharded_partitions, kinds={"postgres"})
 def stream_shard_repairs(
     context: dg.AssetExecutionContext,
-    config: StreamRepairConfig,
+    config: RepairConfig,
     postgres: PostgresResource,
     stream_shard_discrepancies: pd.DataFrame,
 ) -> dg.MaterializeResult:
