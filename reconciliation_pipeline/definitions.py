@@ -10,6 +10,11 @@ from reconciliation_pipeline.defs.markets.assets import MARKETS_ASSETS
 from reconciliation_pipeline.defs.streaks.assets import STREAKS_ASSETS
 from reconciliation_pipeline.defs.streaks.sensors import streak_change_sensor, streak_reconciliation_job
 from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
+from reconciliation_pipeline.defs.streams.incremental import (
+    INCREMENTAL_STREAMS_ASSETS,
+    streams_incremental_job,
+    streams_incremental_schedule,
+)
 from reconciliation_pipeline.defs.streams.sharded import SHARDED_STREAMS_ASSETS, SHARDED_STREAMS_JOBS
 from reconciliation_pipeline.jobs import lending_sweep_job, markets_balances_job, nightly_reconciliation_job
 from reconciliation_pipeline.resources import build_resources
@@ -21,11 +26,12 @@ from reconciliation_pipeline.schedules import (
 from reconciliation_pipeline.sensors import SENSORS
 
 defs = dg.Definitions(
-    assets=[*STREAMS_ASSETS, *SHARDED_STREAMS_ASSETS, *LENDING_ASSETS, *LENDING_SWEEP_ASSETS, *MARKETS_ASSETS, *BALANCES_ASSETS,
+    assets=[*STREAMS_ASSETS, *SHARDED_STREAMS_ASSETS, *INCREMENTAL_STREAMS_ASSETS, *LENDING_ASSETS, *LENDING_SWEEP_ASSETS, *MARKETS_ASSETS, *BALANCES_ASSETS,
             *STREAKS_ASSETS],
     jobs=[nightly_reconciliation_job, lending_sweep_job, markets_balances_job, streak_reconciliation_job,
-          *SHARDED_STREAMS_JOBS],
-    schedules=[nightly_reconciliation_schedule, lending_sweep_schedule, markets_balances_schedule],
+          streams_incremental_job, *SHARDED_STREAMS_JOBS],
+    schedules=[nightly_reconciliation_schedule, lending_sweep_schedule, markets_balances_schedule,
+               streams_incremental_schedule],
     sensors=[*SENSORS, streak_change_sensor],
     resources=build_resources(),
 )

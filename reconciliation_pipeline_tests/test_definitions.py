@@ -25,6 +25,7 @@ ASSET_GRAPH = {
     "chain_stream_escrow": {"chain_streams", "db_streams"},
     "stream_discrepancies": {"db_streams", "chain_streams", "chain_stream_escrow"},
     "stream_repairs": {"stream_discrepancies"},
+    "stream_incremental_discrepancies": set(),
     "db_streams_shard": set(),
     "chain_streams_shard": {"db_streams_shard"},
     "stream_shard_discrepancies": {"db_streams_shard", "chain_streams_shard"},
@@ -60,7 +61,7 @@ ASSET_GRAPH = {
     "user_streak_repairs": {"streak_discrepancies"},
     "streak_syncs": {"streak_discrepancies"},
 }
-GROUPS = {"streams", "streams_sharded", "lending", "lending_sweep", "markets", "balances", "streaks"}
+GROUPS = {"streams", "streams_sharded", "streams_incremental", "lending", "lending_sweep", "markets", "balances", "streaks"}
 CHECKS = {
     "db_streams:escrow_invariants", "chain_streams:escrow_invariants", "chain_stream_escrow:escrow_solvency",
     "db_streams_shard:escrow_invariants", "chain_streams_shard:escrow_invariants",
@@ -194,3 +195,10 @@ def test_the_sharded_sweep_runs_per_day_and_shard_and_has_no_schedule() -> None:
     assert defs.resolve_job_def("streams_sharded_escrow").partitions_def == daily_partitions
     scheduled = {defs.resolve_schedule_def(s.name).job_name for s in defs.schedules}
     assert not scheduled & {"streams_sharded_sweep", "streams_sharded_escrow"}
+
+
+def test_incremental_streams_run_every_5_minutes() -> None:
+    schedule = defs.resolve_schedule_def("streams_incremental_every_5_minutes")
+    assert schedule.cron_schedule == "*/5 * * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == "streams_incremental"
