@@ -11,8 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from reconciliation_pipeline.core import sql
-from reconciliation_pipeline.core.asset_support import batch_progress
-from reconciliation_pipeline.core.diff import invariant_findings
+from reconciliation_pipeline.core.asset_support import DATABASE, batch_progress, invariants_check
 from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
 from reconciliation_pipeline.core.metadata import frame_metadata, persisted_run_metadata
 from reconciliation_pipeline.core.metrics import DomainRunMetrics, PushgatewayResource, findings_by_class_and_severity
@@ -52,7 +51,6 @@ def db_usdc_balances(context: dg.AssetExecutionContext, postgres: PostgresResour
         without_wallet = int(connection.execute(sql.query("snapshots/balances/users_without_wallet.sql")).scalar_one())
     frame = snapshot.frame
     frame.attrs.update(snapshot_at=snapshot.taken_at.isoformat(), users_without_wallet=without_wallet)
-    found = invariant_findings(SPEC, BalanceInvariants, frame, side="database", severity=SPEC.db_invariant_severity)
     return dg.MaterializeResult(
         value=frame,
         metadata={
@@ -61,19 +59,8 @@ def db_usdc_balances(context: dg.AssetExecutionContext, postgres: PostgresResour
             "users_without_wallet": without_wallet,
         },
         check_results=[
-            dg.AssetCheckResult(
-                check_name=BALANCE_INVARIANTS_CHECK,
-                passed=found.empty,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "violations": len(found),
-                    "rows_checked": len(frame),
-                    "sample": dg.MetadataValue.md(
-                        found[["entity_id", "field", "db_value"]].head(20).to_markdown(index=False)
-                        if len(found) else "Every balance is a non-negative exact integer."
-                    ),
-                },
-            )
+            invariants_check(BALANCE_INVARIANTS_CHECK, SPEC, BalanceInvariants, frame, DATABASE,
+                             "Every balance is a non-negative exact integer.")
         ],
     )
 

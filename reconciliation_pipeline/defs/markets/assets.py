@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from reconciliation_pipeline.chain.addresses import valid_address_mask
-from reconciliation_pipeline.core.asset_support import batch_progress, invariants_check
+from reconciliation_pipeline.core.asset_support import batch_progress, invariants_check, markdown_table
 from reconciliation_pipeline.core.drift import Severity
 from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
 from reconciliation_pipeline.core.metadata import frame_metadata, persisted_run_metadata
@@ -220,10 +220,8 @@ def market_discrepancies(
                 severity=dg.AssetCheckSeverity.ERROR,
                 metadata={
                     "critical_findings": len(critical),
-                    "sample": dg.MetadataValue.md(
-                        critical[["entity_id", "field", "drift_class", "db_value", "chain_value"]]
-                        .head(20).to_markdown(index=False)
-                        if len(critical) else "No critical drift."
+                    "sample": markdown_table(
+                        critical[["entity_id", "field", "drift_class", "db_value", "chain_value"]], "No critical drift."
                     ),
                 },
             )

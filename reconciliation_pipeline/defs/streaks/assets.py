@@ -18,7 +18,7 @@ import pandas as pd
 
 from reconciliation_pipeline.chain.addresses import valid_address_mask
 from reconciliation_pipeline.core import sql
-from reconciliation_pipeline.core.asset_support import RepairConfig, repair_step
+from reconciliation_pipeline.core.asset_support import RepairConfig, markdown_table, repair_step
 from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
 from reconciliation_pipeline.core.findings import concat_findings, empty_findings
 from reconciliation_pipeline.core.metadata import frame_metadata, persisted_run_metadata
@@ -128,10 +128,8 @@ def db_user_streaks(context: dg.AssetExecutionContext, config: StreakScopeConfig
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={
                     "violations": len(violations),
-                    "sample": dg.MetadataValue.md(
-                        violations[["entity_id", "field", "db_value"]].head(20).to_markdown(index=False)
-                        if len(violations) else "Every stored row is self-consistent."
-                    ),
+                    "sample": markdown_table(violations[["entity_id", "field", "db_value"]],
+                                             "Every stored row is self-consistent."),
                 },
             )
         ],
@@ -303,10 +301,8 @@ def streak_syncs(
             "oracle": streak_oracle.oracle_address or "(no key loaded)",
             "candidates": len(candidates),
             **{f"syncs/{status}": int(counts.get(status, 0)) for status in statuses},
-            "attempts": dg.MetadataValue.md(
-                attempts[list(ATTEMPT_COLUMNS)].head(50).astype(object).to_markdown(index=False)
-                if len(attempts) else "Every registered player's on-chain streak matches."
-            ),
+            "attempts": markdown_table(attempts[list(ATTEMPT_COLUMNS)],
+                                       "Every registered player's on-chain streak matches.", rows=50),
         }
     )
 

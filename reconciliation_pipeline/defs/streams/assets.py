@@ -19,6 +19,7 @@ from reconciliation_pipeline.core.asset_support import (
     RepairConfig,
     batch_progress,
     invariants_check,
+    markdown_table,
     repair_step,
     run_info,
 )
@@ -161,10 +162,8 @@ def _solvency_check(solvency: pd.DataFrame) -> dg.AssetCheckResult:
         metadata={
             "insolvent_tokens": len(insolvent),
             "unreadable_balances": len(unknown),
-            "shortfall": dg.MetadataValue.md(
-                insolvent[["token", "balance", "owed_on_chain", "surplus"]].astype(str).to_markdown(index=False)
-                if len(insolvent) else "Every escrow covers what it owes."
-            ),
+            "shortfall": markdown_table(insolvent[["token", "balance", "owed_on_chain", "surplus"]],
+                                        "Every escrow covers what it owes."),
         },
     )
 
@@ -209,10 +208,8 @@ def escrow_result(
             **frame_metadata(solvency),
             "tokens": len(solvency),
             "insolvent_tokens": int(solvency["solvent"].map(lambda s: s is False).sum()),
-            "escrow": dg.MetadataValue.md(
-                solvency[["token", "balance", "owed_on_chain", "owed_in_db", "surplus"]].astype(str).to_markdown(index=False)
-                if len(solvency) else "No tokens."
-            ),
+            "escrow": markdown_table(solvency[["token", "balance", "owed_on_chain", "owed_in_db", "surplus"]],
+                                     "No tokens."),
         },
         check_results=[_solvency_check(solvency)],
     )

@@ -17,7 +17,7 @@ from stellar_sdk.exceptions import SorobanRpcErrorResponse
 from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings, RetentionWindowError
 from reconciliation_pipeline.defs.lending.assets import LENDING_ASSETS, lending_events
 from reconciliation_pipeline.defs.lending.rpc import ledger_window
-from reconciliation_pipeline.devnet.ledger import LEDGER_SCAN_LIMIT, DevnetLedger
+from reconciliation_pipeline.devnet.ledger import LEDGER_SCAN_LIMIT, MANUAL_CLOSE_SPACING_S, DevnetLedger
 from reconciliation_pipeline.devnet.ledgers_method import MAX_LEDGERS_LIMIT
 from reconciliation_pipeline.devnet.lending_world import LendingWorld
 from reconciliation_pipeline.devnet.server import DevnetServer
@@ -110,8 +110,12 @@ def test_re_indexing_a_day_replaces_its_rows_and_keeps_undecodable_events(
     world: LendingWorld, ledger: DevnetLedger, database_url: str, engine: sa.Engine, devnet: DevnetServer,
     yesterday: str,
 ) -> None:
-    bad_ledger = ledger.latest_ledger - 17280 + 100  # about 23h50m before the devnet's clock started
+    # Noon of yesterday's partition, whatever the time of day the test runs at.
+    noon = datetime.fromisoformat(yesterday).replace(tzinfo=UTC) + timedelta(hours=12)
+    latest = ledger.latest_ledger
+    bad_ledger = latest - int(ledger.ledger_close_time(latest) - noon.timestamp()) // MANUAL_CLOSE_SPACING_S
     day = datetime.fromtimestamp(ledger.ledger_close_time(bad_ledger), UTC).strftime("%Y-%m-%d")
+    assert day == yesterday
     ledger.add_event(contract_id=world.identities.lending_contract_id, ledger=bad_ledger,
                      topic=[scval.to_symbol("loan_repaid"), scval.to_symbol("oops")], value=scval.to_int128(5))
     first = _index(database_url, devnet, day=day)
