@@ -20,18 +20,19 @@ from reconciliation_pipeline.jobs import lending_sweep_job, markets_balances_job
 from reconciliation_pipeline.resources import build_resources
 from reconciliation_pipeline.schedules import (
     lending_sweep_schedule,
+    markets_balances_full_sweep_schedule,
     markets_balances_schedule,
     nightly_reconciliation_schedule,
 )
 from reconciliation_pipeline.sensors import SENSORS
 
 defs = dg.Definitions(
-    assets=[*STREAMS_ASSETS, *SHARDED_STREAMS_ASSETS, *INCREMENTAL_STREAMS_ASSETS, *LENDING_ASSETS, *LENDING_SWEEP_ASSETS, *MARKETS_ASSETS, *BALANCES_ASSETS,
-            *STREAKS_ASSETS],
+    assets=[*STREAMS_ASSETS, *SHARDED_STREAMS_ASSETS, *INCREMENTAL_STREAMS_ASSETS, *LENDING_ASSETS,
+            *LENDING_SWEEP_ASSETS, *MARKETS_ASSETS, *BALANCES_ASSETS, *STREAKS_ASSETS],
     jobs=[nightly_reconciliation_job, lending_sweep_job, markets_balances_job, streak_reconciliation_job,
           streams_incremental_job, *SHARDED_STREAMS_JOBS],
     schedules=[nightly_reconciliation_schedule, lending_sweep_schedule, markets_balances_schedule,
-               streams_incremental_schedule],
+               markets_balances_full_sweep_schedule, streams_incremental_schedule],
     sensors=[*SENSORS, streak_change_sensor],
     resources=build_resources(),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from reconciliation_pipeline.core.entry_versions import FULL_SWEEP, SWEEP_TAG
 from reconciliation_pipeline.jobs import lending_sweep_job, markets_balances_job, nightly_reconciliation_job
 
 nightly_reconciliation_schedule = dg.build_schedule_from_partitioned_job(
@@ -29,5 +30,18 @@ markets_balances_schedule = dg.ScheduleDefinition(
     cron_schedule="*/5 * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every 5 minutes: markets (odds, outcomes) and users' USDC balances.",
+    description="Every 5 minutes: markets (odds, outcomes) and users' USDC balances, incrementally: every "
+    "entry is read, only those modified since last compared (or whose row changed, or with open incidents) "
+    "are decoded and diffed.",
+)
+
+markets_balances_full_sweep_schedule = dg.ScheduleDefinition(
+    name="markets_balances_nightly_full_sweep",
+    job=markets_balances_job,
+    cron_schedule="30 2 * * *",
+    execution_timezone="UTC",
+    tags={SWEEP_TAG: FULL_SWEEP},
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="02:30 UTC: markets and USDC balances compared in full, whatever changed, which also catches "
+    "app writes that did not move updated_at.",
 )

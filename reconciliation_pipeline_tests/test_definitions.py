@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from reconciliation_pipeline.core.entry_versions import FULL_SWEEP, SWEEP_TAG
 from reconciliation_pipeline.definitions import defs
 from reconciliation_pipeline.devnet.identities import DEVNET
 from reconciliation_pipeline.devnet.ledger import DevnetLedger
@@ -104,6 +105,18 @@ def test_markets_and_balances_run_every_five_minutes() -> None:
     assert schedule.cron_schedule == "*/5 * * * *"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert schedule.job_name == "markets_balances_reconciliation"
+
+
+def test_markets_and_balances_are_swept_in_full_nightly_and_incrementally_otherwise() -> None:
+    frequent = defs.resolve_schedule_def("markets_balances_every_5_minutes")
+    nightly = defs.resolve_schedule_def("markets_balances_nightly_full_sweep")
+    assert (nightly.cron_schedule, nightly.job_name) == ("30 2 * * *", "markets_balances_reconciliation")
+    assert nightly.default_status == dg.DefaultScheduleStatus.RUNNING
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 22, 2, 30, tzinfo=UTC))
+    (full,) = nightly.evaluate_tick(context).run_requests or []
+    (incremental,) = frequent.evaluate_tick(context).run_requests or []
+    assert full.tags[SWEEP_TAG] == FULL_SWEEP
+    assert SWEEP_TAG not in incremental.tags
 
 
 def test_alert_sensors_are_registered() -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from sqlalchemy.engine import Engine
@@ -15,9 +15,14 @@ from reconciliation_pipeline.chain.reader import ChainReader, FetchedEntry, Prog
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.spec import ReconSpec
 
+if TYPE_CHECKING:
+    from reconciliation_pipeline.core.entry_versions import KnownVersions
+
 READ_OK = "ok"
 READ_MISSING = "missing"
 READ_ERROR = "error"
+READ_UNCHANGED = "unchanged"
+"""Read, but its `last_modified_ledger` is the one recorded when it was last compared: not decoded."""
 
 CHAIN_META_COLUMNS: tuple[str, ...] = (
     "read_status",
@@ -36,21 +41,45 @@ def to_exact_ints(values: pd.Series) -> pd.Series:
     return pd.Series([None if v is None or v != v else int(v) for v in values], index=values.index, dtype=object)
 
 
+DB_SNAPSHOT_CHUNK_ROWS = 50_000
+"""Rows per fetch of a database snapshot's server-side cursor. Memory then holds the frame
+built so far plus one chunk, not every row at once in the driver, as Row objects and as
+the frame."""
+
+
 @dataclass(frozen=True)
 class DbSnapshot:
     frame: pd.DataFrame
     taken_at: datetime
 
 
-def snapshot_db(engine: Engine, spec: ReconSpec, params: Mapping[str, Any]) -> DbSnapshot:
-    """Run the spec's snapshot query; amounts become exact ints, keys canonical."""
-    taken_at = datetime.now(UTC)
-    with engine.connect() as connection:
-        result = connection.execute(sql.query(spec.snapshot_query), dict(params))
-        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
+def _db_chunk_frame(rows: Sequence[Any], columns: list[str], spec: ReconSpec) -> pd.DataFrame:
+    """One chunk of snapshot rows in canonical form: amounts exact ints, keys canonical."""
+    frame = pd.DataFrame(rows, columns=columns, dtype=object)
     for column in spec.amount_columns:
         frame[column] = to_exact_ints(frame[column])
     frame[spec.key_column] = spec.normalize_keys(frame[spec.key_column])
+    return frame
+
+
+def snapshot_db(
+    engine: Engine, spec: ReconSpec, params: Mapping[str, Any], *, chunk_rows: int = DB_SNAPSHOT_CHUNK_ROWS
+) -> DbSnapshot:
+    """Run the spec's snapshot query; amounts become exact ints, keys canonical.
+
+    The query streams through a server-side cursor `chunk_rows` rows at a time and
+    each chunk is converted before the next is fetched, so the driver's text and
+    the Row objects of only one chunk are alive beside the frame.
+    """
+    taken_at = datetime.now(UTC)
+    with engine.connect() as connection:
+        result = connection.execution_options(yield_per=chunk_rows).execute(
+            sql.query(spec.snapshot_query), dict(params)
+        )
+        columns = list(result.keys())
+        chunks = [_db_chunk_frame(rows, columns, spec) for rows in result.partitions()]
+    # No rows is still a frame with the query's columns (and the canonical key dtype).
+    frame = pd.concat(chunks, ignore_index=True) if chunks else _db_chunk_frame([], columns, spec)
     return DbSnapshot(frame=frame, taken_at=taken_at)
 
 
@@ -60,12 +89,15 @@ def snapshot_chain(
     contract_id: str,
     keys: Iterable[Any],
     progress: ProgressCallback | None = None,
+    versions: KnownVersions | None = None,
 ) -> pd.DataFrame:
     """Read and decode one entry per key; every key gets a row.
 
     `read_status` says what happened: `ok` (decoded), `missing` (no such entry
-    on chain) or `error` (the batch failed after retries, or the entry does not
-    follow its layout; `read_error` says which and `raw_xdr` keeps the payload).
+    on chain), `error` (the batch failed after retries, or the entry does not
+    follow its layout; `read_error` says which and `raw_xdr` keeps the payload)
+    or `unchanged` (with `versions`: compared before at this `last_modified_ledger`,
+    so not decoded again).
     Entries are decoded batch by batch as they arrive, into columns, and the raw
     XDR is kept only for rows that need it, so memory follows the decoded frame.
     """
@@ -92,11 +124,15 @@ def snapshot_chain(
                 "live_until_ledger": fetched.live_until_ledger,
                 "ledger_sequence": fetched.read_at_ledger,
             }
+            key = key_of[ledger_key]
+            if versions is not None and versions.unchanged(key, fetched.last_modified_ledger):
+                append(key, ledger_key, {}, read_status=READ_UNCHANGED, **meta)
+                continue
             try:
                 values = decode(fetched.data_xdr)
-                append(key_of[ledger_key], ledger_key, values, read_status=READ_OK, **meta)
+                append(key, ledger_key, values, read_status=READ_OK, **meta)
             except DecodeError as error:
-                append(key_of[ledger_key], ledger_key, {}, read_status=READ_ERROR,
+                append(key, ledger_key, {}, read_status=READ_ERROR,
                        read_error=f"undecodable entry: {error}", raw_xdr=fetched.data_xdr, **meta)
 
     result = reader.get_entries(ledger_keys, progress=progress, on_batch=on_batch)
@@ -115,8 +151,18 @@ def snapshot_chain(
     frame.attrs["ledger_sequence"] = result.latest_ledger
     frame.attrs["rpc_requests"] = result.requests
     frame.attrs["failed_batches"] = result.failed_batches
+    frame.attrs["entries_unchanged"] = sum(status == READ_UNCHANGED for status in data["read_status"])
     return frame
 
 
 def decoded_rows(chain: pd.DataFrame) -> pd.DataFrame:
     return chain[chain["read_status"] == READ_OK]
+
+
+def compared_scope(db: pd.DataFrame, chain: pd.DataFrame, key_column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows a run compares: entities whose chain entry was `unchanged` (compared
+    before, nothing new on either side) are left out of both."""
+    unchanged = chain["read_status"] == READ_UNCHANGED
+    if not unchanged.any():
+        return db, chain
+    return db[~db[key_column].isin(chain.loc[unchanged, key_column])], chain[~unchanged]

@@ -1,7 +1,10 @@
 """USDC balances assets: users' balances as the app records them, as the chain holds them, and their diff.
 
 Not partitioned: every run (every 5 minutes) compares current balances and
-appends its findings; incidents carry drift across runs.
+appends its findings; incidents carry drift across runs. Those runs are
+incremental (`core.entry_versions`): every holding is read, but only those
+modified since they were last compared, users whose row changed and users with
+open incidents are decoded and diffed. The nightly full sweep compares all.
 """
 
 import time
@@ -13,6 +16,7 @@ import pandas as pd
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.asset_support import DATABASE, batch_progress, invariants_check
 from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
+from reconciliation_pipeline.core.entry_versions import ComparedEntries, finish_sweep, known_versions, plan_sweep
 from reconciliation_pipeline.core.metadata import frame_metadata, persisted_run_metadata
 from reconciliation_pipeline.core.metrics import DomainRunMetrics, PushgatewayResource, findings_by_class_and_severity
 from reconciliation_pipeline.core.run_budget import RunBudgetResource, budgeted_reader, not_read_mask
@@ -31,8 +35,7 @@ from reconciliation_pipeline.resources import (
 GROUP = "balances"
 SPEC = BALANCES_SPEC
 BALANCE_INVARIANTS_CHECK = "balance_invariants"
-
-
+HOLDING_ENTRY = "usdc_holding"
 
 
 @dg.asset(
@@ -68,6 +71,7 @@ def db_usdc_balances(context: dg.AssetExecutionContext, postgres: PostgresResour
 @dg.asset(group_name=GROUP, kinds={"stellar", "pandas"})
 def chain_usdc_balances(
     context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
     soroban_rpc: SorobanRpcResource,
     contracts: StellarContractsResource,
     run_budget: RunBudgetResource,
@@ -75,15 +79,20 @@ def chain_usdc_balances(
 ) -> pd.DataFrame:
     """Each wallet's USDC on chain: a G... account's USDC trustline, a C... contract's
     balance entry on the USDC Stellar Asset Contract. Read 200 per request in user-id
-    order within the run's time limit; invalid wallets are never queried."""
+    order within the run's time limit; invalid wallets are never queried. An incremental
+    run leaves holdings compared before at the same ledger `unchanged`, undecoded."""
     valid = holder_kinds(db_usdc_balances[WALLET_FIELD]).notna().astype(bool)
     budget = run_budget.budget(context)
     with budgeted_reader(soroban_rpc.rpc_url, soroban_rpc.reader_settings(), budget) as reader:
+        plan = plan_sweep(postgres.engine, SPEC.domain, context.run.tags, reader.latest_ledger)
+        versions = known_versions(postgres.engine, plan, SPEC, HOLDING_ENTRY, db_usdc_balances)
         frame = snapshot_usdc_balances(
             reader, SPEC, db_usdc_balances.loc[valid, [SPEC.key_column, WALLET_FIELD]],
             asset_code=contracts.usdc_asset_code, issuer=contracts.usdc_issuer,
             sac_contract_id=contracts.usdc_contract_id, progress=batch_progress(context, "chain_usdc_balances"),
+            versions=versions,
         )
+    frame.attrs.update(sweep_mode=plan.mode, sweep_reason=plan.reason)
     statuses = frame["read_status"].value_counts()
     not_read = int(not_read_mask(frame).sum())
     context.add_output_metadata(
@@ -92,7 +101,10 @@ def chain_usdc_balances(
             "ledger_sequence": frame.attrs.get("ledger_sequence"),
             "rpc_requests": frame.attrs.get("rpc_requests", 0),
             "failed_batches": frame.attrs.get("failed_batches", 0),
-            "holders_read": int(statuses.get("ok", 0)),
+            "sweep_mode": plan.mode,
+            "sweep_reason": plan.reason,
+            "holders_compared": int(statuses.get("ok", 0)),
+            "holders_unchanged_skipped": int(statuses.get("unchanged", 0)),
             "trustlines_missing": int(statuses.get("missing", 0)),
             "holders_unreadable": int(statuses.get("error", 0)) - not_read,
             "holders_not_read_time_limit": not_read,
@@ -133,6 +145,13 @@ def usdc_balance_discrepancies(
         started_at=started_at,
         policy=recon_settings.incident_policy(),
     )
+    sweep_mode = chain_usdc_balances.attrs["sweep_mode"]
+    versions_recorded = finish_sweep(
+        postgres.engine, SPEC.domain, context.run_id,
+        [ComparedEntries(HOLDING_ENTRY, chain_usdc_balances, SPEC.key_column, sweep_mode)],
+        ledger_sequence=chain_usdc_balances.attrs.get("ledger_sequence"),
+        db_snapshot_at=datetime.fromisoformat(snapshot_at),
+    )
     undecodable = chain_usdc_balances["read_error"].map(lambda e: isinstance(e, str) and e.startswith("undecodable"))
     metrics = DomainRunMetrics(
         domain=SPEC.domain,
@@ -153,7 +172,9 @@ def usdc_balance_discrepancies(
     pushed = pushgateway.push(metrics, context.log)
     without_wallet = db_usdc_balances.attrs.get("users_without_wallet", 0)
     context.log.info(
-        f"balances: {summary.findings} findings ({summary.status}); {without_wallet} users without a wallet "
+        f"balances ({sweep_mode} sweep): {summary.findings} findings ({summary.status}); {len(diff.checked)} users "
+        f"compared, {chain_usdc_balances.attrs.get('entries_unchanged', 0)} unchanged since last compared; "
+        f"{without_wallet} users without a wallet "
         f"skipped; {diff.not_read} holders not read before the time limit"
     )
     context.add_output_metadata(
@@ -162,6 +183,9 @@ def usdc_balance_discrepancies(
             **metrics.as_metadata(),
             "metrics_pushed": pushed,
             "users_without_wallet": without_wallet,
+            "sweep_mode": sweep_mode,
+            "entities_skipped_unchanged": int(chain_usdc_balances.attrs.get("entries_unchanged", 0)),
+            "entry_versions_recorded": versions_recorded,
         }
     )
     return findings

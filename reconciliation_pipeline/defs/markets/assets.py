@@ -1,7 +1,10 @@
 """Markets assets: the `markets` table, the AMM's pools, each market's contract, and their diff.
 
 Not partitioned: every run (every 5 minutes) compares the current state of both
-sides and appends its findings; incidents carry drift across runs.
+sides and appends its findings; incidents carry drift across runs. Those runs are
+incremental (`core.entry_versions`): every entry is read, but only entries
+modified since they were last compared, markets whose row changed and entities
+with open incidents are decoded and diffed. The nightly full sweep compares all.
 """
 
 import time
@@ -14,6 +17,7 @@ from reconciliation_pipeline.chain.addresses import valid_address_mask
 from reconciliation_pipeline.core.asset_support import batch_progress, invariants_check, markdown_table
 from reconciliation_pipeline.core.drift import Severity
 from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
+from reconciliation_pipeline.core.entry_versions import ComparedEntries, finish_sweep, known_versions, plan_sweep
 from reconciliation_pipeline.core.metadata import frame_metadata, persisted_run_metadata
 from reconciliation_pipeline.core.metrics import DomainRunMetrics, PushgatewayResource, findings_by_class_and_severity
 from reconciliation_pipeline.core.run_budget import RunBudgetResource, budgeted_reader, not_read_mask
@@ -40,10 +44,8 @@ MARKET_INVARIANTS_CHECK = "market_invariants"
 POOL_INVARIANTS_CHECK = "pool_invariants"
 CONTRACT_INVARIANTS_CHECK = "contract_invariants"
 NO_CRITICAL_DRIFT_CHECK = "no_critical_drift"
-
-
-
-
+POOL_ENTRY = "amm_pool"
+MARKET_ENTRY = "market_instance"
 
 
 def _read_metadata(frame: pd.DataFrame) -> dict[str, object]:
@@ -51,6 +53,9 @@ def _read_metadata(frame: pd.DataFrame) -> dict[str, object]:
     not_read = int(not_read_mask(frame).sum())
     return {
         **frame_metadata(frame),
+        "sweep_mode": frame.attrs.get("sweep_mode"),
+        "sweep_reason": frame.attrs.get("sweep_reason"),
+        "entries_unchanged_skipped": int(statuses.get("unchanged", 0)),
         "ledger_sequence": frame.attrs.get("ledger_sequence"),
         "rpc_requests": frame.attrs.get("rpc_requests", 0),
         "failed_batches": frame.attrs.get("failed_batches", 0),
@@ -90,6 +95,7 @@ def db_markets(context: dg.AssetExecutionContext, postgres: PostgresResource):  
 )
 def chain_market_pools(
     context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
     soroban_rpc: SorobanRpcResource,
     contracts: StellarContractsResource,
     run_budget: RunBudgetResource,
@@ -97,11 +103,15 @@ def chain_market_pools(
 ):  # noqa: ANN201 - see db_markets
     """The AMM's `Pool(u64)` entry of every market the database knows: YES and NO
     liquidity, which set the odds users see. Read 200 per request within the run's
-    time limit; unreadable entries are kept with `read_status = error` and their payload."""
+    time limit; unreadable entries are kept with `read_status = error` and their payload.
+    An incremental run leaves pools compared before at the same ledger `unchanged`."""
     budget = run_budget.budget(context)
     with budgeted_reader(soroban_rpc.rpc_url, soroban_rpc.reader_settings(), budget) as reader:
+        plan = plan_sweep(postgres.engine, POOL_SPEC.domain, context.run.tags, reader.latest_ledger)
+        versions = known_versions(postgres.engine, plan, POOL_SPEC, POOL_ENTRY, db_markets)
         frame = snapshot_chain(reader, POOL_SPEC, contracts.amm_contract_id, db_markets["market_id"].map(int),
-                               progress=batch_progress(context, "chain_market_pools"))
+                               progress=batch_progress(context, "chain_market_pools"), versions=versions)
+    frame.attrs.update(sweep_mode=plan.mode, sweep_reason=plan.reason)
     return dg.MaterializeResult(
         value=frame,
         metadata=_read_metadata(frame),
@@ -118,6 +128,7 @@ def chain_market_pools(
 )
 def chain_market_contracts(
     context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
     soroban_rpc: SorobanRpcResource,
     run_budget: RunBudgetResource,
     db_markets: pd.DataFrame,
@@ -125,12 +136,17 @@ def chain_market_contracts(
     """Each market contract's own view of the market, from its instance storage:
     status (open, closed, resolved) and, once resolved, the winning outcome that
     pays out. Many contracts per request; markets whose contract address is not a
-    valid C... address are not read (they are INVALID_ADDRESS findings)."""
+    valid C... address are not read (they are INVALID_ADDRESS findings). An incremental
+    run leaves contracts compared before at the same ledger `unchanged`."""
     valid = valid_address_mask(db_markets["contract_address"])
     budget = run_budget.budget(context)
     with budgeted_reader(soroban_rpc.rpc_url, soroban_rpc.reader_settings(), budget) as reader:
+        plan = plan_sweep(postgres.engine, MARKET_SPEC.domain, context.run.tags, reader.latest_ledger)
+        versions = known_versions(postgres.engine, plan, MARKET_SPEC, MARKET_ENTRY, db_markets)
         frame = snapshot_market_contracts(reader, MARKET_SPEC, db_markets[valid],
-                                          progress=batch_progress(context, "chain_market_contracts"))
+                                          progress=batch_progress(context, "chain_market_contracts"),
+                                          versions=versions)
+    frame.attrs.update(sweep_mode=plan.mode, sweep_reason=plan.reason)
     return dg.MaterializeResult(
         value=frame,
         metadata={**_read_metadata(frame), "invalid_contract_addresses": int((~valid).sum())},
@@ -179,6 +195,16 @@ def market_discrepancies(
         started_at=started_at,
         policy=recon_settings.incident_policy(),
     )
+    sweep_mode = chain_market_pools.attrs["sweep_mode"]
+    versions_recorded = finish_sweep(
+        postgres.engine, POOL_SPEC.domain, context.run_id,
+        [ComparedEntries(POOL_ENTRY, chain_market_pools, POOL_SPEC.key_column, sweep_mode),
+         ComparedEntries(MARKET_ENTRY, chain_market_contracts, MARKET_SPEC.key_column,
+                         chain_market_contracts.attrs["sweep_mode"])],
+        ledger_sequence=max((x for x in ledgers if x is not None), default=None),
+        db_snapshot_at=datetime.fromisoformat(snapshot_at),
+    )
+    unchanged = sum(int(f.attrs.get("entries_unchanged", 0)) for f in (chain_market_pools, chain_market_contracts))
     decode_errors = sum(
         int(f["read_error"].map(lambda e: isinstance(e, str) and e.startswith("undecodable")).sum())
         for f in (chain_market_pools, chain_market_contracts)
@@ -202,7 +228,9 @@ def market_discrepancies(
     )
     pushed = pushgateway.push(metrics, context.log)
     context.log.info(
-        f"markets: {summary.findings} findings ({summary.status}); incidents confirmed {summary.confirmed}, "
+        f"markets ({sweep_mode} sweep): {summary.findings} findings ({summary.status}); "
+        f"{len(diff.checked)} entities compared, {unchanged} entries unchanged since last compared; "
+        f"incidents confirmed {summary.confirmed}, "
         f"resolved {summary.resolved}; {diff.not_read} entities not read before the time limit"
     )
     critical = findings[findings["severity"] == Severity.CRITICAL.value]
@@ -212,6 +240,9 @@ def market_discrepancies(
             **persisted_run_metadata(findings, summary, len(diff.checked), diff.unchecked),
             **metrics.as_metadata(),
             "metrics_pushed": pushed,
+            "sweep_mode": sweep_mode,
+            "entries_skipped_unchanged": unchanged,
+            "entry_versions_recorded": versions_recorded,
         },
         check_results=[
             dg.AssetCheckResult(

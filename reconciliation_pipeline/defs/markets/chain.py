@@ -10,30 +10,37 @@ holder's balance is a trustline or a SAC entry depending on its address.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from reconciliation_pipeline.chain.decode import DecodeError
 from reconciliation_pipeline.chain.keys import instance_key
 from reconciliation_pipeline.chain.reader import ChainReader, LedgerReadResult, ProgressCallback
-from reconciliation_pipeline.core.snapshots import CHAIN_META_COLUMNS, READ_ERROR, READ_MISSING, READ_OK
+from reconciliation_pipeline.core.snapshots import CHAIN_META_COLUMNS, READ_ERROR, READ_MISSING, READ_OK, READ_UNCHANGED
 from reconciliation_pipeline.core.spec import ReconSpec
 
+if TYPE_CHECKING:
+    from reconciliation_pipeline.core.entry_versions import KnownVersions
 
-def _entry_row(ledger_key: str, result: LedgerReadResult, spec: ReconSpec) -> dict[str, Any]:
-    """What one ledger key's read came to, in the `snapshot_chain` row shape."""
+
+def _entry_row(
+    key: Any, ledger_key: str, result: LedgerReadResult, spec: ReconSpec, versions: KnownVersions | None
+) -> dict[str, Any]:
+    """What one entity's read came to, in the `snapshot_chain` row shape."""
     fetched = result.entries.get(ledger_key)
     if fetched is None:
         if ledger_key in result.failed:
             return {"read_status": READ_ERROR, "read_error": f"read failed: {result.failed[ledger_key]}"}
         return {"read_status": READ_MISSING, "ledger_sequence": result.latest_ledger}
     row: dict[str, Any] = {
-        "raw_xdr": fetched.data_xdr,
         "last_modified_ledger": fetched.last_modified_ledger,
         "live_until_ledger": fetched.live_until_ledger,
         "ledger_sequence": fetched.read_at_ledger,
     }
+    if versions is not None and versions.unchanged(key, fetched.last_modified_ledger):
+        return {**row, "read_status": READ_UNCHANGED}
+    row["raw_xdr"] = fetched.data_xdr
     try:
         row.update(spec.layout.decode(fetched.data_xdr), read_status=READ_OK)
     except DecodeError as error:
@@ -47,17 +54,20 @@ def snapshot_ledger_keys(
     entities: pd.DataFrame,
     ledger_keys: pd.Series,
     progress: ProgressCallback | None = None,
+    versions: KnownVersions | None = None,
 ) -> pd.DataFrame:
     """Read each entity's entry at its own ledger key; every entity gets a row.
 
     `entities` holds the spec's key column (and any columns worth keeping beside
     the read, e.g. the address read from); `ledger_keys` is aligned with it and
     read in its order. Columns and `read_status` mean what they mean in
-    `snapshot_chain`'s frame.
+    `snapshot_chain`'s frame, `unchanged` included.
     """
     result = reader.get_entries(list(ledger_keys), progress=progress)
     rows = pd.DataFrame(
-        [_entry_row(k, result, spec) for k in ledger_keys], index=entities.index,
+        [_entry_row(key, ledger_key, result, spec, versions)
+         for key, ledger_key in zip(entities[spec.key_column], ledger_keys, strict=True)],
+        index=entities.index,
         columns=[*spec.layout.columns, *CHAIN_META_COLUMNS], dtype=object,
     ).drop(columns=["ledger_key"])
     frame = pd.concat([entities, ledger_keys.rename("ledger_key"), rows], axis=1).astype(object)
@@ -68,6 +78,7 @@ def snapshot_ledger_keys(
         ledger_sequence=result.latest_ledger,
         rpc_requests=result.requests,
         failed_batches=result.failed_batches,
+        entries_unchanged=int((frame["read_status"] == READ_UNCHANGED).sum()),
     )
     return frame
 
@@ -77,10 +88,12 @@ def snapshot_market_contracts(
     spec: ReconSpec,
     markets: pd.DataFrame,
     progress: ProgressCallback | None = None,
+    versions: KnownVersions | None = None,
 ) -> pd.DataFrame:
     """Status and outcome from the instance storage of each market's contract.
 
     `markets` holds `market_id` and a valid `contract_address`.
     """
     entities = markets[[spec.key_column, "contract_address"]]
-    return snapshot_ledger_keys(reader, spec, entities, entities["contract_address"].map(instance_key), progress)
+    return snapshot_ledger_keys(reader, spec, entities, entities["contract_address"].map(instance_key), progress,
+                                versions)

@@ -22,7 +22,7 @@ from reconciliation_pipeline.core.diff import address_findings, diff_snapshots, 
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.findings import concat_findings, findings_frame
 from reconciliation_pipeline.core.run_budget import not_read_mask
-from reconciliation_pipeline.core.snapshots import READ_ERROR, decoded_rows
+from reconciliation_pipeline.core.snapshots import READ_ERROR, compared_scope, decoded_rows
 from reconciliation_pipeline.defs.markets.odds import pool_odds
 from reconciliation_pipeline.defs.markets.spec import (
     MARKET_SPEC,
@@ -152,23 +152,26 @@ def _checked(spec_entity_type: str, ids: pd.Series) -> pd.DataFrame:
 
 
 def diff_markets(db: pd.DataFrame, pools: pd.DataFrame, contracts: pd.DataFrame, odds_threshold: float) -> MarketsDiff:
-    """All markets findings of one run, and which entities it could check."""
+    """All markets findings of one run, and which entities it could check. A pool or a
+    market whose entry was `unchanged` (an incremental run's skip) is neither."""
+    db_pool_scope, pools = compared_scope(db, pools, KEY)
+    db_market_scope, contracts = compared_scope(db, contracts, KEY)
     pools_unread = not_read_mask(pools)
     contracts_unread = not_read_mask(contracts)
     pools_read = pools[~pools_unread]
     contracts_read = contracts[~contracts_unread]
-    db_pools = db[~db[KEY].isin(pools.loc[pools_unread, KEY])]
-    valid_contract = valid_address_mask(db["contract_address"])
-    db_contracts = db[valid_contract & ~db[KEY].isin(contracts.loc[contracts_unread, KEY])]
+    db_pools = db_pool_scope[~db_pool_scope[KEY].isin(pools.loc[pools_unread, KEY])]
+    valid_contract = valid_address_mask(db_market_scope["contract_address"])
+    db_contracts = db_market_scope[valid_contract & ~db_market_scope[KEY].isin(contracts.loc[contracts_unread, KEY])]
 
     findings = concat_findings(
         [
             diff_snapshots(POOL_SPEC, db_pools, pools_read),
             odds_findings(db_pools, pools_read, odds_threshold),
-            address_findings(MARKET_SPEC, db)[0],
+            address_findings(MARKET_SPEC, db_market_scope)[0],
             diff_snapshots(MARKET_SPEC, db_contracts, contracts_read),
             outcome_findings(db_contracts, contracts_read),
-            invariant_findings(MARKET_SPEC, MarketRowInvariants, db, side="database",
+            invariant_findings(MARKET_SPEC, MarketRowInvariants, db_market_scope, side="database",
                                severity=MARKET_SPEC.db_invariant_severity),
             invariant_findings(POOL_SPEC, PoolInvariants, decoded_rows(pools), side="chain",
                                severity=POOL_SPEC.chain_invariant_severity),
@@ -182,7 +185,7 @@ def diff_markets(db: pd.DataFrame, pools: pd.DataFrame, contracts: pd.DataFrame,
         [
             _checked(POOL_SPEC.entity_type, POOL_SPEC.entity_ids(
                 db_pools[~db_pools[KEY].isin(pools_read.loc[pool_errors, KEY])][KEY])),
-            _checked(MARKET_SPEC.entity_type, MARKET_SPEC.entity_ids(db.loc[~valid_contract, KEY])),
+            _checked(MARKET_SPEC.entity_type, MARKET_SPEC.entity_ids(db_market_scope.loc[~valid_contract, KEY])),
             _checked(MARKET_SPEC.entity_type, MARKET_SPEC.entity_ids(
                 db_contracts[~db_contracts[KEY].isin(contracts_read.loc[contract_errors, KEY])][KEY])),
         ],

@@ -11,19 +11,18 @@ the RPC's retention window, it sweeps everything once and starts again from ther
 """
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
-from sqlalchemy.engine import Engine
 from stellar_sdk import scval, xdr
 
 from reconciliation_pipeline.chain.reader import ChainReader, RetentionWindowError
-from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.asset_support import batch_progress, run_info
 from reconciliation_pipeline.core.drift_store import persist_domain_run
 from reconciliation_pipeline.core.metadata import persisted_run_metadata
 from reconciliation_pipeline.core.snapshots import snapshot_chain, snapshot_db
+from reconciliation_pipeline.core.watermarks import Watermark, open_incident_keys, read_watermark, write_watermark
 from reconciliation_pipeline.defs.streams.assets import SPEC, checked_streams, stream_findings
 from reconciliation_pipeline.resources import (
     PostgresResource,
@@ -35,19 +34,10 @@ from reconciliation_pipeline.resources import (
 GROUP = "streams_incremental"
 SCOPE = SPEC.entity_type
 CHANGED_SPEC = replace(SPEC, snapshot_query="snapshots/streams/db_streams_changed.sql")
-DB_OVERLAP = timedelta(minutes=5)
-"""Rows updated this long before the watermark are compared again: a transaction that
-committed after the last snapshot may carry an earlier `updated_at`."""
 STREAM_EVENTS = ("stream_created", "stream_released", "stream_cancelled")
 FULL = "full"
 INCREMENTAL = "incremental"
 ESCROW_SKIPPED = "skipped: solvency needs every stream of a token; the nightly streams run checks it"
-
-
-@dataclass(frozen=True)
-class Watermark:
-    ledger_sequence: int
-    db_watermark: datetime
 
 
 @dataclass(frozen=True)
@@ -61,33 +51,6 @@ class ChainChanges:
     to_ledger: int
     """Events up to and including this ledger have been scanned: the next watermark."""
     stream_ids: pd.Series
-
-
-def read_watermark(engine: Engine) -> Watermark | None:
-    with engine.connect() as connection:
-        row = connection.execute(
-            sql.query("recon/queries/watermark_read.sql"), {"domain": SPEC.domain, "scope": SCOPE}
-        ).mappings().first()
-    return None if row is None else Watermark(int(row["ledger_sequence"]), row["db_watermark"])
-
-
-def write_watermark(engine: Engine, run_id: str, ledger_sequence: int, db_watermark: datetime) -> None:
-    with engine.begin() as connection:
-        connection.execute(
-            sql.query("recon/queries/watermark_upsert.sql"),
-            {"domain": SPEC.domain, "scope": SCOPE, "ledger_sequence": ledger_sequence,
-             "db_watermark": db_watermark, "run_id": run_id},
-        )
-
-
-def open_incident_keys(engine: Engine) -> pd.Series:
-    """Stream ids with unresolved incidents: re-checked every run so they can resolve."""
-    with engine.connect() as connection:
-        entity_ids = connection.execute(
-            sql.query("recon/queries/watermark_open_incident_keys.sql"),
-            {"domain": SPEC.domain, "entity_type": SPEC.entity_type},
-        ).scalars().all()
-    return SPEC.normalize_keys(pd.Series(entity_ids, dtype=object).str.removeprefix(SPEC.entity_id_prefix))
 
 
 def event_stream_ids(reader: ChainReader, contract_id: str, start_ledger: int | None) -> tuple[pd.Series, int]:
@@ -133,11 +96,11 @@ def stream_incremental_discrepancies(
     Escrow solvency needs every stream, so it is left to the nightly run."""
     started_at = datetime.now(UTC)
     engine = postgres.engine
-    watermark = read_watermark(engine)
+    watermark = read_watermark(engine, SPEC.domain, SCOPE)
     with soroban_rpc.reader() as reader:
         changes = chain_changes(reader, contracts.stream_contract_id, watermark)
-        incident_ids = open_incident_keys(engine)
-        since = None if changes.mode == FULL or watermark is None else watermark.db_watermark - DB_OVERLAP
+        incident_ids = open_incident_keys(engine, SPEC)
+        since = None if changes.mode == FULL or watermark is None else watermark.db_since
         named = pd.Index(changes.stream_ids).union(pd.Index(incident_ids))
         snapshot = snapshot_db(engine, CHANGED_SPEC, {"since": since, "ids": [str(k) for k in named]})
         db = snapshot.frame
@@ -158,7 +121,7 @@ def stream_incremental_discrepancies(
     )
     # Events are scanned before the entries are read, so the watermark is the scan's
     # ledger: a change in a later ledger is picked up again by the next run.
-    write_watermark(engine, context.run_id, changes.to_ledger, snapshot.taken_at)
+    write_watermark(engine, SPEC.domain, SCOPE, context.run_id, changes.to_ledger, snapshot.taken_at)
     db_changed = len(db) if since is None else int((pd.to_datetime(db["updated_at"], utc=True) > since).sum())
     context.log.info(
         f"{changes.mode} run ({changes.reason or 'since the watermark'}): {len(keys)} streams checked, "

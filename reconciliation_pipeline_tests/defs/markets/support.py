@@ -123,3 +123,23 @@ def http_receiver(status: int = 200) -> Iterator[HttpReceiver]:
         server.shutdown()
         thread.join()
         server.server_close()
+
+
+def asset_metadata(result: dg.ExecuteInProcessResult, asset_name: str) -> dict[str, Any]:
+    """The metadata values of one asset's materialization in a run."""
+    (materialization,) = result.asset_materializations_for_node(asset_name)
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def unresolved_incidents(engine: sa.Engine, domain: str) -> set[tuple]:
+    """(entity_type, entity_id, field, drift_class) of every incident not resolved."""
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text(
+            "SELECT entity_type, entity_id, field, drift_class FROM recon.drift_incidents "
+            "WHERE domain = :domain AND state <> 'resolved'"), {"domain": domain}).all()
+    return set(map(tuple, rows))
+
+
+def incident_keys(findings: pd.DataFrame) -> set[tuple]:
+    """The incident identity of each finding: what `unresolved_incidents` returns."""
+    return set(map(tuple, findings[["entity_type", "entity_id", "field", "drift_class"]].itertuples(index=False)))

@@ -1,0 +1,164 @@
+"""Incremental sweeps for domains without change events (markets, balances).
+
+Their chain entries say nothing about what changed, so an every-5-minutes run
+still reads every entry (200 per request). What it skips is the rest of the
+work: an entry whose `last_modified_ledger` is the one recorded when it was
+last compared is not decoded or diffed again, unless its database row changed
+since the watermark or its entity has an open incident. A run tagged
+`recon/sweep=full` (the nightly schedule) compares everything and replaces the
+record; so does the first run, which has nothing recorded yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from reconciliation_pipeline.core import sql
+from reconciliation_pipeline.core.snapshots import READ_OK, READ_UNCHANGED
+from reconciliation_pipeline.core.spec import ReconSpec
+from reconciliation_pipeline.core.watermarks import Watermark, open_incident_keys, read_watermark
+
+SWEEP_TAG = "recon/sweep"
+FULL_SWEEP = "full"
+INCREMENTAL_SWEEP = "incremental"
+WATERMARK_SCOPE = "entry_versions"
+UPSERT_CHUNK = 100_000
+"""Entries recorded per statement: bounds the size of the bound arrays."""
+
+
+@dataclass(frozen=True)
+class KnownVersions:
+    """Entries compared before. One whose `last_modified_ledger` is still the recorded one
+    is unchanged, unless its entity must be re-checked (row changed, open incident)."""
+
+    last_modified: Mapping[str, int]
+    recheck: frozenset[str]
+
+    def unchanged(self, key: Any, last_modified_ledger: int) -> bool:
+        text = str(key)
+        return self.last_modified.get(text) == last_modified_ledger and text not in self.recheck
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    mode: str
+    reason: str
+    watermark: Watermark | None
+
+    @property
+    def incremental(self) -> bool:
+        return self.mode == INCREMENTAL_SWEEP
+
+
+@dataclass(frozen=True)
+class ComparedEntries:
+    """One entry kind's chain snapshot after the run compared it, read in `mode`."""
+
+    entry_kind: str
+    chain: pd.DataFrame
+    key_column: str
+    mode: str
+
+
+def plan_sweep(
+    engine: Engine, domain: str, run_tags: Mapping[str, str], latest_ledger: Callable[[], int]
+) -> SweepPlan:
+    """Full when the run asks for it, when nothing is recorded yet, or when the chain is
+    behind what was recorded (a reset or different network: the recorded
+    `last_modified_ledger`s belong to another history). Incremental otherwise.
+    `latest_ledger` asks the RPC; it is called only when there is a record to check."""
+    requested = run_tags.get(SWEEP_TAG, INCREMENTAL_SWEEP)
+    if requested not in (FULL_SWEEP, INCREMENTAL_SWEEP):
+        raise ValueError(f"run tag {SWEEP_TAG}={requested!r}: expected {FULL_SWEEP!r} or {INCREMENTAL_SWEEP!r}")
+    if requested == FULL_SWEEP:
+        return SweepPlan(FULL_SWEEP, f"the run is tagged {SWEEP_TAG}={FULL_SWEEP}", None)
+    watermark = read_watermark(engine, domain, WATERMARK_SCOPE)
+    if watermark is None:
+        return SweepPlan(FULL_SWEEP, "no earlier run recorded what it compared", None)
+    latest = latest_ledger()
+    if latest < watermark.ledger_sequence:
+        return SweepPlan(
+            FULL_SWEEP,
+            f"the RPC's latest ledger {latest} is behind the recorded ledger {watermark.ledger_sequence} "
+            "(a reset or different network)",
+            None,
+        )
+    return SweepPlan(
+        INCREMENTAL_SWEEP,
+        f"entries modified after their last comparison, rows updated since {watermark.db_since.isoformat()}, "
+        "open incidents",
+        watermark,
+    )
+
+
+def known_versions(
+    engine: Engine, plan: SweepPlan, spec: ReconSpec, entry_kind: str, db: pd.DataFrame,
+    updated_column: str = "updated_at",
+) -> KnownVersions | None:
+    """What an incremental run may skip for one entry kind; None for a full sweep."""
+    if plan.watermark is None:
+        return None
+    with engine.connect() as connection:
+        recorded = connection.execute(
+            sql.query("recon/queries/entry_versions_read.sql"), {"domain": spec.domain, "entry_kind": entry_kind}
+        ).tuples()
+        last_modified = {str(key): int(ledger) for key, ledger in recorded}
+    changed = db.loc[pd.to_datetime(db[updated_column], utc=True) > plan.watermark.db_since, spec.key_column]
+    recheck = frozenset(changed.astype(str)) | frozenset(open_incident_keys(engine, spec).astype(str))
+    return KnownVersions(last_modified, recheck)
+
+
+def _chunks(values: list[Any], size: int) -> Iterable[list[Any]]:
+    return (values[start:start + size] for start in range(0, len(values), size))
+
+
+def finish_sweep(
+    engine: Engine,
+    domain: str,
+    run_id: str,
+    entries: Iterable[ComparedEntries],
+    *,
+    ledger_sequence: int | None,
+    db_snapshot_at: datetime,
+) -> int:
+    """Record what the run compared and move the watermark, in one transaction; run
+    after the findings are persisted. Returns how many entry versions were written.
+
+    Decoded entries are recorded at their `last_modified_ledger`; entries the run
+    could not compare (read failed, undecodable, absent) are forgotten, so the next
+    run compares them whatever else it knows.
+    """
+    written = 0
+    with engine.begin() as connection:
+        for compared in entries:
+            chain = compared.chain
+            params = {"domain": domain, "entry_kind": compared.entry_kind}
+            versioned = (chain["read_status"] == READ_OK) & chain["last_modified_ledger"].notna()
+            if compared.mode == INCREMENTAL_SWEEP:
+                forget = chain.loc[~versioned & (chain["read_status"] != READ_UNCHANGED), compared.key_column]
+                if len(forget):
+                    connection.execute(sql.query("recon/queries/entry_versions_forget.sql"),
+                                       {**params, "entity_keys": forget.astype(str).tolist()})
+            else:
+                connection.execute(sql.query("recon/queries/entry_versions_clear.sql"), params)
+            keys = chain.loc[versioned, compared.key_column].astype(str).tolist()
+            ledgers = [int(x) for x in chain.loc[versioned, "last_modified_ledger"]]
+            for key_chunk, ledger_chunk in zip(_chunks(keys, UPSERT_CHUNK), _chunks(ledgers, UPSERT_CHUNK),
+                                               strict=True):
+                connection.execute(
+                    sql.query("recon/queries/entry_versions_upsert.sql"),
+                    {**params, "run_id": run_id, "entity_keys": key_chunk, "last_modified_ledgers": ledger_chunk},
+                )
+            written += len(keys)
+        connection.execute(
+            sql.query("recon/queries/watermark_upsert.sql"),
+            {"domain": domain, "scope": WATERMARK_SCOPE, "ledger_sequence": ledger_sequence or 0,
+             "db_watermark": db_snapshot_at, "run_id": run_id},
+        )
+    return written
