@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pandas as pd
-from stellar_sdk import StrKey
+
+from reconciliation_pipeline.chain import strkey
 
 
 def is_valid_address(value: object) -> bool:
     """A G... account or C... contract address with a valid checksum."""
-    if not isinstance(value, str):
-        return False
-    return StrKey.is_valid_ed25519_public_key(value) or StrKey.is_valid_contract(value)
+    return strkey.is_account(value) or strkey.is_contract(value)
 
 
 def valid_address_mask(addresses: pd.Series) -> pd.Series:

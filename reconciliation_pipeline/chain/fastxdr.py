@@ -15,7 +15,7 @@ import functools
 import struct
 from typing import Any
 
-from stellar_sdk import StrKey
+from reconciliation_pipeline.chain import strkey
 
 # XDR enum values (Stellar-ledger-entries.x, Stellar-contract.x).
 CONTRACT_DATA = 6
@@ -47,12 +47,12 @@ class Address(str):
 
 @functools.lru_cache(maxsize=1 << 17)
 def _account(raw: bytes) -> Address:
-    return Address(StrKey.encode_ed25519_public_key(raw))
+    return Address(strkey.encode_account(raw))
 
 
 @functools.lru_cache(maxsize=1 << 17)
 def _contract(raw: bytes) -> Address:
-    return Address(StrKey.encode_contract(raw))
+    return Address(strkey.encode_contract(raw))
 
 
 def _read_sc_address(buf: bytes, pos: int) -> tuple[Address, int]:
@@ -175,9 +175,9 @@ def contract_data_value(entry_data_b64: str) -> tuple[int, Any]:
 
 def _sc_address_bytes(address: str) -> bytes:
     if address.startswith("C"):
-        return _U32.pack(SC_ADDRESS_CONTRACT) + StrKey.decode_contract(address)
+        return _U32.pack(SC_ADDRESS_CONTRACT) + strkey.decode_contract(address)
     if address.startswith("G"):
-        return _U32.pack(SC_ADDRESS_ACCOUNT) + _U32.pack(0) + StrKey.decode_ed25519_public_key(address)
+        return _U32.pack(SC_ADDRESS_ACCOUNT) + _U32.pack(0) + strkey.decode_account(address)
     raise XdrError(f"not a G... or C... address: {address!r}")
 
 
@@ -262,7 +262,7 @@ ASSET_TYPE_CREDIT_ALPHANUM4, ASSET_TYPE_CREDIT_ALPHANUM12, ASSET_TYPE_POOL_SHARE
 
 
 def _account_id_bytes(account_id: str) -> bytes:
-    return _U32.pack(0) + StrKey.decode_ed25519_public_key(account_id)
+    return _U32.pack(0) + strkey.decode_account(account_id)
 
 
 @functools.lru_cache(maxsize=1 << 8)

@@ -55,11 +55,35 @@ class DbSnapshot:
 
 def _db_chunk_frame(rows: Sequence[Any], columns: list[str], spec: ReconSpec) -> pd.DataFrame:
     """One chunk of snapshot rows in canonical form: amounts exact ints, keys canonical."""
-    frame = pd.DataFrame(rows, columns=columns, dtype=object)
+    # Plain tuples: given SQLAlchemy Rows, pandas probes each one for named-tuple
+    # attributes, which costs more than the query (0.63 s against 0.05 s per 100k rows).
+    frame = pd.DataFrame([tuple(row) for row in rows], columns=columns, dtype=object)
     for column in spec.amount_columns:
         frame[column] = to_exact_ints(frame[column])
     frame[spec.key_column] = spec.normalize_keys(frame[spec.key_column])
     return frame
+
+
+def _repetitive_text_columns(chunk: pd.DataFrame, spec: ReconSpec) -> list[str]:
+    """Text columns whose values mostly repeat within the chunk (a status, a token, a sender)."""
+    columns = []
+    for column in chunk.columns.drop([spec.key_column, *spec.amount_columns]):
+        texts = [v for v in chunk[column] if isinstance(v, str)]
+        if texts and 2 * len(set(texts)) <= len(texts):
+            columns.append(column)
+    return columns
+
+
+def _share_text(chunk: pd.DataFrame, shared: dict[str, dict[str, str]]) -> None:
+    """Equal strings of `shared`'s columns become one object across the whole snapshot.
+
+    The driver makes a new str per row; a 56-character address costs ~105 bytes each
+    time. Sharing keeps the values equal and the dtype object, and pickling (Dagster's
+    IO manager) then writes each distinct value once.
+    """
+    for column, seen in shared.items():
+        chunk[column] = pd.Series([seen.setdefault(v, v) if isinstance(v, str) else v for v in chunk[column]],
+                                  index=chunk.index, dtype=object)
 
 
 def snapshot_db(
@@ -69,15 +93,25 @@ def snapshot_db(
 
     The query streams through a server-side cursor `chunk_rows` rows at a time and
     each chunk is converted before the next is fetched, so the driver's text and
-    the Row objects of only one chunk are alive beside the frame.
+    the Row objects of only one chunk are alive beside the frame. Text columns that
+    repeat in the first chunk hold one object per distinct value.
     """
     taken_at = datetime.now(UTC)
+    chunks: list[pd.DataFrame] = []
+    shared: dict[str, dict[str, str]] | None = None
     with engine.connect() as connection:
         result = connection.execution_options(yield_per=chunk_rows).execute(
             sql.query(spec.snapshot_query), dict(params)
         )
         columns = list(result.keys())
-        chunks = [_db_chunk_frame(rows, columns, spec) for rows in result.partitions()]
+        # The size is passed explicitly: SQLAlchemy 2.1's partitions() without one ignores
+        # yield_per and fetches every row at once.
+        for rows in result.partitions(chunk_rows):
+            chunk = _db_chunk_frame(rows, columns, spec)
+            if shared is None:
+                shared = {column: {} for column in _repetitive_text_columns(chunk, spec)}
+            _share_text(chunk, shared)
+            chunks.append(chunk)
     # No rows is still a frame with the query's columns (and the canonical key dtype).
     frame = pd.concat(chunks, ignore_index=True) if chunks else _db_chunk_frame([], columns, spec)
     return DbSnapshot(frame=frame, taken_at=taken_at)

@@ -21,7 +21,7 @@ from reconciliation_pipeline.core.metadata import frame_metadata, persisted_run_
 from reconciliation_pipeline.core.metrics import DomainRunMetrics, PushgatewayResource, findings_by_class_and_severity
 from reconciliation_pipeline.core.run_budget import RunBudgetResource, budgeted_reader, not_read_mask
 from reconciliation_pipeline.core.snapshots import snapshot_db
-from reconciliation_pipeline.defs.balances.chain import holder_kinds, snapshot_usdc_balances
+from reconciliation_pipeline.defs.balances.chain import HOLDER_KIND_FIELD, holder_kinds, snapshot_usdc_balances
 from reconciliation_pipeline.defs.balances.findings import diff_balances
 from reconciliation_pipeline.defs.balances.resources import BalancesSettingsResource
 from reconciliation_pipeline.defs.balances.spec import BALANCES_SPEC, WALLET_FIELD, BalanceInvariants
@@ -52,7 +52,8 @@ def db_usdc_balances(context: dg.AssetExecutionContext, postgres: PostgresResour
     snapshot = snapshot_db(postgres.engine, SPEC, {})
     with postgres.engine.connect() as connection:
         without_wallet = int(connection.execute(sql.query("snapshots/balances/users_without_wallet.sql")).scalar_one())
-    frame = snapshot.frame
+    # Each wallet is validated once, here; the chain read and the diff use the column.
+    frame = snapshot.frame.assign(**{HOLDER_KIND_FIELD: holder_kinds(snapshot.frame[WALLET_FIELD])})
     frame.attrs.update(snapshot_at=snapshot.taken_at.isoformat(), users_without_wallet=without_wallet)
     return dg.MaterializeResult(
         value=frame,
@@ -81,13 +82,13 @@ def chain_usdc_balances(
     balance entry on the USDC Stellar Asset Contract. Read 200 per request in user-id
     order within the run's time limit; invalid wallets are never queried. An incremental
     run leaves holdings compared before at the same ledger `unchanged`, undecoded."""
-    valid = holder_kinds(db_usdc_balances[WALLET_FIELD]).notna().astype(bool)
+    valid = db_usdc_balances[HOLDER_KIND_FIELD].notna().astype(bool)
     budget = run_budget.budget(context)
     with budgeted_reader(soroban_rpc.rpc_url, soroban_rpc.reader_settings(), budget) as reader:
         plan = plan_sweep(postgres.engine, SPEC.domain, context.run.tags, reader.latest_ledger)
         versions = known_versions(postgres.engine, plan, SPEC, HOLDING_ENTRY, db_usdc_balances)
         frame = snapshot_usdc_balances(
-            reader, SPEC, db_usdc_balances.loc[valid, [SPEC.key_column, WALLET_FIELD]],
+            reader, SPEC, db_usdc_balances.loc[valid, [SPEC.key_column, WALLET_FIELD, HOLDER_KIND_FIELD]],
             asset_code=contracts.usdc_asset_code, issuer=contracts.usdc_issuer,
             sac_contract_id=contracts.usdc_contract_id, progress=batch_progress(context, "chain_usdc_balances"),
             versions=versions,

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from stellar_sdk import StrKey
 
+from reconciliation_pipeline.chain import strkey
 from reconciliation_pipeline.chain.keys import sac_balance_key, trustline_key
 from reconciliation_pipeline.chain.reader import ChainReader, ProgressCallback
 from reconciliation_pipeline.core.snapshots import READ_MISSING, READ_OK
@@ -26,17 +26,13 @@ if TYPE_CHECKING:
 
 ACCOUNT = "account"
 CONTRACT = "contract"
+HOLDER_KIND_FIELD = "holder_kind"
 
 
 def holder_kinds(wallets: pd.Series) -> pd.Series:
     """`account` (G...), `contract` (C...) or None (not a valid address). Each value checked once."""
     uniques = pd.unique(wallets.astype(object))
-    kinds = {
-        w: ACCOUNT if isinstance(w, str) and StrKey.is_valid_ed25519_public_key(w)
-        else CONTRACT if isinstance(w, str) and StrKey.is_valid_contract(w)
-        else None
-        for w in uniques
-    }
+    kinds = {w: ACCOUNT if strkey.is_account(w) else CONTRACT if strkey.is_contract(w) else None for w in uniques}
     return wallets.astype(object).map(kinds).astype(object)
 
 
@@ -53,19 +49,19 @@ def snapshot_usdc_balances(
 ) -> pd.DataFrame:
     """Each holder's USDC balance as the chain has it, read in user-id order.
 
-    `holders` has `user_id` and a valid `wallet_address`. Besides the usual
-    chain-frame columns: `holder_kind`, and `balance_entry` (`present` or
-    `absent`; a contract without a SAC entry is read as holding 0).
+    `holders` has `user_id`, a valid `wallet_address` and its `holder_kind`.
+    Besides the usual chain-frame columns: `holder_kind`, and `balance_entry`
+    (`present` or `absent`; a contract without a SAC entry is read as holding 0).
     """
     holders = holders.sort_values(spec.key_column)
-    kinds = holder_kinds(holders[WALLET_FIELD])
+    kinds = holders[HOLDER_KIND_FIELD]
     keys = pd.Series(
         [trustline_key(w, asset_code, issuer) if k == ACCOUNT else sac_balance_key(sac_contract_id, w)
          for w, k in zip(holders[WALLET_FIELD], kinds, strict=True)],
         index=holders.index,
         dtype=object,
     )
-    entities = holders[[spec.key_column, WALLET_FIELD]].assign(holder_kind=kinds)
+    entities = holders[[spec.key_column, WALLET_FIELD, HOLDER_KIND_FIELD]]
     frame = snapshot_ledger_keys(reader, spec, entities, keys, progress, versions)
     entry = {READ_OK: "present", READ_MISSING: "absent"}
     frame["balance_entry"] = frame["read_status"].map(lambda status: entry.get(status)).astype(object)

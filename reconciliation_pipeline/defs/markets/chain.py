@@ -64,14 +64,17 @@ def snapshot_ledger_keys(
     `snapshot_chain`'s frame, `unchanged` included.
     """
     result = reader.get_entries(list(ledger_keys), progress=progress)
-    rows = pd.DataFrame(
-        [_entry_row(key, ledger_key, result, spec, versions)
-         for key, ledger_key in zip(entities[spec.key_column], ledger_keys, strict=True)],
-        index=entities.index,
-        columns=[*spec.layout.columns, *CHAIN_META_COLUMNS], dtype=object,
-    ).drop(columns=["ledger_key"])
-    frame = pd.concat([entities, ledger_keys.rename("ledger_key"), rows], axis=1).astype(object)
-    frame = frame.where(frame.notna(), None).reset_index(drop=True)
+    # Filled column by column (not a dict per row): at a million entities the frame
+    # constructor's per-record work would cost more than the reads.
+    columns = [c for c in (*spec.layout.columns, *CHAIN_META_COLUMNS) if c != "ledger_key"]
+    data: dict[str, list[Any]] = {column: [None] * len(entities) for column in columns}
+    for position, (key, ledger_key) in enumerate(zip(entities[spec.key_column], ledger_keys, strict=True)):
+        for column, value in _entry_row(key, ledger_key, result, spec, versions).items():
+            data[column][position] = value
+    rows = pd.DataFrame({column: pd.Series(values, index=entities.index, dtype=object)
+                         for column, values in data.items()})
+    frame = pd.concat([entities.astype(object), ledger_keys.rename("ledger_key").astype(object), rows], axis=1)
+    frame = frame.reset_index(drop=True)
     if len(frame):
         frame[spec.key_column] = spec.normalize_keys(frame[spec.key_column])
     frame.attrs.update(

@@ -1,0 +1,61 @@
+"""The fast strkey functions agree with `stellar_sdk.StrKey` on valid and corrupted addresses."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from stellar_sdk import StrKey
+
+from reconciliation_pipeline.chain import strkey
+
+KEYS = st.binary(min_size=32, max_size=32)
+BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+def sdk_account(text: str) -> bool:
+    return StrKey.is_valid_ed25519_public_key(text)
+
+
+def sdk_contract(text: str) -> bool:
+    return StrKey.is_valid_contract(text)
+
+
+@given(key=KEYS)
+def test_encoding_and_decoding_equal_the_sdk(key: bytes) -> None:
+    account, contract = StrKey.encode_ed25519_public_key(key), StrKey.encode_contract(key)
+    assert strkey.encode_account(key) == account
+    assert strkey.encode_contract(key) == contract
+    assert strkey.decode_account(account) == key == strkey.decode_contract(contract)
+    assert strkey.is_account(account) and strkey.is_contract(contract)
+    assert not strkey.is_account(contract) and not strkey.is_contract(account)
+
+
+@given(key=KEYS, data=st.data())
+def test_corrupted_addresses_are_judged_like_the_sdk(key: bytes, data: st.DataObject) -> None:
+    valid = data.draw(st.sampled_from([StrKey.encode_ed25519_public_key(key), StrKey.encode_contract(key)]))
+    position = data.draw(st.integers(0, len(valid) - 1))
+    corruption = data.draw(st.sampled_from(["replace", "drop", "insert", "lower", "swap_prefix", "space"]))
+    if corruption == "replace":
+        text = valid[:position] + data.draw(st.sampled_from(BASE32 + "=18a!é")) + valid[position + 1:]
+    elif corruption == "drop":
+        text = valid[:position] + valid[position + 1:]
+    elif corruption == "insert":
+        text = valid[:position] + data.draw(st.sampled_from(BASE32)) + valid[position:]
+    elif corruption == "lower":
+        text = valid.lower()
+    elif corruption == "swap_prefix":
+        text = data.draw(st.sampled_from("GCMSTPAB")) + valid[1:]
+    else:
+        text = f" {valid}"
+    assert strkey.is_account(text) == sdk_account(text)
+    assert strkey.is_contract(text) == sdk_contract(text)
+
+
+@given(text=st.text(max_size=70))
+def test_arbitrary_text_is_judged_like_the_sdk(text: str) -> None:
+    assert strkey.is_account(text) == sdk_account(text)
+    assert strkey.is_contract(text) == sdk_contract(text)
+
+
+def test_non_strings_are_not_addresses() -> None:
+    assert not strkey.is_account(None) and not strkey.is_contract(12)
