@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from reconciliation_pipeline.core.entry_versions import FULL_SWEEP, SWEEP_TAG
+from reconciliation_pipeline.core.watermarks import FULL_SWEEP, SWEEP_TAG
 from reconciliation_pipeline.jobs import lending_sweep_job, markets_balances_job, nightly_reconciliation_job
 
 nightly_reconciliation_schedule = dg.build_schedule_from_partitioned_job(

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from reconciliation_pipeline.core.entry_versions import FULL_SWEEP, SWEEP_TAG
+from reconciliation_pipeline.core.watermarks import FULL_SWEEP, SWEEP_TAG
 from reconciliation_pipeline.definitions import defs
 from reconciliation_pipeline.devnet.identities import DEVNET
 from reconciliation_pipeline.devnet.ledger import DevnetLedger
@@ -52,9 +52,10 @@ ASSET_GRAPH = {
     "chain_market_pools": {"db_markets"},
     "chain_market_contracts": {"db_markets"},
     "market_discrepancies": {"db_markets", "chain_market_pools", "chain_market_contracts"},
-    "db_usdc_balances": set(),
+    "usdc_movements": set(),
+    "db_usdc_balances": {"usdc_movements"},
     "chain_usdc_balances": {"db_usdc_balances"},
-    "usdc_balance_discrepancies": {"db_usdc_balances", "chain_usdc_balances"},
+    "usdc_balance_discrepancies": {"usdc_movements", "db_usdc_balances", "chain_usdc_balances"},
     "db_user_streaks": set(),
     "computed_user_streaks": {"db_user_streaks"},
     "chain_player_profiles": {"db_user_streaks", "computed_user_streaks"},

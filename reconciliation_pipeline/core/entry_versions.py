@@ -1,6 +1,6 @@
-"""Incremental sweeps for domains without change events (markets, balances).
+"""Incremental sweeps for domains without change events (markets).
 
-Their chain entries say nothing about what changed, so an every-5-minutes run
+Nothing on chain says which of their entries changed, so an every-5-minutes run
 still reads every entry (200 per request). What it skips is the rest of the
 work: an entry whose `last_modified_ledger` is the one recorded when it was
 last compared is not decoded or diffed again, unless its database row changed
@@ -11,7 +11,7 @@ record; so does the first run, which has nothing recorded yet.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,11 +22,8 @@ from sqlalchemy.engine import Engine
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.snapshots import READ_OK, READ_UNCHANGED
 from reconciliation_pipeline.core.spec import ReconSpec
-from reconciliation_pipeline.core.watermarks import Watermark, open_incident_keys, read_watermark
+from reconciliation_pipeline.core.watermarks import INCREMENTAL_SWEEP, SweepPlan, open_incident_keys
 
-SWEEP_TAG = "recon/sweep"
-FULL_SWEEP = "full"
-INCREMENTAL_SWEEP = "incremental"
 WATERMARK_SCOPE = "entry_versions"
 UPSERT_CHUNK = 100_000
 """Entries recorded per statement: bounds the size of the bound arrays."""
@@ -44,16 +41,10 @@ class KnownVersions:
         text = str(key)
         return self.last_modified.get(text) == last_modified_ledger and text not in self.recheck
 
-
-@dataclass(frozen=True)
-class SweepPlan:
-    mode: str
-    reason: str
-    watermark: Watermark | None
-
-    @property
-    def incremental(self) -> bool:
-        return self.mode == INCREMENTAL_SWEEP
+    def must_compare(self, keys: pd.Series) -> pd.Series:
+        """True for keys never compared (or forgotten) and keys to re-check, whatever the chain says."""
+        text = keys.astype(str)
+        return ~text.isin(self.last_modified.keys()) | text.isin(self.recheck)
 
 
 @dataclass(frozen=True)
@@ -64,37 +55,6 @@ class ComparedEntries:
     chain: pd.DataFrame
     key_column: str
     mode: str
-
-
-def plan_sweep(
-    engine: Engine, domain: str, run_tags: Mapping[str, str], latest_ledger: Callable[[], int]
-) -> SweepPlan:
-    """Full when the run asks for it, when nothing is recorded yet, or when the chain is
-    behind what was recorded (a reset or different network: the recorded
-    `last_modified_ledger`s belong to another history). Incremental otherwise.
-    `latest_ledger` asks the RPC; it is called only when there is a record to check."""
-    requested = run_tags.get(SWEEP_TAG, INCREMENTAL_SWEEP)
-    if requested not in (FULL_SWEEP, INCREMENTAL_SWEEP):
-        raise ValueError(f"run tag {SWEEP_TAG}={requested!r}: expected {FULL_SWEEP!r} or {INCREMENTAL_SWEEP!r}")
-    if requested == FULL_SWEEP:
-        return SweepPlan(FULL_SWEEP, f"the run is tagged {SWEEP_TAG}={FULL_SWEEP}", None)
-    watermark = read_watermark(engine, domain, WATERMARK_SCOPE)
-    if watermark is None:
-        return SweepPlan(FULL_SWEEP, "no earlier run recorded what it compared", None)
-    latest = latest_ledger()
-    if latest < watermark.ledger_sequence:
-        return SweepPlan(
-            FULL_SWEEP,
-            f"the RPC's latest ledger {latest} is behind the recorded ledger {watermark.ledger_sequence} "
-            "(a reset or different network)",
-            None,
-        )
-    return SweepPlan(
-        INCREMENTAL_SWEEP,
-        f"entries modified after their last comparison, rows updated since {watermark.db_since.isoformat()}, "
-        "open incidents",
-        watermark,
-    )
 
 
 def known_versions(
@@ -124,11 +84,13 @@ def finish_sweep(
     run_id: str,
     entries: Iterable[ComparedEntries],
     *,
-    ledger_sequence: int | None,
+    ledger_sequence: int,
     db_snapshot_at: datetime,
 ) -> int:
     """Record what the run compared and move the watermark, in one transaction; run
     after the findings are persisted. Returns how many entry versions were written.
+    `ledger_sequence` is the RPC's latest ledger before the run read anything: the
+    next run looks for changes after it.
 
     Decoded entries are recorded at their `last_modified_ledger`; entries the run
     could not compare (read failed, undecodable, absent) are forgotten, so the next
@@ -158,7 +120,7 @@ def finish_sweep(
             written += len(keys)
         connection.execute(
             sql.query("recon/queries/watermark_upsert.sql"),
-            {"domain": domain, "scope": WATERMARK_SCOPE, "ledger_sequence": ledger_sequence or 0,
+            {"domain": domain, "scope": WATERMARK_SCOPE, "ledger_sequence": ledger_sequence,
              "db_watermark": db_snapshot_at, "run_id": run_id},
         )
     return written

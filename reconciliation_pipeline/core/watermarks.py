@@ -2,11 +2,13 @@
 
 A watermark is per (domain, scope): the last ledger the run looked at and the
 time of its database snapshot. Incremental runs read what changed since; open
-incidents are always re-checked so they can resolve.
+incidents are always re-checked so they can resolve. A run tagged
+`recon/sweep=full` (the nightly schedules) compares everything.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,6 +18,9 @@ from sqlalchemy.engine import Engine
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.spec import ReconSpec
 
+SWEEP_TAG = "recon/sweep"
+FULL_SWEEP = "full"
+INCREMENTAL_SWEEP = "incremental"
 DB_OVERLAP = timedelta(minutes=5)
 """Rows updated this long before the watermark are compared again: a transaction that
 committed after the last snapshot may carry an earlier `updated_at`."""
@@ -59,3 +64,44 @@ def open_incident_keys(engine: Engine, spec: ReconSpec) -> pd.Series:
             {"domain": spec.domain, "entity_type": spec.entity_type},
         ).scalars().all()
     return spec.normalize_keys(pd.Series(entity_ids, dtype=object).str.removeprefix(spec.entity_id_prefix))
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    mode: str
+    reason: str
+    watermark: Watermark | None
+
+    @property
+    def incremental(self) -> bool:
+        return self.mode == INCREMENTAL_SWEEP
+
+
+def plan_sweep(
+    engine: Engine, domain: str, scope: str, run_tags: Mapping[str, str], latest_ledger: int
+) -> SweepPlan:
+    """Full when the run asks for it, when no watermark is recorded yet, or when the chain
+    is behind the watermark (a reset or different network: what was recorded belongs to
+    another history). Incremental otherwise. `latest_ledger` is the RPC's latest ledger
+    before the run reads anything."""
+    requested = run_tags.get(SWEEP_TAG, INCREMENTAL_SWEEP)
+    if requested not in (FULL_SWEEP, INCREMENTAL_SWEEP):
+        raise ValueError(f"run tag {SWEEP_TAG}={requested!r}: expected {FULL_SWEEP!r} or {INCREMENTAL_SWEEP!r}")
+    if requested == FULL_SWEEP:
+        return SweepPlan(FULL_SWEEP, f"the run is tagged {SWEEP_TAG}={FULL_SWEEP}", None)
+    watermark = read_watermark(engine, domain, scope)
+    if watermark is None:
+        return SweepPlan(FULL_SWEEP, "no earlier run recorded what it compared", None)
+    if latest_ledger < watermark.ledger_sequence:
+        return SweepPlan(
+            FULL_SWEEP,
+            f"the RPC's latest ledger {latest_ledger} is behind the recorded ledger {watermark.ledger_sequence} "
+            "(a reset or different network)",
+            None,
+        )
+    return SweepPlan(
+        INCREMENTAL_SWEEP,
+        f"changes after ledger {watermark.ledger_sequence}, rows updated since {watermark.db_since.isoformat()}, "
+        "open incidents",
+        watermark,
+    )

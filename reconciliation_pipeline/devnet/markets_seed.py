@@ -125,6 +125,36 @@ def _put_holding(ledger: DevnetLedger, ids: DevnetIdentities, holder: str, amoun
         ledger.put_raw_entry(*sac_balance_entry(ids.usdc_contract_id, holder, amount))
 
 
+def mint_usdc(ledger: DevnetLedger, ids: DevnetIdentities, holder: str, new_balance: int, amount: int) -> str:
+    """The issuer pays `amount` USDC to `holder`, whose balance becomes `new_balance`, in the
+    latest ledger: the holding's entry changes and, as on a protocol 23 network (CAP-67
+    unified events), the USDC SAC emits `mint` [Symbol, Address(to), String(asset)]
+    whether the holder is a trustline or a SAC balance. Returns the event id."""
+    _put_holding(ledger, ids, holder, new_balance)
+    asset = f"{ids.usdc_asset_code}:{ids.usdc_issuer}"
+    return ledger.add_event(
+        contract_id=ids.usdc_contract_id,
+        topic=[scval.to_symbol("mint"), scval.to_address(holder), scval.to_string(asset)],
+        value=scval.to_int128(amount),
+    )
+
+
+def transfer_usdc(ledger: DevnetLedger, ids: DevnetIdentities, sender: tuple[str, int], recipient: tuple[str, int],
+                  amount: int) -> str:
+    """`amount` USDC moves between two holders, given as (address, new balance): both
+    entries change and the SAC emits `transfer` [Symbol, Address(from), Address(to),
+    String(asset)]. Returns the event id."""
+    _put_holding(ledger, ids, *sender)
+    _put_holding(ledger, ids, *recipient)
+    asset = f"{ids.usdc_asset_code}:{ids.usdc_issuer}"
+    return ledger.add_event(
+        contract_id=ids.usdc_contract_id,
+        topic=[scval.to_symbol("transfer"), scval.to_address(sender[0]), scval.to_address(recipient[0]),
+               scval.to_string(asset)],
+        value=scval.to_int128(amount),
+    )
+
+
 def load_balances_into_ledger(ledger: DevnetLedger, world: BalancesWorld) -> int:
     """Put the world's USDC trustlines and SAC balance entries into the devnet."""
     ids = world.identities

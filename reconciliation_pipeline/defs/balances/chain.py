@@ -9,8 +9,6 @@ never read as 0), while a C... contract with no balance entry on the SAC holds
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pandas as pd
 
 from reconciliation_pipeline.chain import strkey
@@ -20,9 +18,6 @@ from reconciliation_pipeline.core.snapshots import READ_MISSING, READ_OK
 from reconciliation_pipeline.core.spec import ReconSpec
 from reconciliation_pipeline.defs.balances.spec import BALANCE_FIELD, WALLET_FIELD
 from reconciliation_pipeline.defs.markets.chain import snapshot_ledger_keys
-
-if TYPE_CHECKING:
-    from reconciliation_pipeline.core.entry_versions import KnownVersions
 
 ACCOUNT = "account"
 CONTRACT = "contract"
@@ -45,7 +40,6 @@ def snapshot_usdc_balances(
     issuer: str,
     sac_contract_id: str,
     progress: ProgressCallback | None = None,
-    versions: KnownVersions | None = None,
 ) -> pd.DataFrame:
     """Each holder's USDC balance as the chain has it, read in user-id order.
 
@@ -62,7 +56,7 @@ def snapshot_usdc_balances(
         dtype=object,
     )
     entities = holders[[spec.key_column, WALLET_FIELD, HOLDER_KIND_FIELD]]
-    frame = snapshot_ledger_keys(reader, spec, entities, keys, progress, versions)
+    frame = snapshot_ledger_keys(reader, spec, entities, keys, progress)
     entry = {READ_OK: "present", READ_MISSING: "absent"}
     frame["balance_entry"] = frame["read_status"].map(lambda status: entry.get(status)).astype(object)
     no_sac_entry = (frame["read_status"] == READ_MISSING) & (frame["holder_kind"] == CONTRACT)

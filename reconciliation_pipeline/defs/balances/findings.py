@@ -16,7 +16,7 @@ from reconciliation_pipeline.core.diff import address_findings, diff_snapshots, 
 from reconciliation_pipeline.core.drift import DriftClass
 from reconciliation_pipeline.core.findings import concat_findings
 from reconciliation_pipeline.core.run_budget import not_read_mask
-from reconciliation_pipeline.core.snapshots import READ_ERROR, compared_scope, decoded_rows
+from reconciliation_pipeline.core.snapshots import READ_ERROR, decoded_rows
 from reconciliation_pipeline.defs.balances.chain import HOLDER_KIND_FIELD
 from reconciliation_pipeline.defs.balances.spec import TRUSTLINE_FIELD, WALLET_FIELD, BalanceInvariants, balances_spec
 
@@ -51,11 +51,9 @@ def _with_holder_context(findings: pd.DataFrame, db: pd.DataFrame, chain: pd.Dat
 
 def diff_balances(db: pd.DataFrame, chain: pd.DataFrame, tolerance: int) -> BalancesDiff:
     """All balances findings of one run, and which users it could check. `db` carries each
-    wallet's `holder_kind` (None for an invalid wallet). Users whose holding was
-    `unchanged` (an incremental run's skip) are neither found nor checked."""
+    wallet's `holder_kind` (None for an invalid wallet)."""
     spec = balances_spec(tolerance)
     key = spec.key_column
-    db, chain = compared_scope(db, chain, key)
     unread = not_read_mask(chain)
     chain_read = chain[~unread]
     valid = db[HOLDER_KIND_FIELD].notna().astype(bool)

@@ -17,11 +17,12 @@ from reconciliation_pipeline.chain.addresses import valid_address_mask
 from reconciliation_pipeline.core.asset_support import batch_progress, invariants_check, markdown_table
 from reconciliation_pipeline.core.drift import Severity
 from reconciliation_pipeline.core.drift_store import RunInfo, persist_domain_run
-from reconciliation_pipeline.core.entry_versions import ComparedEntries, finish_sweep, known_versions, plan_sweep
+from reconciliation_pipeline.core.entry_versions import WATERMARK_SCOPE, ComparedEntries, finish_sweep, known_versions
 from reconciliation_pipeline.core.metadata import frame_metadata, persisted_run_metadata
 from reconciliation_pipeline.core.metrics import DomainRunMetrics, PushgatewayResource, findings_by_class_and_severity
 from reconciliation_pipeline.core.run_budget import RunBudgetResource, budgeted_reader, not_read_mask
 from reconciliation_pipeline.core.snapshots import decoded_rows, snapshot_chain, snapshot_db
+from reconciliation_pipeline.core.watermarks import plan_sweep
 from reconciliation_pipeline.defs.markets.chain import snapshot_market_contracts
 from reconciliation_pipeline.defs.markets.findings import diff_markets
 from reconciliation_pipeline.defs.markets.resources import MarketsSettingsResource
@@ -107,11 +108,12 @@ def chain_market_pools(
     An incremental run leaves pools compared before at the same ledger `unchanged`."""
     budget = run_budget.budget(context)
     with budgeted_reader(soroban_rpc.rpc_url, soroban_rpc.reader_settings(), budget) as reader:
-        plan = plan_sweep(postgres.engine, POOL_SPEC.domain, context.run.tags, reader.latest_ledger)
+        read_from_ledger = reader.latest_ledger()
+        plan = plan_sweep(postgres.engine, POOL_SPEC.domain, WATERMARK_SCOPE, context.run.tags, read_from_ledger)
         versions = known_versions(postgres.engine, plan, POOL_SPEC, POOL_ENTRY, db_markets)
         frame = snapshot_chain(reader, POOL_SPEC, contracts.amm_contract_id, db_markets["market_id"].map(int),
                                progress=batch_progress(context, "chain_market_pools"), versions=versions)
-    frame.attrs.update(sweep_mode=plan.mode, sweep_reason=plan.reason)
+    frame.attrs.update(sweep_mode=plan.mode, sweep_reason=plan.reason, watermark_ledger=read_from_ledger)
     return dg.MaterializeResult(
         value=frame,
         metadata=_read_metadata(frame),
@@ -141,12 +143,14 @@ def chain_market_contracts(
     valid = valid_address_mask(db_markets["contract_address"])
     budget = run_budget.budget(context)
     with budgeted_reader(soroban_rpc.rpc_url, soroban_rpc.reader_settings(), budget) as reader:
-        plan = plan_sweep(postgres.engine, MARKET_SPEC.domain, context.run.tags, reader.latest_ledger)
+        read_from_ledger = reader.latest_ledger()
+        plan = plan_sweep(postgres.engine, MARKET_SPEC.domain, WATERMARK_SCOPE, context.run.tags,
+                          read_from_ledger)
         versions = known_versions(postgres.engine, plan, MARKET_SPEC, MARKET_ENTRY, db_markets)
         frame = snapshot_market_contracts(reader, MARKET_SPEC, db_markets[valid],
                                           progress=batch_progress(context, "chain_market_contracts"),
                                           versions=versions)
-    frame.attrs.update(sweep_mode=plan.mode, sweep_reason=plan.reason)
+    frame.attrs.update(sweep_mode=plan.mode, sweep_reason=plan.reason, watermark_ledger=read_from_ledger)
     return dg.MaterializeResult(
         value=frame,
         metadata={**_read_metadata(frame), "invalid_contract_addresses": int((~valid).sum())},
@@ -201,7 +205,7 @@ def market_discrepancies(
         [ComparedEntries(POOL_ENTRY, chain_market_pools, POOL_SPEC.key_column, sweep_mode),
          ComparedEntries(MARKET_ENTRY, chain_market_contracts, MARKET_SPEC.key_column,
                          chain_market_contracts.attrs["sweep_mode"])],
-        ledger_sequence=max((x for x in ledgers if x is not None), default=None),
+        ledger_sequence=min(f.attrs["watermark_ledger"] for f in (chain_market_pools, chain_market_contracts)),
         db_snapshot_at=datetime.fromisoformat(snapshot_at),
     )
     unchanged = sum(int(f.attrs.get("entries_unchanged", 0)) for f in (chain_market_pools, chain_market_contracts))

@@ -1,6 +1,8 @@
-"""Incremental balances runs (`core.entry_versions`): real PostgreSQL, the devnet over
-HTTP, in-process Dagster runs. The every-5-minutes run reads every holding but decodes
-and diffs only what changed, and finds the same drift as a full sweep of the same state."""
+"""Incremental balances runs: real PostgreSQL, the devnet over HTTP, in-process Dagster
+runs. The every-5-minutes run reads the holders the USDC SAC's movement events name
+(CAP-67), users whose row changed and users with open incidents; it finds the same
+drift as a full sweep of the same state, except a balance that changed without an
+event, which the nightly full sweep catches."""
 
 from __future__ import annotations
 
@@ -8,12 +10,16 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from reconciliation_pipeline.core.entry_versions import FULL_SWEEP, SWEEP_TAG
+from reconciliation_pipeline.core.watermarks import FULL_SWEEP, INCREMENTAL_SWEEP, SWEEP_TAG
 from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
 from reconciliation_pipeline.devnet.balances_world import BalancesWorld, build_balances_world, user_id
-from reconciliation_pipeline.devnet.encode import sac_balance_entry
 from reconciliation_pipeline.devnet.ledger import DevnetLedger, FaultConfig
-from reconciliation_pipeline.devnet.markets_seed import load_balances_into_ledger, trustline_entry, write_balances_to_db
+from reconciliation_pipeline.devnet.markets_seed import (
+    load_balances_into_ledger,
+    mint_usdc,
+    trustline_entry,
+    write_balances_to_db,
+)
 from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline_tests.defs.markets.support import (
     asset_metadata,
@@ -25,7 +31,7 @@ from reconciliation_pipeline_tests.defs.markets.support import (
 
 N_USERS = 300
 FINDING_USERS = {2, 4, 6, 8, 9, 11}
-"""Users the world's catalogue gives a finding (user 5's invalid wallet is never read)."""
+"""Holders the world's catalogue gives a finding (user 5's invalid wallet is never read)."""
 
 
 @pytest.fixture
@@ -43,14 +49,16 @@ def run(resources: dict[str, object], **tags: str) -> dg.ExecuteInProcessResult:
     return dg.materialize(BALANCES_ASSETS, resources=resources, tags=tags, raise_on_error=True)
 
 
-def set_chain_balance(ledger: DevnetLedger, world: BalancesWorld, k: int, amount: int) -> None:
-    """The holder of user k receives or spends USDC: its entry is rewritten in the latest ledger."""
-    wallet = world.db.set_index("user_id").at[user_id(k), "wallet_address"]
-    ids = world.identities
-    if wallet.startswith("G"):
-        ledger.put_raw_entry(*trustline_entry(wallet, ids.usdc_asset_code, ids.usdc_issuer, amount))
-    else:
-        ledger.put_raw_entry(*sac_balance_entry(ids.usdc_contract_id, wallet, amount))
+def wallet(world: BalancesWorld, k: int) -> str:
+    return world.db.set_index("user_id").at[user_id(k), "wallet_address"]
+
+
+def chain_balance(world: BalancesWorld, k: int) -> int:
+    return int(world.db.set_index("user_id").at[user_id(k), "usdc_balance"])
+
+
+def mint(ledger: DevnetLedger, world: BalancesWorld, k: int, balance_before: int, amount: int) -> None:
+    mint_usdc(ledger, world.identities, wallet(world, k), balance_before + amount, amount)
 
 
 def set_db_balance(engine: sa.Engine, k: int, amount: int) -> None:
@@ -59,68 +67,88 @@ def set_db_balance(engine: sa.Engine, k: int, amount: int) -> None:
                            {"amount": amount, "id": user_id(k)})
 
 
-def readable_holders(world: BalancesWorld) -> int:
-    return len(world.trustlines) + len(world.sac_balances)
+def users(*ks: int) -> set[str]:
+    return {f"user_{user_id(k)}" for k in ks}
 
 
-def test_incremental_run_decodes_only_what_changed_and_finds_what_a_full_sweep_finds(
+def test_incremental_run_reads_what_moved_and_finds_what_a_full_sweep_finds(
     world: BalancesWorld, database_url: str, engine: sa.Engine, ledger: DevnetLedger, devnet: DevnetServer
 ) -> None:
     resources = frequent_resources(database_url, devnet.url)
     first = run(resources)
-    assert asset_metadata(first, "chain_usdc_balances")["sweep_mode"] == FULL_SWEEP
+    assert asset_metadata(first, "usdc_movements")["sweep_mode"] == FULL_SWEEP
     assert unresolved_incidents(engine, "balances") == incident_keys(world.expected_findings(with_burst=False))
 
     ledger.close_ledger()
-    balances = world.db.set_index("user_id")["usdc_balance"]
-    set_chain_balance(ledger, world, 22, int(balances[user_id(22)]) + 5_000_000)  # trustline moves: new drift
-    set_chain_balance(ledger, world, 26, int(balances[user_id(26)]) + 1)  # within tolerance: no finding
-    set_chain_balance(ledger, world, 8, int(balances[user_id(8)]))  # chain catches up: drift fixed
-    set_db_balance(engine, 21, int(balances[user_id(21)]) - 7_000_000)  # app writes: new drift
-    set_db_balance(engine, 2, 999_000_000)  # app corrects itself: drift fixed
+    mint(ledger, world, 22, chain_balance(world, 22), 5_000_000)  # credited on chain only: new drift
+    mint(ledger, world, 26, chain_balance(world, 26), 1)  # within tolerance: read, no finding
+    mint(ledger, world, 8, 80_000_000, 11)  # the chain catches up with the app: drift fixed
+    set_db_balance(engine, 21, chain_balance(world, 21) - 7_000_000)  # the app writes: new drift
+    set_db_balance(engine, 2, 999_000_000)  # the app corrects itself: drift fixed
+    ids = world.identities  # a balance that changes with no event (not possible since CAP-67)
+    ledger.put_raw_entry(*trustline_entry(wallet(world, 33), ids.usdc_asset_code, ids.usdc_issuer,
+                                          chain_balance(world, 33) + 9_000_000))
+    ledger.close_ledger()
     ledger.reset_counters()
     second = run(resources)
 
-    chain = asset_metadata(second, "chain_usdc_balances")
-    assert chain["sweep_mode"] == "incremental"
-    compared = {22, 26, 8, 21, 2} | FINDING_USERS
-    # every holding is still read (nothing says what changed), but only these are decoded and diffed;
-    # users 4 and 11 have no entry, so they are compared without being decoded
-    assert ledger.request_counts["getLedgerEntries"] == 2
-    assert chain["holders_unchanged_skipped"] == readable_holders(world) - len(compared - {4, 11})
-    diff = asset_metadata(second, "usdc_balance_discrepancies")
-    assert diff["entities_skipped_unchanged"] == chain["holders_unchanged_skipped"]
-    assert diff["entities_checked"] == len(compared | {5})  # user 5's invalid wallet is always checked
+    movements = asset_metadata(second, "usdc_movements")
+    assert (movements["sweep_mode"], movements["events"], movements["wallets_named"]) == (INCREMENTAL_SWEEP, 3, 3)
+    compared = {22, 26, 8} | {21, 2} | FINDING_USERS | {5}  # moved, row written, open incidents
+    assert asset_metadata(second, "db_usdc_balances")["dagster/row_count"] == len(compared)
+    assert ledger.request_counts["getLedgerEntries"] == 1
+    # every compared wallet but user 5's invalid one is read; user 4 has no trustline
+    assert asset_metadata(second, "chain_usdc_balances")["holders_read"] == len(compared - {4, 5})
+    assert asset_metadata(second, "usdc_balance_discrepancies")["entities_checked"] == len(compared)
 
-    found = persisted_findings(engine, second.run_id)
-    assert set(found["entity_id"]) == {f"user_{user_id(k)}" for k in {22, 21, 4, 5, 6, 9, 11}}
+    assert set(persisted_findings(engine, second.run_id)["entity_id"]) == users(22, 21, 4, 5, 6, 9, 11)
     incremental_view = unresolved_incidents(engine, "balances")
 
     full = run(resources, **{SWEEP_TAG: FULL_SWEEP})
-    assert asset_metadata(full, "chain_usdc_balances")["sweep_mode"] == FULL_SWEEP
-    assert asset_metadata(full, "chain_usdc_balances")["holders_unchanged_skipped"] == 0
-    assert incident_keys(persisted_findings(engine, full.run_id)) == incremental_view
-    assert unresolved_incidents(engine, "balances") == incremental_view
+    assert asset_metadata(full, "usdc_movements")["sweep_mode"] == FULL_SWEEP
+    found_in_full = incident_keys(persisted_findings(engine, full.run_id))
+    silent = {key for key in found_in_full if key[1] in users(33)}
+    assert len(silent) == 1  # only the nightly sweep sees a change no event announced
+    assert found_in_full - silent == incremental_view
 
 
-def test_holdings_a_run_could_not_read_are_compared_by_the_next_one(
+def test_holders_a_run_could_not_read_are_read_by_the_next_one(
     world: BalancesWorld, database_url: str, engine: sa.Engine, ledger: DevnetLedger, devnet: DevnetServer
 ) -> None:
     resources = frequent_resources(database_url, devnet.url)
     run(resources)
     ledger.faults = world.rpc_burst  # the last request fails on every attempt
-    burst = run(resources)
+    burst = run(resources, **{SWEEP_TAG: FULL_SWEEP})
     findings = persisted_findings(engine, burst.run_id)
-    burst_users = list(findings.loc[findings["drift_class"] == "CHAIN_READ_ERROR", "entity_id"])
+    burst_users = set(findings.loc[findings["drift_class"] == "CHAIN_READ_ERROR", "entity_id"])
     assert len(burst_users) == 68
 
-    # their recorded versions are gone: the database row is unchanged and so is the
-    # entry, yet the next run compares them, which resolves their read errors
     ledger.faults = FaultConfig()
     after = run(resources)
-    compared = asset_metadata(after, "chain_usdc_balances")["holders_compared"]
-    assert compared == len(burst_users) + len(FINDING_USERS - {4})  # user 4 has no trustline: missing
-    assert not {incident[1] for incident in unresolved_incidents(engine, "balances")} & set(burst_users)
+    # their read errors are open incidents, so the incremental run reads them again
+    assert asset_metadata(after, "usdc_balance_discrepancies")["entities_checked"] == (
+        len(burst_users) + len(FINDING_USERS | {5}))
+    assert not {incident[1] for incident in unresolved_incidents(engine, "balances")} & burst_users
+
+
+def test_events_out_of_retention_mean_every_holding_is_read(
+    world: BalancesWorld, database_url: str, engine: sa.Engine, ledger: DevnetLedger, devnet: DevnetServer
+) -> None:
+    """Without the events since the last run the run cannot know who moved: it sweeps."""
+    resources = frequent_resources(database_url, devnet.url)
+    run(resources)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE recon.sweep_watermarks SET ledger_sequence = :before "
+                                   "WHERE domain = 'balances'"), {"before": ledger.oldest_ledger - 10})
+    ledger.close_ledger()
+    mint(ledger, world, 22, chain_balance(world, 22), 5_000_000)
+    ledger.reset_counters()
+    after = run(resources)
+    movements = asset_metadata(after, "usdc_movements")
+    assert movements["sweep_mode"] == FULL_SWEEP
+    assert "retention" in movements["sweep_reason"]
+    assert ledger.request_counts["getLedgerEntries"] == 2
+    assert user_id(22) in {int(k) for k in after.output_for_node("usdc_balance_discrepancies")["entity_key"]}
 
 
 def test_a_chain_behind_the_record_is_swept_in_full(
@@ -133,10 +161,9 @@ def test_a_chain_behind_the_record_is_swept_in_full(
     with engine.begin() as connection:  # recorded on a history longer than the chain now has
         connection.execute(sa.text("UPDATE recon.sweep_watermarks SET ledger_sequence = :ahead "
                                    "WHERE domain = 'balances'"), {"ahead": ledger.latest_ledger + 1_000})
-    after = asset_metadata(run(resources), "chain_usdc_balances")
+    after = asset_metadata(run(resources), "usdc_movements")
     assert after["sweep_mode"] == FULL_SWEEP
     assert "behind the recorded ledger" in after["sweep_reason"]
-    assert after["holders_unchanged_skipped"] == 0
 
 
 def test_an_unknown_sweep_tag_fails_the_run_with_a_clear_error(

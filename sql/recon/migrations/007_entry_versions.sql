@@ -1,6 +1,6 @@
 -- The ledger at which each chain entry was last compared, per (domain, entry kind).
--- The every-5-minutes runs of domains without change events (markets, balances)
--- still read every entry, but an entry whose last_modified_ledger equals the one
+-- The every-5-minutes runs of domains without change events (markets) still
+-- read every entry, but an entry whose last_modified_ledger equals the one
 -- recorded here, whose database row is unchanged since the watermark and which has
 -- no open incident was compared already: it is not decoded or diffed again.
 -- A run records the entries it compared; entries it could not read lose their row,
@@ -8,8 +8,8 @@
 
 CREATE TABLE recon.entry_versions (
     domain               TEXT NOT NULL,
-    entry_kind           TEXT NOT NULL,    -- which entry of the entity, e.g. amm_pool, market_instance, usdc_holding
-    entity_key           TEXT NOT NULL,    -- the spec's key column as text (market id, user id)
+    entry_kind           TEXT NOT NULL,    -- which entry of the entity: amm_pool, market_instance
+    entity_key           TEXT NOT NULL,    -- the spec's key column as text (the market id)
     last_modified_ledger BIGINT NOT NULL,  -- the entry's last_modified_ledger when it was last compared
     run_id               TEXT NOT NULL,    -- the run that compared it
     recorded_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
