@@ -24,29 +24,16 @@ from typing import Any
 
 import dagster as dg
 import requests
-import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_env import QUIET, bench_resources, fresh_database  # noqa: E402 - a sibling module
 from chain_sweep import BENCHMARKS_MD  # noqa: E402 - the sibling script's output file
 
-from reconciliation_pipeline import localenv  # noqa: E402
 from reconciliation_pipeline.core import sql  # noqa: E402
-from reconciliation_pipeline.core.metrics import PushgatewayResource  # noqa: E402
-from reconciliation_pipeline.core.run_budget import RunBudgetResource  # noqa: E402
-from reconciliation_pipeline.defs.balances.resources import BalancesSettingsResource  # noqa: E402
-from reconciliation_pipeline.devnet.identities import DEVNET  # noqa: E402
-from reconciliation_pipeline.resources import (  # noqa: E402
-    PostgresResource,
-    ReconSettingsResource,
-    SorobanRpcResource,
-    StellarContractsResource,
-    sqlalchemy_url,
-)
 
 DATABASE = "recon_bench_incremental_balances"
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 TOUCH_METHOD = "benchTouchHoldings"
 
 
@@ -82,26 +69,6 @@ def _serve_devnet(n: int, latency_s: float, port_queue: mp.Queue, stop: mp.Event
         stop.wait()
 
 
-def _resources(database_url: str, rpc_url: str) -> dict[str, object]:
-    return {
-        "postgres": PostgresResource(database_url=database_url),
-        "soroban_rpc": SorobanRpcResource(rpc_url=rpc_url),
-        "contracts": StellarContractsResource(
-            stream_contract_id=DEVNET.stream_contract_id,
-            lending_contract_id=DEVNET.lending_contract_id,
-            amm_contract_id=DEVNET.amm_contract_id,
-            streak_contract_id=DEVNET.streak_contract_id,
-            usdc_asset_code=DEVNET.usdc_asset_code,
-            usdc_issuer=DEVNET.usdc_issuer,
-            network_passphrase=DEVNET.network_passphrase,
-        ),
-        "recon_settings": ReconSettingsResource(),
-        "run_budget": RunBudgetResource(run_time_limit_s=3600),
-        "balances_settings": BalancesSettingsResource(),
-        "pushgateway": PushgatewayResource(pushgateway_url=""),
-    }
-
-
 def _timed_run(resources: dict[str, object]) -> tuple[float, dict[str, object]]:
     from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
 
@@ -127,13 +94,7 @@ def main() -> int:
     from reconciliation_pipeline.devnet.balances_world import build_balances_world
     from reconciliation_pipeline.devnet.markets_seed import write_balances_to_db
 
-    admin_url = localenv.start_embedded_postgres(localenv.LOCAL_DIR / "bench-pgdata", keep_running=False)
-    localenv.drop_database(admin_url, DATABASE)
-    localenv.ensure_database(admin_url, DATABASE)
-    database_url = localenv.with_database(admin_url, DATABASE)
-    engine = sa.create_engine(sqlalchemy_url(database_url))
-    sql.apply_reference_app_schema(engine)
-    sql.apply_recon_migrations(engine)
+    database_url, engine = fresh_database(DATABASE)
     print(f"seeding {args.n:,} users in PostgreSQL and their holdings in a devnet process ...", flush=True)
     write_balances_to_db(engine, build_balances_world(args.n))
     with engine.begin() as connection:
@@ -148,7 +109,7 @@ def main() -> int:
     # Half of the changes happen on chain, half in the app's database.
     every = max(1, round(2 / args.changed_share))
     try:
-        resources = _resources(database_url, rpc_url)
+        resources = bench_resources(database_url, rpc_url)
         full_s, full = _timed_run(resources)
         print(f"  full sweep (nothing recorded): {full_s:.2f} s, {full['entities_checked']:,} users compared, "
               f"{full['rpc_requests']:,} requests", flush=True)

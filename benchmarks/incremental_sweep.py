@@ -22,26 +22,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
-import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_env import QUIET, bench_resources, fresh_database  # noqa: E402 - a sibling module
 from chain_sweep import BENCHMARKS_MD  # noqa: E402 - the sibling script's output file
 
-from reconciliation_pipeline import localenv  # noqa: E402
 from reconciliation_pipeline.core import sql  # noqa: E402
-from reconciliation_pipeline.devnet.identities import DEVNET  # noqa: E402
-from reconciliation_pipeline.resources import (  # noqa: E402
-    PostgresResource,
-    ReconSettingsResource,
-    SorobanRpcResource,
-    StellarContractsResource,
-    sqlalchemy_url,
-)
 
 DATABASE = "recon_bench_incremental"
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _serve_devnet(n: int, latency_s: float, reference: datetime, port_queue: mp.Queue, stop: mp.Event) -> None:
@@ -57,23 +47,6 @@ def _serve_devnet(n: int, latency_s: float, reference: datetime, port_queue: mp.
     with DevnetServer(ledger) as server:
         port_queue.put(server.url)
         stop.wait()
-
-
-def _resources(database_url: str, rpc_url: str) -> dict[str, object]:
-    return {
-        "postgres": PostgresResource(database_url=database_url),
-        "soroban_rpc": SorobanRpcResource(rpc_url=rpc_url),
-        "contracts": StellarContractsResource(
-            stream_contract_id=DEVNET.stream_contract_id,
-            lending_contract_id=DEVNET.lending_contract_id,
-            amm_contract_id=DEVNET.amm_contract_id,
-            streak_contract_id=DEVNET.streak_contract_id,
-            usdc_asset_code=DEVNET.usdc_asset_code,
-            usdc_issuer=DEVNET.usdc_issuer,
-            network_passphrase=DEVNET.network_passphrase,
-        ),
-        "recon_settings": ReconSettingsResource(),
-    }
 
 
 def _timed_run(resources: dict[str, object]) -> tuple[float, dict[str, object]]:
@@ -98,13 +71,7 @@ def main() -> int:
     from reconciliation_pipeline.devnet.seed import write_streams_to_db
     from reconciliation_pipeline.devnet.streams_world import build_streams_world
 
-    admin_url = localenv.start_embedded_postgres(localenv.LOCAL_DIR / "bench-pgdata", keep_running=False)
-    localenv.drop_database(admin_url, DATABASE)
-    localenv.ensure_database(admin_url, DATABASE)
-    database_url = localenv.with_database(admin_url, DATABASE)
-    engine = sa.create_engine(sqlalchemy_url(database_url))
-    sql.apply_reference_app_schema(engine)
-    sql.apply_recon_migrations(engine)
+    database_url, engine = fresh_database(DATABASE)
     reference = datetime.now(UTC)
     print(f"seeding {args.n} streams in PostgreSQL and in a devnet process ...", flush=True)
     write_streams_to_db(engine, build_streams_world(args.n, reference_time=reference))
@@ -119,7 +86,7 @@ def main() -> int:
     devnet.start()
     rpc_url = port_queue.get(timeout=3600)
     try:
-        resources = _resources(database_url, rpc_url)
+        resources = bench_resources(database_url, rpc_url)
         full_s, full = _timed_run(resources)
         print(f"  full sweep (no watermark): {full_s:.2f} s, {full['entities_checked']:,} streams checked", flush=True)
         every = max(1, round(1 / args.changed_share))
