@@ -1,12 +1,13 @@
 """`snapshot_db` streams its query in chunks: the frame must not depend on the chunk size.
 
 Against the real PostgreSQL: rows cross chunk boundaries, 39-digit amounts stay
-exact Python ints, an empty result keeps its columns, and the query really runs
-on a server-side cursor.
+exact Python ints, an empty result keeps its columns, the query really runs on a
+server-side cursor one chunk at a time, and repeated text is shared across chunks.
 """
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -14,7 +15,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from reconciliation_pipeline.core import sql
+from reconciliation_pipeline.core import snapshots, sql
 from reconciliation_pipeline.core.snapshots import snapshot_db
 from reconciliation_pipeline.defs.streams.spec import STREAMS_SPEC
 from reconciliation_pipeline.devnet.identities import account_id, contract_id
@@ -77,21 +78,45 @@ def test_empty_result_keeps_columns_and_key_dtype(engine: sa.Engine) -> None:
     assert frame["total"].dtype == object and frame["released"].dtype == object
 
 
-def test_snapshot_streams_through_a_server_side_cursor(engine: sa.Engine) -> None:
+def test_snapshot_streams_through_a_server_side_cursor_chunk_by_chunk(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _insert(engine, _streams(ROWS))
-    seen: list[tuple[type, int | None]] = []
+    cursors: list[tuple[type, int | None]] = []
+    chunk_sizes: list[int] = []
 
-    def record(conn: sa.Connection, cursor: object, statement: str, parameters: object, context: object,
-               executemany: bool) -> None:
-        seen.append((type(cursor), context.execution_options.get("yield_per")))  # type: ignore[attr-defined]
+    def record_cursor(conn: sa.Connection, cursor: object, statement: str, parameters: object, context: object,
+                      executemany: bool) -> None:
+        cursors.append((type(cursor), context.execution_options.get("yield_per")))  # type: ignore[attr-defined]
 
-    sa.event.listen(engine, "before_cursor_execute", record)
+    def record_chunk(values: dict[str, list[object]], *args: object) -> pd.DataFrame:
+        chunk_sizes.append(len(values["stream_id"]))
+        return chunk_frame(values, *args)
+
+    chunk_frame = snapshots._db_chunk_frame
+    monkeypatch.setattr(snapshots, "_db_chunk_frame", record_chunk)
+    sa.event.listen(engine, "before_cursor_execute", record_cursor)
     try:
-        snapshot_db(engine, SPEC, {"window_end": FAR_FUTURE}, chunk_rows=5)
+        frame = snapshot_db(engine, SPEC, {"window_end": FAR_FUTURE}, chunk_rows=5).frame
     finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
+        sa.event.remove(engine, "before_cursor_execute", record_cursor)
 
-    assert len(seen) == 1
-    cursor_type, yield_per = seen[0]
+    assert len(cursors) == 1
+    cursor_type, yield_per = cursors[0]
     assert issubclass(cursor_type, psycopg.ServerCursor)
     assert yield_per == 5
+    # Each chunk is converted on its own: never every row at once.
+    assert chunk_sizes == [5, 5, 5, 5, 3]
+    assert len(frame) == ROWS
+    assert gc.isenabled()
+
+
+def test_repeated_text_is_one_object_across_chunks(engine: sa.Engine) -> None:
+    _insert(engine, _streams(ROWS))
+    frame = snapshot_db(engine, SPEC, {"window_end": FAR_FUTURE}, chunk_rows=4).frame
+
+    # Two tokens and two statuses: one str object each, across all six chunks.
+    assert len({id(v) for v in frame["token"]}) == 2
+    assert len({id(v) for v in frame["status"]}) == 2
+    # Recipients are all distinct: nothing to share, every value kept.
+    assert frame["recipient"].nunique() == ROWS

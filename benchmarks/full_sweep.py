@@ -1,0 +1,368 @@
+"""Benchmark: a full sweep of N streams and N balances, end to end through Dagster.
+
+Seeds N streams and N users with a wallet (USDC balances) in a real PostgreSQL
+(the embedded server, its own data folder, COPY) and the same entities in a
+devnet running in its own process with an injected latency per
+`getLedgerEntries` request. Besides each world's drift catalogue, a small share
+of the database rows drifts (`--drift-share`, 0.1% by default): one more base
+unit released on streams, one more USDC credited to users.
+
+Then materializes the real assets with the resources of `build_resources()`
+(every setting at its default, pointed at the bench database and devnet), each
+group in a fresh child process so its peak RSS is its own:
+
+  streams:  the nightly group for one daily partition (yesterday): db_streams,
+            chain_streams, chain_stream_escrow, stream_discrepancies, stream_repairs
+            (planned, not applied);
+  balances: db_usdc_balances, chain_usdc_balances, usdc_balance_discrepancies.
+
+Reports per group: wall seconds of the materialization, peak RSS of the process,
+rows on each side, findings persisted, and per step its seconds and the peak RSS
+sampled while it ran. With --write, appends the figures to BENCHMARKS.md with the
+command that produced them.
+
+    python benchmarks/full_sweep.py --n 100000 --latency-ms 20 --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench_env import QUIET
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+DATABASE = "recon_bench_full_sweep"
+GROUPS = ("streams", "balances")
+SECTION = "## Full sweep, end to end (`benchmarks/full_sweep.py`)"
+HEADER = "| N (each kind) | latency | group | seconds | peak RSS MiB | DB rows | chain rows | findings | slowest step |"
+BALANCE_DRIFT = 10_000_000
+"""What a drifted user's database balance is off by: 1 USDC, far beyond the tolerance."""
+DRIFT_SEED = 20261124
+
+
+def users_for_wallets(n: int) -> int:
+    """Users the balances world needs for `n` of them to have a wallet.
+
+    The world leaves every 10th user and user 12 without one.
+    """
+    users = (n + 1) * 10 // 9
+    while users - users // 10 - 1 < n:
+        users += 1
+    return users
+
+
+# -- seeding --------------------------------------------------------------------------
+
+
+def _serve_devnet(
+    n: int, users: int, latency_s: float, reference: datetime, port_queue: mp.Queue, stop: mp.Event
+) -> None:
+    """The devnet process: both worlds' chain side, served until stopped."""
+    from reconciliation_pipeline.devnet.balances_world import build_balances_world
+    from reconciliation_pipeline.devnet.ledger import DevnetLedger, FaultConfig
+    from reconciliation_pipeline.devnet.markets_seed import load_balances_into_ledger
+    from reconciliation_pipeline.devnet.seed import load_streams_into_ledger
+    from reconciliation_pipeline.devnet.server import DevnetServer
+    from reconciliation_pipeline.devnet.streams_world import build_streams_world
+
+    ledger = DevnetLedger()
+    load_streams_into_ledger(ledger, build_streams_world(n, reference_time=reference))
+    # Without the world's RPC burst: every holder is read, as in a healthy sweep.
+    load_balances_into_ledger(ledger, build_balances_world(users))
+    ledger.faults = FaultConfig(latency_s=latency_s, methods=frozenset({"getLedgerEntries"}))
+    with DevnetServer(ledger) as server:
+        port_queue.put(server.url)
+        stop.wait()
+
+
+def _write_users(engine: Any, users: int, drift_share: float) -> int:
+    """The balances world's users by COPY, a `drift_share` of them credited 1 USDC the chain
+    never saw (outside the catalogue's users and the last batch). Returns how many drifted."""
+    import numpy as np
+
+    from reconciliation_pipeline.core import sql
+    from reconciliation_pipeline.devnet.balances_world import build_balances_world
+
+    db = build_balances_world(users).db
+    rng = np.random.default_rng(DRIFT_SEED)
+    drifted = set(rng.choice(np.arange(20, users - 400), size=round(drift_share * users), replace=False).tolist())
+    with engine.begin() as connection:
+        cursor = connection.connection.driver_connection.cursor()
+        with cursor.copy(sql.read_sql("bench/copy_users.sql")) as copy:
+            for position, row in enumerate(db.itertuples(index=False)):
+                balance = int(row.usdc_balance) + (BALANCE_DRIFT if position in drifted else 0)
+                wallet = row.wallet_address if isinstance(row.wallet_address, str) else None
+                copy.write_row((int(row.user_id), row.username, wallet, str(balance)))
+    return len(drifted)
+
+
+def _seed_database(database_url: str, n: int, users: int, reference: datetime, drift_share: float) -> dict[str, int]:
+    import sqlalchemy as sa
+
+    from reconciliation_pipeline.core import sql
+    from reconciliation_pipeline.devnet.seed import write_streams_to_db
+    from reconciliation_pipeline.devnet.streams_world import build_streams_world
+    from reconciliation_pipeline.resources import sqlalchemy_url
+
+    engine = sa.create_engine(sqlalchemy_url(database_url))
+    try:
+        sql.apply_reference_app_schema(engine)
+        sql.apply_recon_migrations(engine)
+        write_streams_to_db(engine, build_streams_world(n, reference_time=reference))
+        with engine.begin() as connection:
+            connection.execute(sql.query("bench/age_streams.sql"))
+            touched = connection.execute(
+                sql.query("bench/touch_streams.sql"), {"every": max(1, round(1 / drift_share))}
+            ).rowcount
+        drifted_users = _write_users(engine, users, drift_share)
+    finally:
+        engine.dispose()
+    return {"streams_touched": touched, "users_drifted": drifted_users}
+
+
+# -- one group in a child process ------------------------------------------------------
+
+
+@dataclass
+class RssSampler:
+    """Samples this process's resident set every `interval_s`, to attribute peaks to steps."""
+
+    interval_s: float = 0.05
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with open("/proc/self/statm") as statm:
+            while not self._stop.is_set():
+                statm.seek(0)
+                self.samples.append((time.time(), int(statm.read().split()[1]) * self._page))
+                self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_mib(self, start: float, end: float) -> float:
+        """The highest sample within [start, end]; for a step shorter than the interval, the last before it ended."""
+        inside = [rss for t, rss in self.samples if start <= t <= end]
+        before = [rss for t, rss in self.samples if t <= end][-1:]
+        return max(inside or before or [0]) / 2**20
+
+
+def _steps(instance: Any, run_id: str, sampler: RssSampler) -> dict[str, dict[str, float]]:
+    """Per step: seconds from its start to its success and the peak RSS sampled meanwhile."""
+    import dagster as dg
+
+    started: dict[str, float] = {}
+    steps: dict[str, dict[str, float]] = {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            started[event.step_key] = record.timestamp
+        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            start = started[event.step_key]
+            steps[event.step_key] = {
+                "seconds": round(record.timestamp - start, 2),
+                "peak_rss_mib": round(sampler.peak_mib(start, record.timestamp)),
+            }
+    return steps
+
+
+def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> None:
+    """Materialize one group in this (fresh) process and print its figures as JSON."""
+    import dagster as dg
+    import sqlalchemy as sa
+
+    from reconciliation_pipeline import localenv
+    from reconciliation_pipeline.core import sql
+    from reconciliation_pipeline.core.watermarks import FULL_SWEEP, SWEEP_TAG
+    from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
+    from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
+    from reconciliation_pipeline.devnet.identities import DEVNET
+    from reconciliation_pipeline.resources import build_resources, sqlalchemy_url
+
+    # Every setting at its default, the database and the chain pointed at the bench's.
+    os.environ.update(localenv.resolve_environment(
+        {"DATABASE_URL": database_url}, {**DEVNET.environment(), "SOROBAN_RPC_URL": rpc_url}
+    ))
+    streams = group == "streams"
+    instance = dg.DagsterInstance.ephemeral()
+    with RssSampler() as sampler:
+        started = time.perf_counter()
+        result = dg.materialize(
+            STREAMS_ASSETS if streams else BALANCES_ASSETS,
+            resources=build_resources(),
+            run_config=QUIET,
+            partition_key=partition_key if streams else None,
+            # What the nightly schedules ask: compare every entity, whatever earlier runs recorded.
+            tags={SWEEP_TAG: FULL_SWEEP},
+            instance=instance,
+        )
+        seconds = time.perf_counter() - started
+    db_asset, chain_asset = ("db_streams", "chain_streams") if streams else ("db_usdc_balances", "chain_usdc_balances")
+
+    def row_count(asset: str) -> int:
+        return int(result.asset_materializations_for_node(asset)[0].metadata["dagster/row_count"].value)
+
+    engine = sa.create_engine(sqlalchemy_url(database_url))
+    with engine.connect() as connection:
+        runs = [dict(r._mapping) for r in connection.execute(sql.query("bench/run_summary.sql"),
+                                                             {"run_id": result.run_id})]
+    engine.dispose()
+    print(json.dumps({
+        "seconds": seconds,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "db_rows": row_count(db_asset),
+        "chain_rows": row_count(chain_asset),
+        "runs": runs,
+        "steps": _steps(instance, result.run_id, sampler),
+    }, default=str))
+
+
+def _run_child(group: str, database_url: str, rpc_url: str, partition_key: str) -> dict[str, Any]:
+    output = subprocess.run(
+        [sys.executable, __file__, "--child", group, "--database-url", database_url, "--rpc-url", rpc_url,
+         "--partition", partition_key],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+# -- the benchmark ----------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=10_000, help="streams and users with a wallet (default 10000)")
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="devnet latency per request (default 20)")
+    parser.add_argument("--drift-share", type=float, default=0.001,
+                        help="share of database rows that drift beyond the catalogues (default 0.001)")
+    parser.add_argument("--write", action="store_true", help="record the figures in BENCHMARKS.md")
+    parser.add_argument("--child", choices=GROUPS, help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", help=argparse.SUPPRESS)
+    parser.add_argument("--rpc-url", help=argparse.SUPPRESS)
+    parser.add_argument("--partition", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not 0 < args.drift_share <= 1:
+        parser.error("--drift-share must be within (0, 1]")
+    if args.child:
+        _child(args.child, args.database_url, args.rpc_url, args.partition)
+        return 0
+
+    from reconciliation_pipeline import localenv
+
+    command = "python benchmarks/full_sweep.py " + " ".join(sys.argv[1:])
+    users = users_for_wallets(args.n)
+    reference = datetime.now(UTC)
+    partition_key = f"{reference - timedelta(days=1):%Y-%m-%d}"
+
+    ctx = mp.get_context("spawn")
+    port_queue: mp.Queue = ctx.Queue()
+    stop = ctx.Event()
+    devnet = ctx.Process(target=_serve_devnet, args=(args.n, users, args.latency_ms / 1000, reference, port_queue,
+                                                     stop), daemon=True)
+    started = time.perf_counter()
+    devnet.start()  # seeds the chain side while this process seeds the database
+    print(f"seeding {args.n:,} streams and {users:,} users ({args.n:,} with a wallet) in PostgreSQL (COPY) "
+          "and in a devnet process ...", flush=True)
+    admin_url = localenv.start_embedded_postgres(localenv.LOCAL_DIR / "bench-pgdata", keep_running=False)
+    localenv.drop_database(admin_url, DATABASE)
+    localenv.ensure_database(admin_url, DATABASE)
+    database_url = localenv.with_database(admin_url, DATABASE)
+    drift = _seed_database(database_url, args.n, users, reference, args.drift_share)
+    print(f"  database seeded after {time.perf_counter() - started:.1f} s; {drift['streams_touched']:,} streams "
+          f"and {drift['users_drifted']:,} users drifted", flush=True)
+    rpc_url = port_queue.get(timeout=3 * 3600)
+    print(f"  devnet ready at {rpc_url} after {time.perf_counter() - started:.1f} s; "
+          f"latency {args.latency_ms:g} ms", flush=True)
+
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for group in GROUPS:
+            print(f"materializing the {group} group ...", flush=True)
+            results[group] = r = _run_child(group, database_url, rpc_url, partition_key)
+            print(f"  {group}: {r['seconds']:.2f} s, peak RSS {r['peak_rss_mib']:,.0f} MiB, "
+                  f"{r['db_rows']:,} DB rows, {r['chain_rows']:,} chain rows", flush=True)
+            for run in r["runs"]:
+                print(f"    persisted ({run['domain']}): {run['findings']:,} findings, status {run['status']}, "
+                      f"{run['entities_checked']:,} checked, {run['entities_unchecked']:,} unchecked")
+            for step, figures in r["steps"].items():
+                print(f"    {step}: {figures['seconds']:.2f} s, peak RSS {figures['peak_rss_mib']:,} MiB")
+    finally:
+        stop.set()
+        devnet.join(timeout=30)
+    over = [g for g, r in results.items() if r["peak_rss_mib"] > 3 * 1024]
+    print("peak RSS within 3 GiB for every group" if not over else f"peak RSS above 3 GiB: {', '.join(over)}")
+    if args.write:
+        _write(command, args, results)
+    return 0
+
+
+def _findings(result: dict[str, Any]) -> int:
+    return sum(int(run["findings"]) for run in result["runs"])
+
+
+def _slowest_step(result: dict[str, Any]) -> str:
+    step, figures = max(result["steps"].items(), key=lambda item: item[1]["seconds"])
+    return f"{step} {figures['seconds']:.1f} s / {figures['peak_rss_mib']:,} MiB"
+
+
+def _write(command: str, args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None:
+    lines = BENCHMARKS_MD.read_text().splitlines()
+    rows = [
+        f"| {args.n:,} | {args.latency_ms:g} ms | {group} | {r['seconds']:.2f} | {r['peak_rss_mib']:,.0f} "
+        f"| {r['db_rows']:,} | {r['chain_rows']:,} | {_findings(r):,} | {_slowest_step(r)} |"
+        for group, r in results.items()
+    ]
+    rows.append(f"<!-- {datetime.now(UTC):%Y-%m-%d}: `{command}` -->")
+    if SECTION not in lines:
+        lines += [
+            "",
+            SECTION,
+            "",
+            "The real assets through Dagster (`materialize`, in-process executor, `build_resources()` at its defaults),",
+            "each group in a fresh process: seconds of the materialization, the process's peak RSS, rows on each side,",
+            "findings persisted, and the slowest step (its seconds / the peak RSS sampled while it ran).",
+            "The streams group is the nightly one for one daily partition; besides the drift catalogues, a share of",
+            "the database rows drifts (`--drift-share`, 0.1% by default), so findings grow with N.",
+            "",
+            HEADER,
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        lines += rows
+    else:
+        # Rows go at the end of this section, whichever section follows it.
+        end = lines.index(SECTION) + 1
+        while end < len(lines) and not lines[end].startswith("## "):
+            end += 1
+        while lines[end - 1] == "":
+            end -= 1
+        lines[end:end] = rows
+    BENCHMARKS_MD.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+COPY users (id, username, wallet_address, usdc_balance) FROM STDIN
