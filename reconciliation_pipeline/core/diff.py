@@ -14,7 +14,7 @@ import pandera.pandas as pa
 from reconciliation_pipeline.chain.addresses import valid_address_mask
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
 from reconciliation_pipeline.core.findings import concat_findings, empty_findings, findings_frame
-from reconciliation_pipeline.core.snapshots import READ_ERROR, READ_MISSING, READ_OK
+from reconciliation_pipeline.core.snapshots import READ_ERROR, READ_MISSING, READ_OK, entry_ledger_keys
 from reconciliation_pipeline.core.spec import Comparison, ReconSpec
 
 _DB = "_db"
@@ -105,6 +105,8 @@ def diff_snapshots(spec: ReconSpec, db: pd.DataFrame, chain: pd.DataFrame) -> pd
     )
 
     missing_in_db = merged[~in_db & (status == READ_OK)]
+    missing_in_db = missing_in_db.assign(
+        ledger_key=entry_ledger_keys(spec, chain.attrs.get("contract_id"), missing_in_db))
     parts.append(
         findings_frame(
             domain=spec.domain,

@@ -62,12 +62,10 @@ def _column_values(rows: Sequence[Any], columns: list[str]) -> dict[str, list[An
     return {column: list(values) for column, values in zip(columns, zip(*rows), strict=True)}
 
 
-def _repetitive_text_columns(values: dict[str, list[Any]], spec: ReconSpec) -> list[str]:
-    """Text columns whose values mostly repeat within the chunk (a status, a token, a sender)."""
+def _repetitive_text_columns(values: Mapping[str, Sequence[Any]]) -> list[str]:
+    """Columns whose text values mostly repeat (a status, a token, a sender)."""
     columns = []
     for column, column_values in values.items():
-        if column in (spec.key_column, *spec.amount_columns):
-            continue
         texts = [v for v in column_values if isinstance(v, str)]
         if texts and 2 * len(set(texts)) <= len(texts):
             columns.append(column)
@@ -130,7 +128,8 @@ def snapshot_db(
         for rows in result.partitions(chunk_rows):
             values = _column_values(rows, columns)
             if shared is None:
-                shared = {column: {} for column in _repetitive_text_columns(values, spec)}
+                candidates = {c: v for c, v in values.items() if c not in (spec.key_column, *spec.amount_columns)}
+                shared = {column: {} for column in _repetitive_text_columns(candidates)}
             chunks.append(_db_chunk_frame(values, spec, shared))
     # No rows is still a frame with the query's columns (and the canonical key dtype).
     frame = pd.concat(chunks, ignore_index=True) if chunks else _db_chunk_frame(_column_values([], columns), spec, {})
@@ -152,8 +151,11 @@ def snapshot_chain(
     follow its layout; `read_error` says which and `raw_xdr` keeps the payload)
     or `unchanged` (with `versions`: compared before at this `last_modified_ledger`,
     so not decoded again).
-    Entries are decoded batch by batch as they arrive, into columns, and the raw
-    XDR is kept only for rows that need it, so memory follows the decoded frame.
+    Entries are decoded batch by batch as they arrive, into columns. What only rows
+    with a problem need is kept only for them: the raw XDR, and the ledger key
+    (`entry_ledger_keys` rebuilds it for decoded rows from `attrs["contract_id"]`). Text
+    values that repeat (a status, a token) are one object per distinct value. So
+    memory follows the decoded frame.
     """
     key_list = list(dict.fromkeys(keys))
     ledger_keys = [spec.layout.ledger_key(contract_id, k) for k in key_list]
@@ -161,18 +163,26 @@ def snapshot_chain(
     columns = [spec.key_column, *spec.layout.columns, *CHAIN_META_COLUMNS]
     data: dict[str, list[Any]] = {column: [] for column in columns}
     decode = spec.layout.decode
+    returned: set[str] = set()
+    shared: dict[str, dict[str, str]] = {}
+    """Per decoded text column that repeats (judged on the first batch): one object per value."""
 
     def append(key: Any, ledger_key: str, values: dict[str, Any], **meta: Any) -> None:
         data[spec.key_column].append(key)
         for column in spec.layout.columns:
-            data[column].append(values.get(column))
-        data["ledger_key"].append(ledger_key)
+            value = values.get(column)
+            seen = shared.get(column)
+            data[column].append(seen.setdefault(value, value) if seen is not None and isinstance(value, str)
+                                else value)
+        data["ledger_key"].append(None if meta.get("read_status") == READ_OK else ledger_key)
         for column in ("read_status", "read_error", "raw_xdr", "last_modified_ledger", "live_until_ledger",
                        "ledger_sequence"):
             data[column].append(meta.get(column))
 
     def on_batch(entries: list[tuple[str, FetchedEntry]]) -> None:
+        rows = []
         for ledger_key, fetched in entries:
+            returned.add(ledger_key)
             meta = {
                 "last_modified_ledger": fetched.last_modified_ledger,
                 "live_until_ledger": fetched.live_until_ledger,
@@ -180,19 +190,22 @@ def snapshot_chain(
             }
             key = key_of[ledger_key]
             if versions is not None and versions.unchanged(key, fetched.last_modified_ledger):
-                append(key, ledger_key, {}, read_status=READ_UNCHANGED, **meta)
+                rows.append((key, ledger_key, {}, {**meta, "read_status": READ_UNCHANGED}))
                 continue
             try:
-                values = decode(fetched.data_xdr)
-                append(key, ledger_key, values, read_status=READ_OK, **meta)
+                rows.append((key, ledger_key, decode(fetched.data_xdr), {**meta, "read_status": READ_OK}))
             except DecodeError as error:
-                append(key, ledger_key, {}, read_status=READ_ERROR,
-                       read_error=f"undecodable entry: {error}", raw_xdr=fetched.data_xdr, **meta)
+                rows.append((key, ledger_key, {}, {**meta, "read_status": READ_ERROR, "raw_xdr": fetched.data_xdr,
+                                                   "read_error": f"undecodable entry: {error}"}))
+        if not shared and not data[spec.key_column]:
+            decoded = {column: [r[2].get(column) for r in rows] for column in spec.layout.columns}
+            shared.update({column: {} for column in _repetitive_text_columns(decoded)})
+        for key, ledger_key, values, meta in rows:
+            append(key, ledger_key, values, **meta)
 
     result = reader.get_entries(ledger_keys, progress=progress, on_batch=on_batch)
-    found = set(data["ledger_key"])
     for key, ledger_key in zip(key_list, ledger_keys, strict=True):
-        if ledger_key in found:
+        if ledger_key in returned:
             continue
         if ledger_key in result.failed:
             append(key, ledger_key, {}, read_status=READ_ERROR, read_error=f"read failed: {result.failed[ledger_key]}")
@@ -202,11 +215,25 @@ def snapshot_chain(
     frame = pd.DataFrame({column: pd.Series(values, dtype=object) for column, values in data.items()})
     if len(frame):
         frame[spec.key_column] = spec.normalize_keys(frame[spec.key_column])
+    frame.attrs["contract_id"] = contract_id
     frame.attrs["ledger_sequence"] = result.latest_ledger
     frame.attrs["rpc_requests"] = result.requests
     frame.attrs["failed_batches"] = result.failed_batches
     frame.attrs["entries_unchanged"] = sum(status == READ_UNCHANGED for status in data["read_status"])
     return frame
+
+
+def entry_ledger_keys(spec: ReconSpec, contract_id: str | None, chain: pd.DataFrame) -> pd.Series:
+    """Each row's ledger key: `snapshot_chain` keeps it for rows with a problem and it is
+    rebuilt for decoded rows from the contract the snapshot read (`attrs["contract_id"]`)."""
+    kept = chain["ledger_key"]
+    if contract_id is None or kept.notna().all():
+        return kept
+    return pd.Series(
+        [k if isinstance(k, str) else spec.layout.ledger_key(contract_id, key)
+         for k, key in zip(kept, chain[spec.key_column], strict=True)],
+        index=chain.index, dtype=object,
+    )
 
 
 def decoded_rows(chain: pd.DataFrame) -> pd.DataFrame:

@@ -73,7 +73,9 @@ def snapshot_ledger_keys(
             data[column][position] = value
     rows = pd.DataFrame({column: pd.Series(values, index=entities.index, dtype=object)
                          for column, values in data.items()})
-    frame = pd.concat([entities.astype(object), ledger_keys.rename("ledger_key").astype(object), rows], axis=1)
+    # Like `snapshot_chain`, the ledger key is kept only where a finding may need it.
+    kept_keys = ledger_keys.astype(object).where(rows["read_status"] != READ_OK, None)
+    frame = pd.concat([entities.astype(object), kept_keys.rename("ledger_key"), rows], axis=1)
     frame = frame.reset_index(drop=True)
     if len(frame):
         frame[spec.key_column] = spec.normalize_keys(frame[spec.key_column])

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from reconciliation_pipeline.chain.keys import u64_entry_key
 from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
+from reconciliation_pipeline.devnet.identities import DEVNET
 from reconciliation_pipeline.devnet.ledger import DevnetLedger, FaultConfig
 from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
 from reconciliation_pipeline.devnet.server import DevnetServer
@@ -63,6 +65,12 @@ def test_first_run_reports_exactly_the_injected_catalogue(
     assert stream_2["ledger_sequence"] is not None and stream_2["partition_key"] == yesterday
     undecodable = found[found["drift_class"] == "CHAIN_READ_ERROR"].iloc[0]
     assert undecodable["details"]["raw_xdr"] == world.undecodable[8]
+    # the snapshot keeps ledger keys only for rows with a problem; a stream only the
+    # chain has gets its key rebuilt, equal to the one it was read at
+    chain_only = found[found["drift_class"] == "MISSING_IN_DB"].iloc[0]
+    stream_id = int(chain_only["entity_id"].removeprefix("stream_"))
+    assert chain_only["details"]["ledger_key"] == u64_entry_key(DEVNET.stream_contract_id, "Stream", stream_id)
+    assert isinstance(chain_only["details"]["last_modified_ledger"], int)
 
 
 def incidents(engine: sa.Engine) -> pd.DataFrame:
