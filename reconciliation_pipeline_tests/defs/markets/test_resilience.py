@@ -137,3 +137,11 @@ def test_a_slow_rpc_stops_at_the_time_limit_and_the_run_ends_cleanly_as_partial(
         for node in ("market_discrepancies", "usdc_balance_discrepancies")
     }
     assert sum(m["errors/time_limit"].value for m in metadata.values()) == len(not_read)
+    # holders left unread have no finding to bring them back: the balances watermark
+    # does not move past them, so the next run looks at the same changes again
+    balances_unread = int(unread_by_domain.get("balances", 0))
+    assert metadata["usdc_balance_discrepancies"]["watermark_moved"].value == (balances_unread == 0)
+    with engine.connect() as connection:
+        watermarks = connection.execute(sa.text(
+            "SELECT count(*) FROM recon.sweep_watermarks WHERE domain = 'balances'")).scalar_one()
+    assert watermarks == (0 if balances_unread else 1)
