@@ -116,16 +116,30 @@ def _record_incidents(
         {**base, "confirm_after_runs": policy.confirm_after_runs, "grace_minutes": policy.grace_minutes},
     ).rowcount
     resolved = 0
-    if len(checked):
+    resolvable = _with_open_incidents(connection, domain, checked)
+    if len(resolvable):
         resolved = connection.execute(
             sql.query("recon/queries/resolve_incidents.sql"),
             {
                 **base,
-                "entity_types": _text_array(checked["entity_type"]),
-                "entity_ids": _text_array(checked["entity_id"]),
+                "entity_types": _text_array(resolvable["entity_type"]),
+                "entity_ids": _text_array(resolvable["entity_id"]),
             },
         ).rowcount
     return seen, confirmed, resolved
+
+
+def _with_open_incidents(connection: Connection, domain: str, checked: pd.DataFrame) -> pd.DataFrame:
+    """The checked entities that have unresolved incidents. A sweep checks a million
+    entities and few have incidents: sending only those keeps the resolve statement small."""
+    if checked.empty:
+        return checked
+    open_entities = connection.execute(sql.query("recon/queries/open_incident_entities.sql"),
+                                       {"domain": domain}).tuples().all()
+    if not open_entities:
+        return checked.iloc[0:0]
+    pairs = pd.MultiIndex.from_arrays([checked["entity_type"].astype(str), checked["entity_id"].astype(str)])
+    return checked[pairs.isin(pd.MultiIndex.from_tuples(open_entities))]
 
 
 def persist_domain_run(
