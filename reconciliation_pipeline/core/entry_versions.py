@@ -41,11 +41,6 @@ class KnownVersions:
         text = str(key)
         return self.last_modified.get(text) == last_modified_ledger and text not in self.recheck
 
-    def must_compare(self, keys: pd.Series) -> pd.Series:
-        """True for keys never compared (or forgotten) and keys to re-check, whatever the chain says."""
-        text = keys.astype(str)
-        return ~text.isin(self.last_modified.keys()) | text.isin(self.recheck)
-
 
 @dataclass(frozen=True)
 class ComparedEntries:

@@ -71,10 +71,7 @@ class SweepPlan:
     mode: str
     reason: str
     watermark: Watermark | None
-
-    @property
-    def incremental(self) -> bool:
-        return self.mode == INCREMENTAL_SWEEP
+    """The watermark an incremental run starts from; None for a full sweep."""
 
 
 def plan_sweep(

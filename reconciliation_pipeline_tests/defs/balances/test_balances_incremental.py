@@ -17,6 +17,7 @@ from reconciliation_pipeline.devnet.ledger import DevnetLedger, FaultConfig
 from reconciliation_pipeline.devnet.markets_seed import (
     load_balances_into_ledger,
     mint_usdc,
+    transfer_usdc,
     trustline_entry,
     write_balances_to_db,
 )
@@ -81,7 +82,8 @@ def test_incremental_run_reads_what_moved_and_finds_what_a_full_sweep_finds(
 
     ledger.close_ledger()
     mint(ledger, world, 22, chain_balance(world, 22), 5_000_000)  # credited on chain only: new drift
-    mint(ledger, world, 26, chain_balance(world, 26), 1)  # within tolerance: read, no finding
+    transfer_usdc(ledger, world.identities, (wallet(world, 26), chain_balance(world, 26) - 1),  # within tolerance:
+                  (wallet(world, 27), chain_balance(world, 27) + 1), 1)  # both read, no finding
     mint(ledger, world, 8, 80_000_000, 11)  # the chain catches up with the app: drift fixed
     set_db_balance(engine, 21, chain_balance(world, 21) - 7_000_000)  # the app writes: new drift
     set_db_balance(engine, 2, 999_000_000)  # the app corrects itself: drift fixed
@@ -93,8 +95,8 @@ def test_incremental_run_reads_what_moved_and_finds_what_a_full_sweep_finds(
     second = run(resources)
 
     movements = asset_metadata(second, "usdc_movements")
-    assert (movements["sweep_mode"], movements["events"], movements["wallets_named"]) == (INCREMENTAL_SWEEP, 3, 3)
-    compared = {22, 26, 8} | {21, 2} | FINDING_USERS | {5}  # moved, row written, open incidents
+    assert (movements["sweep_mode"], movements["events"], movements["wallets_named"]) == (INCREMENTAL_SWEEP, 3, 4)
+    compared = {22, 26, 27, 8} | {21, 2} | FINDING_USERS | {5}  # moved, row written, open incidents
     assert asset_metadata(second, "db_usdc_balances")["dagster/row_count"] == len(compared)
     assert ledger.request_counts["getLedgerEntries"] == 1
     # every compared wallet but user 5's invalid one is read; user 4 has no trustline
