@@ -15,7 +15,6 @@ from reconciliation_pipeline.resources import (
     PostgresResource,
     ReconSettingsResource,
     SorobanRpcResource,
-    StellarContractsResource,
     sqlalchemy_url,
 )
 
@@ -43,15 +42,7 @@ def bench_resources(database_url: str, rpc_url: str) -> dict[str, object]:
     return {
         "postgres": PostgresResource(database_url=database_url),
         "soroban_rpc": SorobanRpcResource(rpc_url=rpc_url),
-        "contracts": StellarContractsResource(
-            stream_contract_id=DEVNET.stream_contract_id,
-            lending_contract_id=DEVNET.lending_contract_id,
-            amm_contract_id=DEVNET.amm_contract_id,
-            streak_contract_id=DEVNET.streak_contract_id,
-            usdc_asset_code=DEVNET.usdc_asset_code,
-            usdc_issuer=DEVNET.usdc_issuer,
-            network_passphrase=DEVNET.network_passphrase,
-        ),
+        "contracts": DEVNET.contracts_resource(),
         "recon_settings": ReconSettingsResource(),
         "run_budget": RunBudgetResource(run_time_limit_s=BENCH_RUN_TIME_LIMIT_S),
         "balances_settings": BalancesSettingsResource(),

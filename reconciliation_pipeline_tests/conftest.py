@@ -26,7 +26,6 @@ from reconciliation_pipeline.resources import (
     PostgresResource,
     ReconSettingsResource,
     SorobanRpcResource,
-    StellarContractsResource,
     sqlalchemy_url,
 )
 
@@ -106,14 +105,6 @@ def make_resources(database_url: str, rpc_url: str, **rpc: int) -> dict[str, obj
     return {
         "postgres": PostgresResource(database_url=database_url),
         "soroban_rpc": SorobanRpcResource(rpc_url=rpc_url, **rpc_settings),
-        "contracts": StellarContractsResource(
-            stream_contract_id=DEVNET.stream_contract_id,
-            lending_contract_id=DEVNET.lending_contract_id,
-            amm_contract_id=DEVNET.amm_contract_id,
-            streak_contract_id=DEVNET.streak_contract_id,
-            usdc_asset_code=DEVNET.usdc_asset_code,
-            usdc_issuer=DEVNET.usdc_issuer,
-            network_passphrase=DEVNET.network_passphrase,
-        ),
+        "contracts": DEVNET.contracts_resource(),
         "recon_settings": ReconSettingsResource(confirm_after_runs=2, confirm_grace_minutes=60),
     }

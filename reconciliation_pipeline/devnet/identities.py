@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stellar_sdk import Asset, Keypair, StrKey
 
 from reconciliation_pipeline.settings import SETTINGS_BY_NAME
+
+if TYPE_CHECKING:
+    from reconciliation_pipeline.resources import StellarContractsResource
 
 NETWORK_PASSPHRASE = SETTINGS_BY_NAME["STELLAR_NETWORK_PASSPHRASE"].default
 
@@ -64,6 +68,20 @@ class DevnetIdentities:
             "USDC_ASSET_CODE": self.usdc_asset_code,
             "STELLAR_NETWORK_PASSPHRASE": self.network_passphrase,
         }
+
+    def contracts_resource(self) -> StellarContractsResource:
+        """The contracts resource bound to this world, for runs that read no environment."""
+        from reconciliation_pipeline.resources import StellarContractsResource
+
+        return StellarContractsResource(
+            stream_contract_id=self.stream_contract_id,
+            lending_contract_id=self.lending_contract_id,
+            amm_contract_id=self.amm_contract_id,
+            streak_contract_id=self.streak_contract_id,
+            usdc_asset_code=self.usdc_asset_code,
+            usdc_issuer=self.usdc_issuer,
+            network_passphrase=self.network_passphrase,
+        )
 
 
 DEVNET = DevnetIdentities(
