@@ -88,7 +88,7 @@ def plan_sweep(
         return SweepPlan(FULL_SWEEP, f"the run is tagged {SWEEP_TAG}={FULL_SWEEP}", None)
     watermark = read_watermark(engine, domain, scope)
     if watermark is None:
-        return SweepPlan(FULL_SWEEP, "no earlier run recorded what it compared", None)
+        return SweepPlan(FULL_SWEEP, "no watermark yet", None)
     if latest_ledger < watermark.ledger_sequence:
         return SweepPlan(
             FULL_SWEEP,

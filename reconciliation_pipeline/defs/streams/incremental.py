@@ -6,8 +6,10 @@ database rows updated since the last snapshot (minus an overlap for late
 commits), streams named by the contract's events since the last ledger scanned,
 and streams with unresolved incidents (so those can resolve). It diffs them with
 the same functions as the nightly run and resolves only the incidents of the
-streams it compared. With no watermark, or when the watermark's ledger has left
-the RPC's retention window, it sweeps everything once and starts again from there.
+streams it compared. With no watermark, when the watermark's ledger has left the
+RPC's retention window, when the chain is behind the watermark (a reset network)
+or when the run is tagged `recon/sweep=full`, it sweeps everything once and starts
+again from there.
 """
 
 from dataclasses import dataclass, replace
@@ -22,7 +24,14 @@ from reconciliation_pipeline.core.asset_support import batch_progress, run_info
 from reconciliation_pipeline.core.drift_store import persist_domain_run
 from reconciliation_pipeline.core.metadata import persisted_run_metadata
 from reconciliation_pipeline.core.snapshots import snapshot_chain, snapshot_db
-from reconciliation_pipeline.core.watermarks import Watermark, open_incident_keys, read_watermark, write_watermark
+from reconciliation_pipeline.core.watermarks import (
+    FULL_SWEEP,
+    INCREMENTAL_SWEEP,
+    SweepPlan,
+    open_incident_keys,
+    plan_sweep,
+    write_watermark,
+)
 from reconciliation_pipeline.defs.streams.assets import SPEC, checked_streams, stream_findings
 from reconciliation_pipeline.resources import (
     PostgresResource,
@@ -35,8 +44,6 @@ GROUP = "streams_incremental"
 SCOPE = SPEC.entity_type
 CHANGED_SPEC = replace(SPEC, snapshot_query="snapshots/streams/db_streams_changed.sql")
 STREAM_EVENTS = ("stream_created", "stream_released", "stream_cancelled")
-FULL = "full"
-INCREMENTAL = "incremental"
 ESCROW_SKIPPED = "skipped: solvency needs every stream of a token; the nightly streams run checks it"
 
 
@@ -62,23 +69,24 @@ def event_stream_ids(reader: ChainReader, contract_id: str, start_ledger: int | 
     return SPEC.normalize_keys(ids).drop_duplicates(), latest
 
 
-def chain_changes(reader: ChainReader, contract_id: str, watermark: Watermark | None) -> ChainChanges:
-    """Streams named by events since the watermark's ledger; a full sweep when there is no
-    watermark or its ledger is no longer retained (events may have been missed)."""
+def chain_changes(reader: ChainReader, contract_id: str, plan: SweepPlan, latest_ledger: int) -> ChainChanges:
+    """Streams named by events since the watermark's ledger; a full sweep when the plan is
+    one (no watermark, the run tagged full, a chain behind the watermark) or when the
+    watermark's ledger is no longer retained (events may have been missed)."""
+    watermark = plan.watermark
+    reason = plan.reason
     if watermark is not None:
         start = watermark.ledger_sequence + 1
-        if start > reader.latest_ledger():
+        if start > latest_ledger:
             no_ids = SPEC.normalize_keys(pd.Series([], dtype=object))
-            return ChainChanges(INCREMENTAL, None, start, watermark.ledger_sequence, no_ids)
+            return ChainChanges(INCREMENTAL_SWEEP, None, start, watermark.ledger_sequence, no_ids)
         try:
             ids, latest = event_stream_ids(reader, contract_id, start)
-            return ChainChanges(INCREMENTAL, None, start, latest, ids)
+            return ChainChanges(INCREMENTAL_SWEEP, None, start, latest, ids)
         except RetentionWindowError as error:
             reason = f"watermark ledger {watermark.ledger_sequence} is out of the RPC's retention: {error}"
-    else:
-        reason = "no watermark yet"
     ids, latest = event_stream_ids(reader, contract_id, None)
-    return ChainChanges(FULL, reason, None, latest, ids)
+    return ChainChanges(FULL_SWEEP, reason, None, latest, ids)
 
 
 @dg.asset(group_name=GROUP, kinds={"postgres", "stellar", "pandas"})
@@ -96,11 +104,12 @@ def stream_incremental_discrepancies(
     Escrow solvency needs every stream, so it is left to the nightly run."""
     started_at = datetime.now(UTC)
     engine = postgres.engine
-    watermark = read_watermark(engine, SPEC.domain, SCOPE)
     with soroban_rpc.reader() as reader:
-        changes = chain_changes(reader, contracts.stream_contract_id, watermark)
+        latest = reader.latest_ledger()
+        plan = plan_sweep(engine, SPEC.domain, SCOPE, context.run.tags, latest)
+        changes = chain_changes(reader, contracts.stream_contract_id, plan, latest)
         incident_ids = open_incident_keys(engine, SPEC)
-        since = None if changes.mode == FULL or watermark is None else watermark.db_since
+        since = None if changes.mode == FULL_SWEEP or plan.watermark is None else plan.watermark.db_since
         named = pd.Index(changes.stream_ids).union(pd.Index(incident_ids))
         snapshot = snapshot_db(engine, CHANGED_SPEC, {"since": since, "ids": [str(k) for k in named]})
         db = snapshot.frame
