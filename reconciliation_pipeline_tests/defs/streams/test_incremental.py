@@ -151,3 +151,17 @@ def test_a_watermark_out_of_retention_falls_back_to_a_full_sweep(
     with engine.connect() as connection:
         watermark = connection.execute(sa.text("SELECT ledger_sequence FROM recon.sweep_watermarks")).scalar_one()
     assert watermark == ledger.latest_ledger
+
+
+def test_a_chain_behind_the_watermark_is_swept_in_full(
+    world: StreamsWorld, ledger: DevnetLedger, database_url: str, engine: sa.Engine, devnet: DevnetServer,
+) -> None:
+    """After a network reset the ledger numbers start again: the events after the old
+    watermark are not 'nothing yet' but another history, so the run sweeps everything."""
+    run_incremental(database_url, devnet)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE recon.sweep_watermarks SET ledger_sequence = :ahead "
+                                   "WHERE domain = 'streams'"), {"ahead": ledger.latest_ledger + 1_000})
+    meta = metadata(run_incremental(database_url, devnet))
+    assert meta["mode"] == "full" and "behind the recorded ledger" in meta["full_sweep_reason"]
+    assert meta["entities_checked"] == len(world.db) + len(world.chain_only_ids) - 1
