@@ -7,10 +7,10 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: setup demo test bench ui devnet psql stop env clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml devnet/pyproject.toml demo/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]' -e ./devnet -e ./demo
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install the project and its test tools
@@ -19,7 +19,7 @@ demo: setup      ## embedded PostgreSQL + devnet, seed both sides, run the night
 	$(BIN)/recon demo
 
 test: setup      ## lint, then the whole test suite against a real PostgreSQL and the devnet over HTTP
-	$(BIN)/ruff check reconciliation_pipeline reconciliation_pipeline_tests benchmarks
+	$(BIN)/ruff check reconciliation_pipeline reconciliation_pipeline_tests devnet demo benchmarks
 	$(BIN)/python -m pytest
 
 bench: setup     ## the chain-sweep benchmark (N=10000, 20 ms latency); figures go to BENCHMARKS.md

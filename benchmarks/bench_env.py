@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from recon_demo.identities import DEVNET
 from reconciliation_pipeline import localenv
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.metrics import PushgatewayResource
 from reconciliation_pipeline.core.run_budget import RunBudgetResource
 from reconciliation_pipeline.defs.balances.resources import BalancesSettingsResource
-from reconciliation_pipeline.devnet.identities import DEVNET
 from reconciliation_pipeline.resources import (
     PostgresResource,
     ReconSettingsResource,

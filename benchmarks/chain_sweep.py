@@ -36,18 +36,18 @@ BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 
 
 def _balance_holders(n: int) -> list[str]:
-    from reconciliation_pipeline.devnet.identities import contract_id
+    from recon_demo.identities import contract_id
 
     return [contract_id(f"holder:{i}") for i in range(n)]
 
 
 def _serve_devnet(n: int, latency_s: float, port_queue: mp.Queue, stop: mp.Event) -> None:
     """The devnet process: seeds the world, reports its port, serves until stopped."""
-    from reconciliation_pipeline.devnet.encode import sac_balance_entry, stream_entry
-    from reconciliation_pipeline.devnet.identities import DEVNET
-    from reconciliation_pipeline.devnet.ledger import DevnetLedger, FaultConfig
-    from reconciliation_pipeline.devnet.server import DevnetServer
-    from reconciliation_pipeline.devnet.streams_world import build_streams_world
+    from recon_demo.encode import sac_balance_entry, stream_entry
+    from recon_demo.identities import DEVNET
+    from recon_demo.worlds.streams import build_streams_world
+    from soroban_devnet.ledger import DevnetLedger, FaultConfig
+    from soroban_devnet.server import DevnetServer
 
     ledger = DevnetLedger(ledger_close_seconds=math.inf)
     world = build_streams_world(n + 10, reference_time=datetime.now(UTC))
@@ -73,7 +73,7 @@ def _counters(url: str) -> dict[str, Any]:
 
 def _entities(n: int) -> tuple[list[int], list[str]]:
     """The keys both variants read: N stream ids (those the world put on chain) and N holders."""
-    from reconciliation_pipeline.devnet.streams_world import build_streams_world
+    from recon_demo.worlds.streams import build_streams_world
 
     world = build_streams_world(n + 10, reference_time=datetime.now(UTC))
     return [int(i) for i in world.chain["stream_id"].head(n)], _balance_holders(n)
@@ -84,10 +84,10 @@ def run_baseline(url: str, n: int) -> dict[str, Any]:
     from stellar_sdk import SorobanServer, scval
     from stellar_sdk.client.requests_client import RequestsClient
 
+    from recon_demo.identities import DEVNET
     from reconciliation_pipeline.chain.keys import contract_data_key, enum_key
     from reconciliation_pipeline.chain.layouts import SAC_BALANCE
     from reconciliation_pipeline.defs.streams.spec import STREAM_LAYOUT
-    from reconciliation_pipeline.devnet.identities import DEVNET
 
     stream_ids, holders = _entities(n)
     server = SorobanServer(url, client=RequestsClient(pool_size=5, num_retries=0))
@@ -116,12 +116,12 @@ def run_baseline(url: str, n: int) -> dict[str, Any]:
 
 def run_pipeline(url: str, n: int) -> dict[str, Any]:
     """(b) The assets' chain path: ChainReader batches and layout decoding into frames."""
+    from recon_demo.identities import DEVNET
     from reconciliation_pipeline.chain.layouts import SAC_BALANCE
     from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings
     from reconciliation_pipeline.core.snapshots import snapshot_chain
     from reconciliation_pipeline.core.spec import ContractDataLayout, KeyKind
     from reconciliation_pipeline.defs.streams.spec import STREAMS_SPEC
-    from reconciliation_pipeline.devnet.identities import DEVNET
 
     stream_ids, holders = _entities(n)
     balances_spec = dataclasses.replace(

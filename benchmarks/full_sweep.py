@@ -71,12 +71,10 @@ def _serve_devnet(
     n: int, users: int, latency_s: float, reference: datetime, port_queue: mp.Queue, stop: mp.Event
 ) -> None:
     """The devnet process: both worlds' chain side, served until stopped."""
-    from reconciliation_pipeline.devnet.balances_world import build_balances_world
-    from reconciliation_pipeline.devnet.ledger import DevnetLedger, FaultConfig
-    from reconciliation_pipeline.devnet.markets_seed import load_balances_into_ledger
-    from reconciliation_pipeline.devnet.seed import load_streams_into_ledger
-    from reconciliation_pipeline.devnet.server import DevnetServer
-    from reconciliation_pipeline.devnet.streams_world import build_streams_world
+    from recon_demo.worlds.balances import build_balances_world, load_balances_into_ledger
+    from recon_demo.worlds.streams import build_streams_world, load_streams_into_ledger
+    from soroban_devnet.ledger import DevnetLedger, FaultConfig
+    from soroban_devnet.server import DevnetServer
 
     ledger = DevnetLedger()
     load_streams_into_ledger(ledger, build_streams_world(n, reference_time=reference))
@@ -93,15 +91,16 @@ def _write_users(engine: Any, users: int, drift_share: float) -> int:
     never saw (outside the catalogue's users and the last batch). Returns how many drifted."""
     import numpy as np
 
-    from reconciliation_pipeline.core import sql
-    from reconciliation_pipeline.devnet.balances_world import build_balances_world
+    from recon_demo import DEMO_SQL
+    from recon_demo.worlds.balances import build_balances_world
+
 
     db = build_balances_world(users).db
     rng = np.random.default_rng(DRIFT_SEED)
     drifted = set(rng.choice(np.arange(20, users - 400), size=round(drift_share * users), replace=False).tolist())
     with engine.begin() as connection:
         cursor = connection.connection.driver_connection.cursor()
-        with cursor.copy(sql.read_sql("bench/copy_users.sql")) as copy:
+        with cursor.copy(DEMO_SQL.read("bench/copy_users.sql")) as copy:
             for position, row in enumerate(db.itertuples(index=False)):
                 balance = int(row.usdc_balance) + (BALANCE_DRIFT if position in drifted else 0)
                 wallet = row.wallet_address if isinstance(row.wallet_address, str) else None
@@ -112,9 +111,9 @@ def _write_users(engine: Any, users: int, drift_share: float) -> int:
 def _seed_database(database_url: str, n: int, users: int, reference: datetime, drift_share: float) -> dict[str, int]:
     import sqlalchemy as sa
 
+    from recon_demo import DEMO_SQL
+    from recon_demo.worlds.streams import build_streams_world, write_streams_to_db
     from reconciliation_pipeline.core import sql
-    from reconciliation_pipeline.devnet.seed import write_streams_to_db
-    from reconciliation_pipeline.devnet.streams_world import build_streams_world
     from reconciliation_pipeline.resources import sqlalchemy_url
 
     engine = sa.create_engine(sqlalchemy_url(database_url))
@@ -123,9 +122,9 @@ def _seed_database(database_url: str, n: int, users: int, reference: datetime, d
         sql.apply_recon_migrations(engine)
         write_streams_to_db(engine, build_streams_world(n, reference_time=reference))
         with engine.begin() as connection:
-            connection.execute(sql.query("bench/age_streams.sql"))
+            connection.execute(DEMO_SQL.query("bench/age_streams.sql"))
             touched = connection.execute(
-                sql.query("bench/touch_streams.sql"), {"every": max(1, round(1 / drift_share))}
+                DEMO_SQL.query("bench/touch_streams.sql"), {"every": max(1, round(1 / drift_share))}
             ).rowcount
         drifted_users = _write_users(engine, users, drift_share)
     finally:
@@ -196,12 +195,12 @@ def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> N
     import dagster as dg
     import sqlalchemy as sa
 
+    from recon_demo import DEMO_SQL
+    from recon_demo.identities import DEVNET
     from reconciliation_pipeline import localenv
-    from reconciliation_pipeline.core import sql
     from reconciliation_pipeline.core.watermarks import FULL_SWEEP, SWEEP_TAG
     from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
     from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
-    from reconciliation_pipeline.devnet.identities import DEVNET
     from reconciliation_pipeline.resources import build_resources, sqlalchemy_url
 
     # Every setting at its default, the database and the chain pointed at the bench's.
@@ -229,7 +228,7 @@ def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> N
 
     engine = sa.create_engine(sqlalchemy_url(database_url))
     with engine.connect() as connection:
-        runs = [dict(r._mapping) for r in connection.execute(sql.query("bench/run_summary.sql"),
+        runs = [dict(r._mapping) for r in connection.execute(DEMO_SQL.query("bench/run_summary.sql"),
                                                              {"run_id": result.run_id})]
     engine.dispose()
     print(json.dumps({

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_env import QUIET, bench_resources, fresh_database  # noqa: E402 - a sibling module
 from chain_sweep import BENCHMARKS_MD  # noqa: E402 - the sibling script's output file
 
-from reconciliation_pipeline.core import sql  # noqa: E402
+from recon_demo import DEMO_SQL
 
 DATABASE = "recon_bench_incremental_balances"
 TOUCH_METHOD = "benchTouchHoldings"
@@ -43,10 +43,9 @@ def _serve_devnet(n: int, latency_s: float, port_queue: mp.Queue, stop: mp.Event
     changes the holding and emits the USDC SAC's `mint` event, as on a protocol 23 network)."""
     import math
 
-    from reconciliation_pipeline.devnet.balances_world import build_balances_world
-    from reconciliation_pipeline.devnet.ledger import DevnetLedger, FaultConfig
-    from reconciliation_pipeline.devnet.markets_seed import load_balances_into_ledger, mint_usdc
-    from reconciliation_pipeline.devnet.server import DevnetServer
+    from recon_demo.worlds.balances import build_balances_world, load_balances_into_ledger, mint_usdc
+    from soroban_devnet.ledger import DevnetLedger, FaultConfig
+    from soroban_devnet.server import DevnetServer
 
     ledger = DevnetLedger(ledger_close_seconds=math.inf)
     world = build_balances_world(n)
@@ -91,14 +90,13 @@ def main() -> int:
     args = parser.parse_args()
     command = "python benchmarks/incremental_balances.py " + " ".join(sys.argv[1:])
 
-    from reconciliation_pipeline.devnet.balances_world import build_balances_world
-    from reconciliation_pipeline.devnet.markets_seed import write_balances_to_db
+    from recon_demo.worlds.balances import build_balances_world, write_balances_to_db
 
     database_url, engine = fresh_database(DATABASE)
     print(f"seeding {args.n:,} users in PostgreSQL and their holdings in a devnet process ...", flush=True)
     write_balances_to_db(engine, build_balances_world(args.n))
     with engine.begin() as connection:
-        connection.execute(sql.query("bench/age_users.sql"))
+        connection.execute(DEMO_SQL.query("bench/age_users.sql"))
 
     ctx = mp.get_context("spawn")
     port_queue: mp.Queue = ctx.Queue()
@@ -116,7 +114,7 @@ def main() -> int:
         touched = requests.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": TOUCH_METHOD,
                                                "params": {"every": every}}, timeout=600).json()["result"]["touched"]
         with engine.begin() as connection:
-            rows = connection.execute(sql.query("bench/touch_user_balances.sql"), {"every": every}).rowcount
+            rows = connection.execute(DEMO_SQL.query("bench/touch_user_balances.sql"), {"every": every}).rowcount
         incremental_s, incremental = _timed_run(resources)
         print(f"  incremental after {touched:,} holdings and {rows:,} rows changed: {incremental_s:.2f} s, "
               f"{incremental['entities_checked']:,} users compared ({incremental['events']:,} movement events), "

@@ -29,17 +29,16 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_env import QUIET, bench_resources, fresh_database  # noqa: E402 - a sibling module
 from chain_sweep import BENCHMARKS_MD  # noqa: E402 - the sibling script's output file
 
-from reconciliation_pipeline.core import sql  # noqa: E402
+from recon_demo import DEMO_SQL
 
 DATABASE = "recon_bench_incremental"
 
 
 def _serve_devnet(n: int, latency_s: float, reference: datetime, port_queue: mp.Queue, stop: mp.Event) -> None:
     """The devnet process: the streams world's chain side, served until stopped."""
-    from reconciliation_pipeline.devnet.ledger import DevnetLedger, FaultConfig
-    from reconciliation_pipeline.devnet.seed import load_streams_into_ledger
-    from reconciliation_pipeline.devnet.server import DevnetServer
-    from reconciliation_pipeline.devnet.streams_world import build_streams_world
+    from recon_demo.worlds.streams import build_streams_world, load_streams_into_ledger
+    from soroban_devnet.ledger import DevnetLedger, FaultConfig
+    from soroban_devnet.server import DevnetServer
 
     ledger = DevnetLedger()
     load_streams_into_ledger(ledger, build_streams_world(n, reference_time=reference))
@@ -68,15 +67,14 @@ def main() -> int:
     args = parser.parse_args()
     command = "python benchmarks/incremental_sweep.py " + " ".join(sys.argv[1:])
 
-    from reconciliation_pipeline.devnet.seed import write_streams_to_db
-    from reconciliation_pipeline.devnet.streams_world import build_streams_world
+    from recon_demo.worlds.streams import build_streams_world, write_streams_to_db
 
     database_url, engine = fresh_database(DATABASE)
     reference = datetime.now(UTC)
     print(f"seeding {args.n} streams in PostgreSQL and in a devnet process ...", flush=True)
     write_streams_to_db(engine, build_streams_world(args.n, reference_time=reference))
     with engine.begin() as connection:
-        connection.execute(sql.query("bench/age_streams.sql"))
+        connection.execute(DEMO_SQL.query("bench/age_streams.sql"))
 
     ctx = mp.get_context("spawn")
     port_queue: mp.Queue = ctx.Queue()
@@ -91,7 +89,7 @@ def main() -> int:
         print(f"  full sweep (no watermark): {full_s:.2f} s, {full['entities_checked']:,} streams checked", flush=True)
         every = max(1, round(1 / args.changed_share))
         with engine.begin() as connection:
-            changed = connection.execute(sql.query("bench/touch_streams.sql"), {"every": every}).rowcount
+            changed = connection.execute(DEMO_SQL.query("bench/touch_streams.sql"), {"every": every}).rowcount
         incremental_s, incremental = _timed_run(resources)
         print(f"  incremental after {changed:,} rows changed: {incremental_s:.2f} s, "
               f"{incremental['entities_checked']:,} streams checked", flush=True)

@@ -17,17 +17,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from recon_demo.identities import DEVNET
 from reconciliation_pipeline import localenv
 from reconciliation_pipeline.core import sql
-from reconciliation_pipeline.devnet.identities import DEVNET
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline.resources import (
     PostgresResource,
     ReconSettingsResource,
     SorobanRpcResource,
     sqlalchemy_url,
 )
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.server import DevnetServer
 
 
 @pytest.fixture(scope="session")

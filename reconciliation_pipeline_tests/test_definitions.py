@@ -9,16 +9,15 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from recon_demo.identities import DEVNET
+from recon_demo.worlds.streams import build_streams_world, load_streams_into_ledger, write_streams_to_db
 from reconciliation_pipeline.core.watermarks import FULL_SWEEP, SWEEP_TAG
 from reconciliation_pipeline.definitions import defs
-from reconciliation_pipeline.devnet.identities import DEVNET
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
-from reconciliation_pipeline.devnet.server import DevnetServer
-from reconciliation_pipeline.devnet.streams_world import build_streams_world
 from reconciliation_pipeline.localenv import PROJECT_ROOT
 from reconciliation_pipeline.partitions import daily_partitions, daily_sharded_partitions
 from reconciliation_pipeline.settings import ENV_SETTINGS, render_env_example
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.server import DevnetServer
 
 ASSET_GRAPH = {
     "db_streams": set(),

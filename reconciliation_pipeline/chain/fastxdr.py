@@ -173,7 +173,7 @@ def contract_data_value(entry_data_b64: str) -> tuple[int, Any]:
 # -- encoding keys ---------------------------------------------------------------
 
 
-def _sc_address_bytes(address: str) -> bytes:
+def sc_address_bytes(address: str) -> bytes:
     if address.startswith("C"):
         return _U32.pack(SC_ADDRESS_CONTRACT) + strkey.decode_contract(address)
     if address.startswith("G"):
@@ -183,11 +183,11 @@ def _sc_address_bytes(address: str) -> bytes:
 
 @functools.lru_cache(maxsize=1 << 12)
 def _contract_prefix(contract_id: str) -> bytes:
-    return _U32.pack(CONTRACT_DATA) + _sc_address_bytes(contract_id)
+    return _U32.pack(CONTRACT_DATA) + sc_address_bytes(contract_id)
 
 
 @functools.lru_cache(maxsize=1 << 10)
-def _symbol_bytes(name: str) -> bytes:
+def symbol_bytes(name: str) -> bytes:
     raw = name.encode("ascii")
     return _U32.pack(SCV_SYMBOL) + _U32.pack(len(raw)) + raw + b"\0" * (-len(raw) % 4)
 
@@ -198,62 +198,14 @@ _PERSISTENT = _U32.pack(PERSISTENT)
 
 def u64_entry_key(contract_id: str, variant: str, key: int) -> str:
     """Persistent `Variant(u64)` contract-data ledger key, base64."""
-    body = _VEC_OF_TWO + _symbol_bytes(variant) + _U32.pack(SCV_U64) + _U64.pack(key)
+    body = _VEC_OF_TWO + symbol_bytes(variant) + _U32.pack(SCV_U64) + _U64.pack(key)
     return base64.b64encode(_contract_prefix(contract_id) + body + _PERSISTENT).decode("ascii")
 
 
 def address_entry_key(contract_id: str, variant: str, address: str) -> str:
     """Persistent `Variant(Address)` contract-data ledger key, base64."""
-    body = _VEC_OF_TWO + _symbol_bytes(variant) + _U32.pack(SCV_ADDRESS) + _sc_address_bytes(address)
+    body = _VEC_OF_TWO + symbol_bytes(variant) + _U32.pack(SCV_ADDRESS) + sc_address_bytes(address)
     return base64.b64encode(_contract_prefix(contract_id) + body + _PERSISTENT).decode("ascii")
-
-
-# -- encoding values (the devnet's seeders; checked against the SDK) -----------------
-
-
-def scval_bytes(tagged: tuple[int, Any]) -> bytes:
-    """The XDR of a tagged value as `read_scval` returns it (the subset it reads)."""
-    kind, value = tagged
-    head = _U32.pack(kind)
-    if kind == SCV_I128:
-        return head + _I128.pack(value >> 64, value & 0xFFFFFFFFFFFFFFFF)
-    if kind == SCV_U64:
-        return head + _U64.pack(value)
-    if kind in (SCV_U32, SCV_BOOL):
-        return head + _U32.pack(int(value))
-    if kind == SCV_SYMBOL:
-        return _symbol_bytes(value)
-    if kind == SCV_ADDRESS:
-        return head + _sc_address_bytes(value)
-    if kind in (SCV_VOID, SCV_LEDGER_KEY_CONTRACT_INSTANCE):
-        return head
-    if kind == SCV_VEC:
-        return head + _U32.pack(1) + _U32.pack(len(value)) + b"".join(scval_bytes(v) for v in value)
-    if kind == SCV_MAP:
-        # The host requires map keys sorted; the layouts here only use symbol keys.
-        pairs = sorted(value, key=lambda kv: kv[0][1].encode())
-        return head + _U32.pack(1) + _U32.pack(len(pairs)) + b"".join(
-            scval_bytes(k) + scval_bytes(v) for k, v in pairs
-        )
-    raise XdrError(f"encoding ScVal type {kind} is not supported")
-
-
-def struct_value(fields: dict[str, tuple[int, Any]]) -> tuple[int, Any]:
-    """A `#[contracttype]` struct: a map of symbol keys."""
-    return SCV_MAP, [((SCV_SYMBOL, name), value) for name, value in fields.items()]
-
-
-def unit_enum_value(variant: str) -> tuple[int, Any]:
-    return SCV_VEC, [(SCV_SYMBOL, variant)]
-
-
-def contract_data_entry(contract_id: str, key: tuple[int, Any], value: tuple[int, Any]) -> tuple[str, str]:
-    """(base64 LedgerKey, base64 LedgerEntryData) of a persistent contract-data entry."""
-    address = _sc_address_bytes(contract_id)
-    key_bytes = scval_bytes(key)
-    ledger_key = _U32.pack(CONTRACT_DATA) + address + key_bytes + _PERSISTENT
-    entry = _U32.pack(CONTRACT_DATA) + _U32.pack(0) + address + key_bytes + _PERSISTENT + scval_bytes(value)
-    return base64.b64encode(ledger_key).decode("ascii"), base64.b64encode(entry).decode("ascii")
 
 
 # -- classic trustlines (USDC balances of G... holders) ------------------------------

@@ -1,44 +1,92 @@
 """SQL files and migrations.
 
-Every statement the pipeline runs lives in a `.sql` file under the repository's
-`sql/` folder; values are bound by the driver, never formatted into the text.
+Every statement the pipeline runs lives in a `.sql` file shipped inside the
+package (`reconciliation_pipeline/sql/`) and read with `importlib.resources`, so
+an installed wheel finds its queries without a source tree. Values are bound by
+the driver, never formatted into the text. A path names a file inside its
+folder: absolute paths, `..` and anything but `.sql` are refused, so no stored
+value or setting can make the pipeline run a file from elsewhere.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from pathlib import Path
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import PurePosixPath
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
-RECON_MIGRATIONS_DIR = SQL_DIR / "recon" / "migrations"
-APP_REFERENCE_SCHEMA = SQL_DIR / "app" / "reference_schema.sql"
-
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+_SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 # Any constant works; it only has to be the same for every process migrating.
 _MIGRATION_LOCK_ID = 7_271_001
 
 
+class SqlPathError(ValueError):
+    """A SQL path that does not name a `.sql` file inside its folder."""
+
+
+@dataclass(frozen=True)
+class SqlFolder:
+    """A folder of `.sql` files inside an importable package."""
+
+    package: str
+    folder: str = "sql"
+
+    @property
+    def root(self) -> Traversable:
+        return resources.files(self.package).joinpath(self.folder)
+
+    def file(self, relative_path: str) -> Traversable:
+        """The file `relative_path` names inside the folder; refuses anything that would leave it."""
+        path = PurePosixPath(relative_path)
+        if path.is_absolute() or not path.parts or path.suffix != ".sql" or not all(
+            _SAFE_PART.match(part) and part not in (".", "..") for part in path.parts
+        ):
+            raise SqlPathError(f"not a .sql file inside {self.package}/{self.folder}: {relative_path!r}")
+        return self.root.joinpath(*path.parts)
+
+    def read(self, relative_path: str) -> str:
+        return _read(self, relative_path)
+
+    def query(self, relative_path: str) -> sa.TextClause:
+        """A bound-parameter statement from the folder."""
+        return sa.text(self.read(relative_path))
+
+    def files(self, relative_folder: str) -> list[Traversable]:
+        """The `.sql` files directly inside a subfolder, sorted by name."""
+        folder = self.root.joinpath(*PurePosixPath(relative_folder).parts)
+        return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+
+
 @functools.cache
+def _read(folder: SqlFolder, relative_path: str) -> str:
+    file = folder.file(relative_path)
+    if not file.is_file():
+        raise FileNotFoundError(f"SQL file not found: {folder.package}/{folder.folder}/{relative_path}")
+    return file.read_text()
+
+
+PIPELINE_SQL = SqlFolder("reconciliation_pipeline")
+"""The product's queries: recon migrations and queries, snapshots, repairs, the reference app schema."""
+
+
 def read_sql(relative_path: str) -> str:
-    """The text of `sql/<relative_path>`; a missing file is a clear error."""
-    path = SQL_DIR / relative_path
-    if not path.is_file():
-        raise FileNotFoundError(f"SQL file not found: {path}")
-    return path.read_text()
+    """The text of one of the pipeline's SQL files; a missing or outside path is a clear error."""
+    return PIPELINE_SQL.read(relative_path)
 
 
 def query(relative_path: str) -> sa.TextClause:
-    """A bound-parameter statement from `sql/<relative_path>`."""
-    return sa.text(read_sql(relative_path))
+    """A bound-parameter statement from one of the pipeline's SQL files."""
+    return PIPELINE_SQL.query(relative_path)
 
 
-def _run_script(connection: Connection, script: str) -> None:
-    # Scripts hold several statements and no parameters: the driver's cursor
-    # runs them in one simple-protocol call.
+def run_script(connection: Connection, script: str) -> None:
+    """Several statements without parameters, in one simple-protocol call of the driver."""
     cursor = connection.connection.driver_connection.cursor()
     cursor.execute(script)
 
@@ -52,22 +100,23 @@ def apply_recon_migrations(engine: Engine) -> list[str]:
     applied: list[str] = []
     with engine.begin() as connection:
         connection.execute(query("recon/queries/migration_lock.sql"), {"lock_id": _MIGRATION_LOCK_ID})
-        _run_script(connection, read_sql("recon/bootstrap.sql"))
+        run_script(connection, read_sql("recon/bootstrap.sql"))
         done = set(connection.execute(query("recon/queries/applied_migrations.sql")).scalars())
-        for path in sorted(RECON_MIGRATIONS_DIR.glob("*.sql")):
-            match = _MIGRATION_NAME.match(path.name)
+        for migration in PIPELINE_SQL.files("recon/migrations"):
+            match = _MIGRATION_NAME.match(migration.name)
             if match is None:
-                raise ValueError(f"Migration file name must look like 001_name.sql: {path.name}")
+                raise ValueError(f"Migration file name must look like 001_name.sql: {migration.name}")
             version = int(match.group(1))
             if version in done:
                 continue
-            _run_script(connection, path.read_text())
-            connection.execute(query("recon/queries/record_migration.sql"), {"version": version, "name": path.name})
-            applied.append(path.name)
+            run_script(connection, migration.read_text())
+            connection.execute(query("recon/queries/record_migration.sql"),
+                               {"version": version, "name": migration.name})
+            applied.append(migration.name)
     return applied
 
 
 def apply_reference_app_schema(engine: Engine) -> None:
     """Create the reference application tables (demo and tests; idempotent)."""
     with engine.begin() as connection:
-        _run_script(connection, APP_REFERENCE_SCHEMA.read_text())
+        run_script(connection, read_sql("app/reference_schema.sql"))

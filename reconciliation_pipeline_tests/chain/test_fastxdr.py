@@ -14,7 +14,7 @@ from reconciliation_pipeline.chain.decode import DecodeError
 from reconciliation_pipeline.chain.keys import contract_data_key, enum_key
 from reconciliation_pipeline.chain.layouts import SAC_BALANCE, Kind, ScalarLayout, StructLayout
 from reconciliation_pipeline.defs.streams.spec import STREAM_LAYOUT
-from reconciliation_pipeline.devnet.encode import contract_data_entry
+from soroban_devnet.entries import contract_data_entry
 
 I128 = st.integers(min_value=-(2**127), max_value=2**127 - 1)
 U64 = st.integers(min_value=0, max_value=2**64 - 1)
@@ -152,7 +152,7 @@ def test_garbage_is_a_decode_error(payload: str) -> None:
 @settings(max_examples=200)
 @given(row=STREAMS, stream_id=U64)
 def test_seeded_stream_entries_equal_the_sdk_encoding(row: dict[str, Any], stream_id: int) -> None:
-    from reconciliation_pipeline.devnet.encode import stream_entry, stream_value
+    from recon_demo.encode import stream_entry, stream_value
 
     sdk_row = {**row, "status": row["status"].lower()}
     key = enum_key("Stream", scval.to_uint64(stream_id))
@@ -163,7 +163,7 @@ def test_seeded_stream_entries_equal_the_sdk_encoding(row: dict[str, Any], strea
 
 @given(holder=ADDRESSES, amount=I128)
 def test_seeded_sac_balances_equal_the_sdk_encoding(holder: str, amount: int) -> None:
-    from reconciliation_pipeline.devnet.encode import sac_balance_entry
+    from recon_demo.encode import sac_balance_entry
 
     key = enum_key("Balance", scval.to_address(holder))
     value = scval.to_struct({"amount": scval.to_int128(amount), "authorized": scval.to_bool(True),

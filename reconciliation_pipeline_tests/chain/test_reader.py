@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 from stellar_sdk import scval, xdr
 
+from recon_demo.identities import contract_id
 from reconciliation_pipeline.chain.keys import enum_key, u64_entry_key
 from reconciliation_pipeline.chain.reader import (
     MAX_KEYS_PER_REQUEST,
@@ -22,10 +23,9 @@ from reconciliation_pipeline.chain.reader import (
     RetentionWindowError,
     scval_topic,
 )
-from reconciliation_pipeline.devnet.encode import contract_data_entry
-from reconciliation_pipeline.devnet.identities import contract_id
-from reconciliation_pipeline.devnet.ledger import INJECTED_FAILURE_MESSAGE, DevnetLedger, FaultConfig
-from reconciliation_pipeline.devnet.server import DevnetServer
+from soroban_devnet.entries import contract_data_entry
+from soroban_devnet.ledger import INJECTED_FAILURE_MESSAGE, DevnetLedger, FaultConfig
+from soroban_devnet.server import DevnetServer
 
 CONTRACT = contract_id("reader-test")
 OTHER_CONTRACT = contract_id("reader-test-other")

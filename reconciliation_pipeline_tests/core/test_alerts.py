@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from recon_demo.worlds.markets import MarketsWorld, build_markets_world, load_markets_into_ledger, write_markets_to_db
 from reconciliation_pipeline.core.alerts import (
     AlertingResource,
     dispatch_incident_alerts,
@@ -28,12 +29,10 @@ from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.drift_store import IncidentPolicy, RunInfo, persist_domain_run
 from reconciliation_pipeline.core.findings import findings_frame
 from reconciliation_pipeline.defs.markets.assets import MARKETS_ASSETS
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.markets_seed import load_markets_into_ledger, write_markets_to_db
-from reconciliation_pipeline.devnet.markets_world import MarketsWorld, build_markets_world
-from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline.resources import PostgresResource
 from reconciliation_pipeline_tests.defs.markets.support import frequent_resources, http_receiver, run_frequent
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.server import DevnetServer
 
 SECRET_PATH = "/services/T000/B000/SECRET-TOKEN"
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+from recon_demo.identities import account_id, contract_id
 from reconciliation_pipeline.core.diff import diff_snapshots, invariant_findings
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
 from reconciliation_pipeline.core.drift_store import IncidentPolicy, RunInfo, persist_domain_run
@@ -21,7 +22,6 @@ from reconciliation_pipeline.core.findings import FindingsModel
 from reconciliation_pipeline.core.snapshots import CHAIN_META_COLUMNS, snapshot_db
 from reconciliation_pipeline.core.spec import Comparison
 from reconciliation_pipeline.defs.streams.spec import CANONICAL_STATUSES, STREAMS_SPEC, StreamEscrowInvariants
-from reconciliation_pipeline.devnet.identities import account_id, contract_id
 
 SPEC = STREAMS_SPEC
 STREAM_FIELDS = SPEC.layout.columns  # sender, recipient, token, total, released, status

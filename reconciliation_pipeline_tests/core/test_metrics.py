@@ -12,19 +12,13 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from recon_demo.worlds.balances import build_balances_world, load_balances_into_ledger, write_balances_to_db
+from recon_demo.worlds.markets import build_markets_world, load_markets_into_ledger, write_markets_to_db
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.metrics import DomainRunMetrics, PushgatewayResource
-from reconciliation_pipeline.devnet.balances_world import build_balances_world
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.markets_seed import (
-    load_balances_into_ledger,
-    load_markets_into_ledger,
-    write_balances_to_db,
-    write_markets_to_db,
-)
-from reconciliation_pipeline.devnet.markets_world import build_markets_world
-from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline_tests.defs.markets.support import frequent_resources, http_receiver, run_frequent
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.server import DevnetServer
 
 
 def samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 import pandas as pd
 import sqlalchemy as sa
 
+from recon_demo.identities import DEVNET, account_id
 from reconciliation_pipeline.core import repairs
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.drift_store import RunInfo
 from reconciliation_pipeline.core.findings import findings_frame
 from reconciliation_pipeline.defs.streams.spec import STREAMS_SPEC
-from reconciliation_pipeline.devnet.identities import DEVNET, account_id
 
 RUN = RunInfo(run_id="run-1", job_name="test", partition_key="2026-11-20")
 

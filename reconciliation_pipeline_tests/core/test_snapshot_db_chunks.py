@@ -15,10 +15,11 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from reconciliation_pipeline.core import snapshots, sql
+from recon_demo import DEMO_SQL
+from recon_demo.identities import account_id, contract_id
+from reconciliation_pipeline.core import snapshots
 from reconciliation_pipeline.core.snapshots import snapshot_db
 from reconciliation_pipeline.defs.streams.spec import STREAMS_SPEC
-from reconciliation_pipeline.devnet.identities import account_id, contract_id
 
 SPEC = STREAMS_SPEC
 FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
@@ -43,7 +44,7 @@ def _insert(engine: sa.Engine, streams: list[tuple[int, str, str, str, int, int,
     created = datetime(2026, 1, 1, tzinfo=UTC)
     with engine.begin() as connection:
         cursor = connection.connection.driver_connection.cursor()
-        with cursor.copy(sql.read_sql("seed/copy_streams.sql")) as copy:
+        with cursor.copy(DEMO_SQL.read("seed/copy_streams.sql")) as copy:
             for stream_id, sender, recipient, token, total, released, status in streams:
                 copy.write_row((str(stream_id), sender, recipient, token, str(total), str(released), status,
                                 created + timedelta(seconds=stream_id), created))

@@ -10,18 +10,18 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from reconciliation_pipeline.core.watermarks import FULL_SWEEP, INCREMENTAL_SWEEP, SWEEP_TAG
-from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
-from reconciliation_pipeline.devnet.balances_world import BalancesWorld, build_balances_world, user_id
-from reconciliation_pipeline.devnet.ledger import DevnetLedger, FaultConfig
-from reconciliation_pipeline.devnet.markets_seed import (
+from recon_demo.worlds.balances import (
+    BalancesWorld,
+    build_balances_world,
     load_balances_into_ledger,
     mint_usdc,
     transfer_usdc,
     trustline_entry,
+    user_id,
     write_balances_to_db,
 )
-from reconciliation_pipeline.devnet.server import DevnetServer
+from reconciliation_pipeline.core.watermarks import FULL_SWEEP, INCREMENTAL_SWEEP, SWEEP_TAG
+from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
 from reconciliation_pipeline_tests.defs.markets.support import (
     asset_metadata,
     frequent_resources,
@@ -29,6 +29,8 @@ from reconciliation_pipeline_tests.defs.markets.support import (
     persisted_findings,
     unresolved_incidents,
 )
+from soroban_devnet.ledger import DevnetLedger, FaultConfig
+from soroban_devnet.server import DevnetServer
 
 N_USERS = 300
 FINDING_USERS = {2, 4, 6, 8, 9, 11}

@@ -7,22 +7,24 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
-from reconciliation_pipeline.devnet.balances_world import BalancesWorld, build_balances_world, user_id
-from reconciliation_pipeline.devnet.identities import account_id, contract_id
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.markets_seed import (
+from recon_demo.identities import account_id, contract_id
+from recon_demo.worlds.balances import (
+    BalancesWorld,
+    build_balances_world,
     load_balances_into_ledger,
     mirror_other_holders_into_ledger,
+    user_id,
     write_balances_to_db,
 )
-from reconciliation_pipeline.devnet.server import DevnetServer
+from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
 from reconciliation_pipeline_tests.defs.markets.support import (
     as_set,
     frequent_resources,
     persisted_findings,
     run_frequent,
 )
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.server import DevnetServer
 
 N_USERS = 300
 

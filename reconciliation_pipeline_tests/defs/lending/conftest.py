@@ -10,14 +10,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from recon_demo.worlds.lending import LendingWorld, build_lending_world, load_lending_into_ledger, write_lending_to_db
 from reconciliation_pipeline.defs.lending.assets import LENDING_ASSETS, LENDING_SWEEP_ASSETS, LENDING_SWEEP_SELECTION
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.ledgers_method import register_get_ledgers
-from reconciliation_pipeline.devnet.lending_seed import load_lending_into_ledger, write_lending_to_db
-from reconciliation_pipeline.devnet.lending_world import LendingWorld, build_lending_world
-from reconciliation_pipeline.devnet.server import DevnetServer
-from reconciliation_pipeline.devnet.transactions import TransactionStore
 from reconciliation_pipeline_tests.conftest import make_resources
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.ledgers_method import register_get_ledgers
+from soroban_devnet.server import DevnetServer
+from soroban_devnet.transactions import TransactionStore
 
 WORLD_LOANS = 60
 FINDING_KEY = ["entity_type", "entity_id", "field", "drift_class", "severity", "db_value", "chain_value"]

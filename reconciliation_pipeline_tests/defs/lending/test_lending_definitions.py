@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from recon_demo.worlds.lending import MIN_LOANS, LendingWorld, build_lending_world
+from recon_demo.worlds.streams import build_streams_world, load_streams_into_ledger, write_streams_to_db
 from reconciliation_pipeline.defs.lending.assets import (
     GROUP,
     LENDING_ASSETS,
@@ -17,14 +19,11 @@ from reconciliation_pipeline.defs.lending.assets import (
     SWEEP_GROUP,
 )
 from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.lending_world import MIN_LOANS, LendingWorld, build_lending_world
-from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
-from reconciliation_pipeline.devnet.server import DevnetServer
-from reconciliation_pipeline.devnet.streams_world import build_streams_world
 from reconciliation_pipeline.partitions import daily_partitions
 from reconciliation_pipeline.resources import SorobanRpcResource
 from reconciliation_pipeline_tests.conftest import make_resources
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.server import DevnetServer
 
 ALL = [*LENDING_ASSETS, *LENDING_SWEEP_ASSETS]
 

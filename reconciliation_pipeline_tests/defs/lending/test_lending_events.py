@@ -14,16 +14,16 @@ from stellar_sdk import SorobanServer, scval
 from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import SorobanRpcErrorResponse
 
+from recon_demo.worlds.lending import LendingWorld
 from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings, RetentionWindowError
 from reconciliation_pipeline.defs.lending.assets import LENDING_ASSETS, lending_events
 from reconciliation_pipeline.defs.lending.rpc import ledger_window
-from reconciliation_pipeline.devnet.ledger import LEDGER_SCAN_LIMIT, MANUAL_CLOSE_SPACING_S, DevnetLedger
-from reconciliation_pipeline.devnet.ledgers_method import MAX_LEDGERS_LIMIT
-from reconciliation_pipeline.devnet.lending_world import LendingWorld
-from reconciliation_pipeline.devnet.server import DevnetServer
-from reconciliation_pipeline.devnet.transactions import TransactionStore
 from reconciliation_pipeline_tests.conftest import make_resources
 from reconciliation_pipeline_tests.defs.lending.conftest import as_set, findings_of, run_nightly, table
+from soroban_devnet.ledger import LEDGER_SCAN_LIMIT, MANUAL_CLOSE_SPACING_S, DevnetLedger
+from soroban_devnet.ledgers_method import MAX_LEDGERS_LIMIT
+from soroban_devnet.server import DevnetServer
+from soroban_devnet.transactions import TransactionStore
 
 EVENT_ROWS = ("SELECT event_id, partition_key, ledger, ledger_closed_at, tx_hash, event_type, loan_id::text, address,"
               " amount::text, loan_status, decode_error FROM recon.lending_events ORDER BY event_id")

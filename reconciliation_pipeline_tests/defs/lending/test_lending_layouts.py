@@ -10,16 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stellar_sdk import StrKey, scval, xdr
 
+from recon_demo.worlds.lending import event_topic_and_value, loan_entry, position_entry, reputation_entry
 from reconciliation_pipeline.chain.keys import contract_data_key, enum_key
 from reconciliation_pipeline.defs.lending.events import decode_event
 from reconciliation_pipeline.defs.lending.spec import LOAN_LAYOUT, LOAN_STATUSES, POSITION_LAYOUT, REPUTATION_LAYOUT
-from reconciliation_pipeline.devnet.encode import contract_data_entry, unit_enum
-from reconciliation_pipeline.devnet.lending_seed import (
-    event_topic_and_value,
-    loan_entry,
-    position_entry,
-    reputation_entry,
-)
+from soroban_devnet.entries import contract_data_entry, unit_enum
 
 I128 = st.integers(min_value=-(2**127), max_value=2**127 - 1)
 ADDRESSES = st.one_of(st.binary(min_size=32, max_size=32).map(StrKey.encode_ed25519_public_key),

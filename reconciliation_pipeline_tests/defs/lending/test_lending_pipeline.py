@@ -8,17 +8,17 @@ import json
 import pandas as pd
 import sqlalchemy as sa
 
-from reconciliation_pipeline.core.drift import DriftClass
-from reconciliation_pipeline.devnet.ledger import DevnetLedger, FaultConfig
-from reconciliation_pipeline.devnet.lending_seed import position_entry
-from reconciliation_pipeline.devnet.lending_world import (
+from recon_demo.worlds.lending import (
     IN_FLIGHT_PROVISIONAL,
     RESOLVABLE_PROVISIONAL,
     UNRESOLVABLE_PROVISIONAL,
     LendingWorld,
+    position_entry,
 )
-from reconciliation_pipeline.devnet.server import DevnetServer
+from reconciliation_pipeline.core.drift import DriftClass
 from reconciliation_pipeline_tests.defs.lending.conftest import as_set, findings_of, run_nightly, run_sweep, table
+from soroban_devnet.ledger import DevnetLedger, FaultConfig
+from soroban_devnet.server import DevnetServer
 
 
 def _class_of(world: LendingWorld, name: str) -> set[tuple]:

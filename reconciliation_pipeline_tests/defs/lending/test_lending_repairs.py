@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from recon_demo.worlds.lending import CONCURRENT_WRITE_LOAN, RESOLVABLE_PROVISIONAL, LendingWorld
 from reconciliation_pipeline.core import repairs
 from reconciliation_pipeline.core.drift_store import RunInfo
 from reconciliation_pipeline.defs.lending import plans
-from reconciliation_pipeline.devnet.lending_world import CONCURRENT_WRITE_LOAN, RESOLVABLE_PROVISIONAL, LendingWorld
-from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline_tests.defs.lending.conftest import run_nightly, table
+from soroban_devnet.server import DevnetServer
 
 APP_WRITES = (
     # the borrower repaid in full and the app recorded it first

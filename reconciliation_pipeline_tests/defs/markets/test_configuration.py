@@ -12,9 +12,9 @@ from reconciliation_pipeline.core.metrics import PushgatewayResource
 from reconciliation_pipeline.core.run_budget import RunBudgetResource
 from reconciliation_pipeline.defs.balances.resources import BalancesSettingsResource
 from reconciliation_pipeline.defs.markets.resources import MarketsSettingsResource
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline_tests.defs.markets.support import frequent_resources, run_frequent
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.server import DevnetServer
 
 VALID = {
     "ODDS_MISMATCH_THRESHOLD": "0.01",

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 from stellar_sdk import Asset, Keypair, scval, xdr
 
+from recon_demo.encode import sac_balance_entry
+from recon_demo.identities import DEVNET, account_id, contract_id
+from recon_demo.worlds.balances import trustline_entry
+from recon_demo.worlds.markets import market_instance_entry, pool_entry
 from reconciliation_pipeline.chain.decode import DecodeError
 from reconciliation_pipeline.defs.balances.spec import decode_usdc_holding
 from reconciliation_pipeline.defs.markets.spec import POOL_SPEC, decode_market_instance
-from reconciliation_pipeline.devnet.encode import contract_data_entry, sac_balance_entry, unit_enum
-from reconciliation_pipeline.devnet.identities import DEVNET, account_id, contract_id
-from reconciliation_pipeline.devnet.markets_seed import market_instance_entry, pool_entry, trustline_entry
+from soroban_devnet.entries import contract_data_entry, unit_enum
 
 MARKET = contract_id("market:decode")
 INSTANCE_KEY = xdr.SCVal(type=xdr.SCValType.SCV_LEDGER_KEY_CONTRACT_INSTANCE)

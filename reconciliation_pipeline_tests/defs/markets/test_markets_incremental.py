@@ -8,17 +8,16 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from reconciliation_pipeline.core.watermarks import FULL_SWEEP, INCREMENTAL_SWEEP, SWEEP_TAG
-from reconciliation_pipeline.defs.markets.assets import MARKETS_ASSETS
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.markets_seed import (
+from recon_demo.worlds.markets import (
+    MarketsWorld,
+    build_markets_world,
     load_markets_into_ledger,
     market_instance_entry,
     pool_entry,
     write_markets_to_db,
 )
-from reconciliation_pipeline.devnet.markets_world import MarketsWorld, build_markets_world
-from reconciliation_pipeline.devnet.server import DevnetServer
+from reconciliation_pipeline.core.watermarks import FULL_SWEEP, INCREMENTAL_SWEEP, SWEEP_TAG
+from reconciliation_pipeline.defs.markets.assets import MARKETS_ASSETS
 from reconciliation_pipeline_tests.defs.markets.support import (
     asset_metadata,
     frequent_resources,
@@ -26,6 +25,8 @@ from reconciliation_pipeline_tests.defs.markets.support import (
     persisted_findings,
     unresolved_incidents,
 )
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.server import DevnetServer
 
 N_MARKETS = 260
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from recon_demo.worlds.markets import MarketsWorld, build_markets_world, load_markets_into_ledger, write_markets_to_db
 from reconciliation_pipeline.defs.markets.assets import MARKETS_ASSETS
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.markets_seed import load_markets_into_ledger, write_markets_to_db
-from reconciliation_pipeline.devnet.markets_world import MarketsWorld, build_markets_world
-from reconciliation_pipeline.devnet.server import DevnetServer
 from reconciliation_pipeline_tests.defs.markets.support import (
     as_set,
     frequent_resources,
     persisted_findings,
     run_frequent,
 )
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.server import DevnetServer
 
 N_MARKETS = 260
 

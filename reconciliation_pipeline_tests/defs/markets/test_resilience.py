@@ -9,23 +9,22 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from reconciliation_pipeline.chain.reader import NOT_READ_TIME_LIMIT
-from reconciliation_pipeline.devnet.balances_world import BalancesWorld, build_balances_world
-from reconciliation_pipeline.devnet.ledger import DevnetLedger, FaultConfig
-from reconciliation_pipeline.devnet.markets_seed import (
+from recon_demo.worlds.balances import (
+    BalancesWorld,
+    build_balances_world,
     load_balances_into_ledger,
-    load_markets_into_ledger,
     write_balances_to_db,
-    write_markets_to_db,
 )
-from reconciliation_pipeline.devnet.markets_world import MarketsWorld, build_markets_world
-from reconciliation_pipeline.devnet.server import DevnetServer
+from recon_demo.worlds.markets import MarketsWorld, build_markets_world, load_markets_into_ledger, write_markets_to_db
+from reconciliation_pipeline.chain.reader import NOT_READ_TIME_LIMIT
 from reconciliation_pipeline_tests.defs.markets.support import (
     as_set,
     frequent_resources,
     persisted_findings,
     run_frequent,
 )
+from soroban_devnet.ledger import DevnetLedger, FaultConfig
+from soroban_devnet.server import DevnetServer
 
 CHAIN_FRAMES = {"amm_pool": ("chain_market_pools", "market_"), "market": ("chain_market_contracts", "market_"),
                 "user": ("chain_usdc_balances", "user_")}

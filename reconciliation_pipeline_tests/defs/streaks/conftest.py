@@ -9,19 +9,20 @@ from datetime import datetime
 import pytest
 import sqlalchemy as sa
 
-from reconciliation_pipeline.defs.streaks.oracle import StreakOracleResource
-from reconciliation_pipeline.defs.streaks.rules import StreakRulesResource
-from reconciliation_pipeline.devnet.identities import DEVNET
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.streaks_contract import StreakContract
-from reconciliation_pipeline.devnet.streaks_seed import (
+from recon_demo.identities import DEVNET
+from recon_demo.worlds.streaks import (
+    StreaksWorld,
+    build_streaks_world,
     load_streaks_into_ledger,
     oracle_environment,
     write_streaks_to_db,
 )
-from reconciliation_pipeline.devnet.streaks_world import StreaksWorld, build_streaks_world
-from reconciliation_pipeline.devnet.transactions import TransactionStore
+from reconciliation_pipeline.defs.streaks.oracle import StreakOracleResource
+from reconciliation_pipeline.defs.streaks.rules import StreakRulesResource
 from reconciliation_pipeline_tests.conftest import make_resources
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.streaks_contract import StreakContract
+from soroban_devnet.transactions import TransactionStore
 
 LEDGER_CLOSE_S = 0.2
 CLEAN_PLAYERS = 250

@@ -13,13 +13,13 @@ from stellar_sdk import Keypair, SorobanDataBuilder, SorobanServer, TransactionB
 from stellar_sdk.exceptions import PrepareTransactionException
 from stellar_sdk.soroban_rpc import GetTransactionStatus, SendTransactionStatus
 
+from recon_demo.identities import DEVNET, account_id, keypair
+from recon_demo.worlds.streaks import oracle_keypair_for_devnet
 from reconciliation_pipeline.chain.keys import instance_key
-from reconciliation_pipeline.devnet.identities import DEVNET, account_id, keypair
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.server import DevnetServer
-from reconciliation_pipeline.devnet.streaks_contract import StreakContract, player_key
-from reconciliation_pipeline.devnet.streaks_world import oracle_keypair_for_devnet
-from reconciliation_pipeline.devnet.transactions import TransactionStore
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.server import DevnetServer
+from soroban_devnet.streaks_contract import StreakContract, player_key
+from soroban_devnet.transactions import TransactionStore
 
 PASSPHRASE = DEVNET.network_passphrase
 ORACLE = oracle_keypair_for_devnet()

@@ -10,15 +10,15 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
+from recon_demo.worlds.streaks import StreaksWorld
 from reconciliation_pipeline.defs.streaks.assets import STREAKS_ASSETS
 from reconciliation_pipeline.defs.streaks.sensors import streak_change_sensor, streak_reconciliation_job
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.server import DevnetServer
-from reconciliation_pipeline.devnet.streaks_contract import StreakContract
-from reconciliation_pipeline.devnet.streaks_world import StreaksWorld
 from reconciliation_pipeline.partitions import daily_partitions
 from reconciliation_pipeline.resources import PostgresResource
 from reconciliation_pipeline_tests.defs.streaks.conftest import streak_resources
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.server import DevnetServer
+from soroban_devnet.streaks_contract import StreakContract
 
 
 def tick(database_url: str, cursor: str | None) -> dg.SensorResult:

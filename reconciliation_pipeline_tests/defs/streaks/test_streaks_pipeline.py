@@ -15,19 +15,23 @@ import pytest
 import sqlalchemy as sa
 from stellar_sdk import SorobanServer, StrKey, TransactionBuilder, scval
 
+from recon_demo.identities import keypair
+from recon_demo.worlds.streaks import (
+    StreaksWorld,
+    load_streaks_into_ledger,
+    oracle_keypair_for_devnet,
+    write_streaks_to_db,
+)
 from reconciliation_pipeline.core import repairs
 from reconciliation_pipeline.core.drift_store import RunInfo
 from reconciliation_pipeline.defs.streaks import reconcile
 from reconciliation_pipeline.defs.streaks.assets import STREAKS_ASSETS
 from reconciliation_pipeline.defs.streaks.oracle import parse_flag
-from reconciliation_pipeline.devnet.identities import keypair
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.server import DevnetServer
-from reconciliation_pipeline.devnet.streaks_contract import StreakContract
-from reconciliation_pipeline.devnet.streaks_seed import load_streaks_into_ledger, write_streaks_to_db
-from reconciliation_pipeline.devnet.streaks_world import StreaksWorld, oracle_keypair_for_devnet
-from reconciliation_pipeline.devnet.transactions import TransactionStore
 from reconciliation_pipeline_tests.defs.streaks.conftest import streak_resources
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.server import DevnetServer
+from soroban_devnet.streaks_contract import StreakContract
+from soroban_devnet.transactions import TransactionStore
 
 FINDING_KEY = ["entity_type", "entity_id", "field", "drift_class", "severity", "db_value", "chain_value"]
 

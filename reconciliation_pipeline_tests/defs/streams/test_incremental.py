@@ -12,17 +12,16 @@ import pytest
 import sqlalchemy as sa
 from stellar_sdk import scval
 
+from recon_demo.encode import stream_entry
+from recon_demo.identities import DEVNET
+from recon_demo.worlds.streams import StreamsWorld, build_streams_world, load_streams_into_ledger, write_streams_to_db
 from reconciliation_pipeline.core.snapshots import snapshot_chain, snapshot_db
 from reconciliation_pipeline.defs.streams.assets import SPEC, stream_findings
 from reconciliation_pipeline.defs.streams.incremental import INCREMENTAL_STREAMS_ASSETS
-from reconciliation_pipeline.devnet.encode import stream_entry
-from reconciliation_pipeline.devnet.identities import DEVNET
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
-from reconciliation_pipeline.devnet.server import DevnetServer
-from reconciliation_pipeline.devnet.streams_world import StreamsWorld, build_streams_world
 from reconciliation_pipeline_tests.conftest import make_resources
 from reconciliation_pipeline_tests.defs.streams.test_streams_pipeline import as_set, persisted_findings
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.server import DevnetServer
 
 INCIDENT_KEY = ["entity_id", "field", "drift_class"]
 

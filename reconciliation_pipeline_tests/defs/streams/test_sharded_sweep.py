@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from recon_demo.worlds.streams import StreamsWorld, build_streams_world, load_streams_into_ledger, write_streams_to_db
 from reconciliation_pipeline import localenv
 from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
 from reconciliation_pipeline.defs.streams.sharded import (
@@ -24,12 +25,10 @@ from reconciliation_pipeline.defs.streams.sharded import (
     streams_sharded_escrow_job,
     streams_sharded_sweep_job,
 )
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
-from reconciliation_pipeline.devnet.server import DevnetServer
-from reconciliation_pipeline.devnet.streams_world import StreamsWorld, build_streams_world
 from reconciliation_pipeline.partitions import SHARD_COUNT, daily_sharded_partitions, shard_of
 from reconciliation_pipeline_tests.conftest import make_resources
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.server import DevnetServer
 
 DEPLOY = localenv.PROJECT_ROOT / "deploy"
 

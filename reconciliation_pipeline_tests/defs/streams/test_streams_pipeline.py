@@ -10,14 +10,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from recon_demo.identities import DEVNET
+from recon_demo.worlds.streams import StreamsWorld, build_streams_world, load_streams_into_ledger, write_streams_to_db
 from reconciliation_pipeline.chain.keys import u64_entry_key
 from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
-from reconciliation_pipeline.devnet.identities import DEVNET
-from reconciliation_pipeline.devnet.ledger import DevnetLedger, FaultConfig
-from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
-from reconciliation_pipeline.devnet.server import DevnetServer
-from reconciliation_pipeline.devnet.streams_world import StreamsWorld, build_streams_world
 from reconciliation_pipeline_tests.conftest import make_resources
+from soroban_devnet.ledger import DevnetLedger, FaultConfig
+from soroban_devnet.server import DevnetServer
 
 FINDING_KEY = ["entity_type", "entity_id", "field", "drift_class", "severity", "db_value", "chain_value"]
 

@@ -13,24 +13,26 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from reconciliation_pipeline.devnet.balances_world import BalancesWorld, build_balances_world
-from reconciliation_pipeline.devnet.catalogue import ExpectedFinding, expected_findings
-from reconciliation_pipeline.devnet.ledger import DevnetLedger
-from reconciliation_pipeline.devnet.lending_seed import load_lending_into_ledger, write_lending_to_db
-from reconciliation_pipeline.devnet.lending_world import LendingWorld, build_lending_world
-from reconciliation_pipeline.devnet.markets_seed import (
+from recon_demo.catalogue import ExpectedFinding, expected_findings
+from recon_demo.worlds.balances import (
+    BalancesWorld,
+    build_balances_world,
     load_balances_into_ledger,
-    load_markets_into_ledger,
     mirror_other_holders_into_ledger,
     write_balances_to_db,
-    write_markets_to_db,
 )
-from reconciliation_pipeline.devnet.markets_world import MarketsWorld, build_markets_world
-from reconciliation_pipeline.devnet.seed import load_streams_into_ledger, write_streams_to_db
-from reconciliation_pipeline.devnet.streaks_seed import load_streaks_into_ledger, write_streaks_to_db
-from reconciliation_pipeline.devnet.streaks_world import INVALID_WALLET, StreaksWorld, build_streaks_world
-from reconciliation_pipeline.devnet.streams_world import StreamsWorld, build_streams_world
-from reconciliation_pipeline.devnet.transactions import TransactionStore
+from recon_demo.worlds.lending import LendingWorld, build_lending_world, load_lending_into_ledger, write_lending_to_db
+from recon_demo.worlds.markets import MarketsWorld, build_markets_world, load_markets_into_ledger, write_markets_to_db
+from recon_demo.worlds.streaks import (
+    INVALID_WALLET,
+    StreaksWorld,
+    build_streaks_world,
+    load_streaks_into_ledger,
+    write_streaks_to_db,
+)
+from recon_demo.worlds.streams import StreamsWorld, build_streams_world, load_streams_into_ledger, write_streams_to_db
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.transactions import TransactionStore
 
 Progress = Callable[[str], None]
 

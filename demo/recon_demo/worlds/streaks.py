@@ -12,8 +12,7 @@ The world is relative to a reference instant (its "now"). Each participant's
 timezone is chosen among candidates whose local time at that instant is
 between 01:00 and 22:00, so a run started within two hours of building the
 world sees the same local "today" for everyone. Deterministic for a given
-reference instant, size and identities.
-"""
+reference instant, size and identities."""
 
 from __future__ import annotations
 
@@ -24,12 +23,17 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+from sqlalchemy.engine import Engine
 from stellar_sdk import Keypair, scval
 
+from recon_demo import DEMO_SQL
+from recon_demo.catalogue import ExpectedFinding, InjectedDrift, expected_findings
+from recon_demo.identities import DEVNET, DevnetIdentities, account_id, keypair
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
-from reconciliation_pipeline.devnet.catalogue import ExpectedFinding, InjectedDrift, expected_findings
-from reconciliation_pipeline.devnet.encode import contract_data_entry
-from reconciliation_pipeline.devnet.identities import DEVNET, DevnetIdentities, account_id, keypair
+from soroban_devnet.entries import contract_data_entry
+from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.streaks_contract import StreakContract, player_key
+from soroban_devnet.transactions import TransactionStore
 
 FIRST_USER_ID = 700_001
 """Streak participants use their own id range so other domains' users are untouched."""
@@ -529,4 +533,63 @@ def build_streaks_world(*, reference_time: datetime, n_clean: int = 200, ids: De
     undecodable = {p.wallet: _corrupt_entry(ids, p.wallet) for p in participants if p.profile_undecodable and p.wallet}
     return StreaksWorld(participants=participants, catalogue=catalogue, undecodable=undecodable,
                         reference=reference, identities=ids)
+
+
+
+# -- writing it to both sides --------------------------------------------------
+
+Progress = Callable[[str], None]
+PROJECTION_WRITTEN_HOURS_AGO = 2
+"""The projection rows predate the late session (an hour ago): that is why they are stale."""
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def oracle_environment() -> dict[str, str]:
+    """ORACLE_SECRET_KEY for a pipeline pointed at the devnet (the launcher's default there only)."""
+    return {"ORACLE_SECRET_KEY": oracle_keypair_for_devnet().secret}
+
+
+def write_streaks_to_db(engine: Engine, world: StreaksWorld, progress: Progress = _noop) -> int:
+    """Replace the streaks world's users, sessions and projection rows (COPY); returns participants written."""
+    bounds = {"first_user_id": FIRST_USER_ID, "last_user_id": LAST_USER_ID}
+    users, sessions, projection = world.users(), world.sessions(), world.projection()
+    written_at = world.reference - timedelta(hours=PROJECTION_WRITTEN_HOURS_AGO)
+    with engine.begin() as connection:
+        for statement in ("seed/streaks_delete_projection.sql", "seed/streaks_delete_sessions.sql",
+                          "seed/streaks_delete_users.sql"):
+            connection.execute(DEMO_SQL.query(statement), bounds)
+        cursor = connection.connection.driver_connection.cursor()
+        with cursor.copy(DEMO_SQL.read("seed/streaks_copy_users.sql")) as copy:
+            for row in users.itertuples(index=False):
+                copy.write_row((row.user_id, row.username, row.wallet_address, row.timezone))
+        with cursor.copy(DEMO_SQL.read("seed/streaks_copy_sessions.sql")) as copy:
+            for row in sessions.itertuples(index=False):
+                copy.write_row((row.session_id, row.user_id, row.started_at, row.ended_at, row.received_at))
+        with cursor.copy(DEMO_SQL.read("seed/streaks_copy_projection.sql")) as copy:
+            for row in projection.itertuples(index=False):
+                copy.write_row((row.user_id, row.current_streak, row.longest_streak, row.last_qualified_date,
+                                row.qualified_days, written_at))
+    progress(f"database: {len(users)} streak participants, {len(sessions)} focus sessions, "
+             f"{len(projection)} projection rows written")
+    return len(users)
+
+
+def load_streaks_into_ledger(
+    ledger: DevnetLedger, store: TransactionStore, world: StreaksWorld, progress: Progress = _noop
+) -> StreakContract:
+    """Install the streak contract on the devnet with the world's players and a funded oracle."""
+    contract = StreakContract(ledger, store, contract_id=world.identities.streak_contract_id,
+                              oracle=world.oracle).install()
+    contract.fund_account(world.oracle)
+    players = world.players()
+    for row in players.itertuples(index=False):
+        contract.register_player(row.wallet, int(row.current_streak), iq_level=100 + int(row.current_streak) % 50)
+    for wallet, data in world.undecodable.items():
+        ledger.put_raw_entry(player_key(contract.contract_id, wallet), data)
+    progress(f"devnet: streak contract with oracle {world.oracle}, {len(players)} players, "
+             f"{len(world.undecodable)} undecodable profiles")
+    return contract
 

@@ -25,14 +25,8 @@ from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import SorobanRpcErrorResponse
 from stellar_sdk.soroban_rpc import EventFilter, EventFilterType
 
-from reconciliation_pipeline.devnet.ledger import (
-    LEDGER_SCAN_LIMIT,
-    STANDALONE_PASSPHRASE,
-    DevnetLedger,
-    FaultConfig,
-    parse_event_id,
-)
-from reconciliation_pipeline.devnet.server import DevnetServer
+from soroban_devnet.ledger import LEDGER_SCAN_LIMIT, STANDALONE_PASSPHRASE, DevnetLedger, FaultConfig, parse_event_id
+from soroban_devnet.server import DevnetServer
 
 START = 2_000_000
 T0 = 1_700_000_000.0

@@ -14,7 +14,7 @@ from typing import Any
 
 from stellar_sdk import xdr
 
-from reconciliation_pipeline.devnet.ledger import INVALID_PARAMS, DevnetLedger, RpcError
+from soroban_devnet.ledger import INVALID_PARAMS, DevnetLedger, RpcError
 
 SUCCESS = "SUCCESS"
 FAILED = "FAILED"

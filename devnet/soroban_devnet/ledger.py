@@ -231,7 +231,7 @@ class DevnetLedger:
             "getEvents": self._rpc_get_events,
         }
         # Imported here: that module builds on this one (it reuses the ledger headers).
-        from reconciliation_pipeline.devnet.ledgers_method import get_ledgers
+        from soroban_devnet.ledgers_method import get_ledgers
 
         self._methods["getLedgers"] = lambda params: get_ledgers(self, params)
 

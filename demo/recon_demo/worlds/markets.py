@@ -8,18 +8,23 @@ and writes down, once, exactly the findings the pipeline must report.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
-from stellar_sdk import scval
+from sqlalchemy.engine import Engine
+from stellar_sdk import scval, xdr
 
-from reconciliation_pipeline.chain.keys import enum_key
+from recon_demo import DEMO_SQL
+from recon_demo.catalogue import ExpectedFinding, InjectedDrift, expected_findings
+from recon_demo.identities import DEVNET, DevnetIdentities, contract_id
+from reconciliation_pipeline.chain.keys import enum_key, instance_key, u64_entry_key
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
-from reconciliation_pipeline.devnet.catalogue import ExpectedFinding, InjectedDrift, expected_findings
-from reconciliation_pipeline.devnet.encode import contract_data_entry
-from reconciliation_pipeline.devnet.identities import DEVNET, DevnetIdentities, contract_id
+from soroban_devnet.entries import contract_data_entry, unit_enum
+from soroban_devnet.ledger import DevnetLedger
 
 MIN_MARKETS = 15
 """The catalogue uses markets 2-11; smaller worlds cannot hold it."""
@@ -242,3 +247,64 @@ def build_markets_world(n: int, *, seed: int = 20261122, ids: DevnetIdentities =
         catalogue=catalogue,
         identities=ids,
     )
+
+
+# -- writing it to both sides --------------------------------------------------
+
+_MARKET_WASM_HASH = hashlib.sha256(b"reconciliation-devnet:market-contract-wasm").digest()
+
+
+def pool_entry(amm_contract_id: str, market_id: int, yes_liquidity: int, no_liquidity: int) -> tuple[str, str]:
+    """(LedgerKey, LedgerEntryData) of `Pool(u64) -> Pool { no_liquidity, yes_liquidity }`."""
+    key = enum_key("Pool", scval.to_uint64(market_id))
+    value = scval.to_struct({"no_liquidity": scval.to_int128(no_liquidity),
+                             "yes_liquidity": scval.to_int128(yes_liquidity)})
+    return (u64_entry_key(amm_contract_id, "Pool", market_id),
+            contract_data_entry(amm_contract_id, key, value).to_xdr())
+
+
+def market_instance_entry(contract: str, status: str, winning_outcome: int | None) -> tuple[str, str]:
+    """(LedgerKey, LedgerEntryData) of a market contract's instance: `Status` and `Outcome`."""
+    storage = scval.to_map({
+        scval.to_symbol("Status"): unit_enum(status.capitalize()),
+        scval.to_symbol("Outcome"): scval.to_void() if winning_outcome is None else scval.to_uint32(winning_outcome),
+    })
+    instance = xdr.SCVal(
+        type=xdr.SCValType.SCV_CONTRACT_INSTANCE,
+        instance=xdr.SCContractInstance(
+            executable=xdr.ContractExecutable(
+                type=xdr.ContractExecutableType.CONTRACT_EXECUTABLE_WASM, wasm_hash=xdr.Hash(_MARKET_WASM_HASH)
+            ),
+            storage=storage.map,
+        ),
+    )
+    key = xdr.SCVal(type=xdr.SCValType.SCV_LEDGER_KEY_CONTRACT_INSTANCE)
+    return instance_key(contract), contract_data_entry(contract, key, instance).to_xdr()
+
+
+
+def write_markets_to_db(engine: Engine, world: MarketsWorld) -> int:
+    """Replace the `markets` table's rows with the world's database side (COPY)."""
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(DEMO_SQL.query("seed/markets_truncate.sql"))
+        cursor = connection.connection.driver_connection.cursor()
+        with cursor.copy(DEMO_SQL.read("seed/markets_copy.sql")) as copy:
+            for row in world.db.itertuples(index=False):
+                copy.write_row((str(row.market_id), row.title, row.contract_address, row.status,
+                                row.winning_outcome, str(row.yes_liquidity), str(row.no_liquidity), now))
+    return len(world.db)
+
+
+def load_markets_into_ledger(ledger: DevnetLedger, world: MarketsWorld) -> int:
+    """Put the AMM pools and the market contracts' instances into the devnet."""
+    amm = world.identities.amm_contract_id
+    for row in world.pools.itertuples(index=False):
+        ledger.put_raw_entry(*pool_entry(amm, int(row.market_id), int(row.yes_liquidity), int(row.no_liquidity)))
+    for market_id, data in world.undecodable_pools.items():
+        ledger.put_raw_entry(u64_entry_key(amm, "Pool", market_id), data)
+    for row in world.contracts.itertuples(index=False):
+        ledger.put_raw_entry(*market_instance_entry(row.contract_address, row.status, row.winning_outcome))
+    return len(world.pools) + len(world.undecodable_pools) + len(world.contracts)
+
+

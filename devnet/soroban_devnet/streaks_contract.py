@@ -35,10 +35,9 @@ from stellar_sdk import Address, Keypair, StrKey, TransactionEnvelope, scval, xd
 from stellar_sdk.exceptions import BadSignatureError
 from stellar_sdk.operation import InvokeHostFunction
 
-from reconciliation_pipeline.chain.keys import address_entry_key, instance_key
-from reconciliation_pipeline.devnet.encode import contract_data_entry
-from reconciliation_pipeline.devnet.ledger import INVALID_PARAMS, DevnetLedger, Handler, RpcError
-from reconciliation_pipeline.devnet.transactions import FAILED, SUCCESS, TransactionRecord, TransactionStore
+from soroban_devnet.entries import contract_data_entry, contract_data_key, enum_key, instance_key
+from soroban_devnet.ledger import INVALID_PARAMS, DevnetLedger, Handler, RpcError
+from soroban_devnet.transactions import FAILED, SUCCESS, TransactionRecord, TransactionStore
 
 SYNC_STREAK = "sync_streak"
 GET_PLAYER = "get_player"
@@ -57,7 +56,7 @@ _LAZY_METHODS = ("getLedgerEntries", "getEvents", "getTransaction")
 
 
 def player_key(contract_id: str, player: str) -> str:
-    return address_entry_key(contract_id, "Player", player)
+    return contract_data_key(contract_id, enum_key("Player", scval.to_address(player))).to_xdr()
 
 
 def player_profile_value(current_streak: int, iq_level: int) -> xdr.SCVal:
@@ -67,7 +66,7 @@ def player_profile_value(current_streak: int, iq_level: int) -> xdr.SCVal:
 
 def player_entry(contract_id: str, player: str, current_streak: int, iq_level: int) -> tuple[str, str]:
     """(base64 LedgerKey, base64 LedgerEntryData) of a `Player(Address)` entry."""
-    key = scval.to_vec([scval.to_symbol("Player"), scval.to_address(player)])
+    key = enum_key("Player", scval.to_address(player))
     data = contract_data_entry(contract_id, key, player_profile_value(current_streak, iq_level))
     return player_key(contract_id, player), data.to_xdr()
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from stellar_sdk import xdr
 
-from reconciliation_pipeline.devnet.ledger import INVALID_PARAMS, INVALID_REQUEST, DevnetLedger, RpcError
+from soroban_devnet.ledger import INVALID_PARAMS, INVALID_REQUEST, DevnetLedger, RpcError
 
 DEFAULT_LEDGERS_LIMIT = 50
 MAX_LEDGERS_LIMIT = 200

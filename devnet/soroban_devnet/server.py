@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from reconciliation_pipeline.devnet.ledger import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, DevnetLedger, RpcError
+from soroban_devnet.ledger import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, DevnetLedger, RpcError
 
 INVALID_METHOD_COUNTER_KEY = "(invalid)"
 """`request_counts` key for requests that carry no usable method name."""

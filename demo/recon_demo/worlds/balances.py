@@ -20,14 +20,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.engine import Engine
+from stellar_sdk import Asset, Keypair, scval, xdr
 
+from recon_demo import DEMO_SQL
+from recon_demo.catalogue import ExpectedFinding, InjectedDrift, expected_findings
+from recon_demo.encode import sac_balance_entry
+from recon_demo.identities import DEVNET, DevnetIdentities, account_id, contract_id
 from reconciliation_pipeline.chain.addresses import is_valid_address
 from reconciliation_pipeline.chain.keys import sac_balance_key, trustline_key
 from reconciliation_pipeline.chain.reader import MAX_KEYS_PER_REQUEST
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
-from reconciliation_pipeline.devnet.catalogue import ExpectedFinding, InjectedDrift, expected_findings
-from reconciliation_pipeline.devnet.identities import DEVNET, DevnetIdentities, account_id, contract_id
-from reconciliation_pipeline.devnet.ledger import FaultConfig
+from soroban_devnet.ledger import DevnetLedger, FaultConfig
 
 FIRST_USER_ID = 1_000_001
 MIN_USERS = 250
@@ -200,3 +204,105 @@ def _ledger_key(wallet: str, ids: DevnetIdentities) -> str:
     if wallet.startswith("G"):
         return trustline_key(wallet, ids.usdc_asset_code, ids.usdc_issuer)
     return sac_balance_key(ids.usdc_contract_id, wallet)
+
+
+# -- writing it to both sides --------------------------------------------------
+
+TRUSTLINE_LIMIT = 2**63 - 1
+
+def trustline_entry(account: str, asset_code: str, issuer: str, balance: int) -> tuple[str, str]:
+    """(LedgerKey, LedgerEntryData) of a classic, authorised trustline holding `balance`."""
+    data = xdr.LedgerEntryData(
+        type=xdr.LedgerEntryType.TRUSTLINE,
+        trust_line=xdr.TrustLineEntry(
+            account_id=Keypair.from_public_key(account).xdr_account_id(),
+            asset=Asset(asset_code, issuer).to_trust_line_asset_xdr_object(),
+            balance=xdr.Int64(balance),
+            limit=xdr.Int64(TRUSTLINE_LIMIT),
+            flags=xdr.Uint32(xdr.TrustLineFlags.AUTHORIZED_FLAG.value),
+            ext=xdr.TrustLineEntryExt(0),
+        ),
+    )
+    return trustline_key(account, asset_code, issuer), data.to_xdr()
+
+
+
+
+def write_balances_to_db(engine: Engine, world: BalancesWorld) -> int:
+    """Insert or update the world's users; other users in the table are left as they are."""
+    params = [
+        {"id": int(r.user_id), "username": r.username,
+         "wallet_address": r.wallet_address if isinstance(r.wallet_address, str) else None,
+         "usdc_balance": str(r.usdc_balance)}
+        for r in world.db.itertuples(index=False)
+    ]
+    with engine.begin() as connection:
+        connection.execute(DEMO_SQL.query("seed/balances_upsert_user.sql"), params)
+    return len(params)
+
+
+def _put_holding(ledger: DevnetLedger, ids: DevnetIdentities, holder: str, amount: int) -> None:
+    if holder.startswith("G"):
+        ledger.put_raw_entry(*trustline_entry(holder, ids.usdc_asset_code, ids.usdc_issuer, amount))
+    else:
+        ledger.put_raw_entry(*sac_balance_entry(ids.usdc_contract_id, holder, amount))
+
+
+def mint_usdc(ledger: DevnetLedger, ids: DevnetIdentities, holder: str, new_balance: int, amount: int) -> str:
+    """The issuer pays `amount` USDC to `holder`, whose balance becomes `new_balance`, in the
+    latest ledger: the holding's entry changes and, as on a protocol 23 network (CAP-67
+    unified events), the USDC SAC emits `mint` [Symbol, Address(to), String(asset)]
+    whether the holder is a trustline or a SAC balance. Returns the event id."""
+    _put_holding(ledger, ids, holder, new_balance)
+    asset = f"{ids.usdc_asset_code}:{ids.usdc_issuer}"
+    return ledger.add_event(
+        contract_id=ids.usdc_contract_id,
+        topic=[scval.to_symbol("mint"), scval.to_address(holder), scval.to_string(asset)],
+        value=scval.to_int128(amount),
+    )
+
+
+def transfer_usdc(ledger: DevnetLedger, ids: DevnetIdentities, sender: tuple[str, int], recipient: tuple[str, int],
+                  amount: int) -> str:
+    """`amount` USDC moves between two holders, given as (address, new balance): both
+    entries change and the SAC emits `transfer` [Symbol, Address(from), Address(to),
+    String(asset)]. Returns the event id."""
+    _put_holding(ledger, ids, *sender)
+    _put_holding(ledger, ids, *recipient)
+    asset = f"{ids.usdc_asset_code}:{ids.usdc_issuer}"
+    return ledger.add_event(
+        contract_id=ids.usdc_contract_id,
+        topic=[scval.to_symbol("transfer"), scval.to_address(sender[0]), scval.to_address(recipient[0]),
+               scval.to_string(asset)],
+        value=scval.to_int128(amount),
+    )
+
+
+def load_balances_into_ledger(ledger: DevnetLedger, world: BalancesWorld) -> int:
+    """Put the world's USDC trustlines and SAC balance entries into the devnet."""
+    ids = world.identities
+    for row in world.trustlines.itertuples(index=False):
+        _put_holding(ledger, ids, row.account, int(row.balance))
+    for row in world.sac_balances.itertuples(index=False):
+        _put_holding(ledger, ids, row.holder, int(row.amount))
+    return len(world.trustlines) + len(world.sac_balances)
+
+
+def mirror_other_holders_into_ledger(engine: Engine, ledger: DevnetLedger, world: BalancesWorld) -> int:
+    """Give users other domains seeded (with a valid wallet) their database balance on chain.
+
+    The balances reconciliation covers every user with a wallet; without this a
+    demo that also seeds, say, streak players would report each as drift that no
+    catalogue wrote down.
+    """
+    with engine.connect() as connection:
+        others = pd.DataFrame(connection.execute(
+            DEMO_SQL.query("seed/balances_other_holders.sql"),
+            {"seeded_ids": [int(u) for u in world.db["user_id"]]},
+        ).mappings().all(), columns=["user_id", "wallet_address", "usdc_balance"])
+    count = 0
+    for row in others.itertuples(index=False):
+        if is_valid_address(row.wallet_address):
+            _put_holding(ledger, world.identities, row.wallet_address, max(int(row.usdc_balance), 0))
+            count += 1
+    return count

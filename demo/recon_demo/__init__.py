@@ -1,0 +1,8 @@
+"""The demo: a deterministic world per domain with its catalogue of injected drift,
+written to both sides (the application database and the devnet), and the launcher
+behind `make demo`, `make ui` and `make devnet`. Not part of the product's wheel."""
+
+from reconciliation_pipeline.core.sql import SqlFolder
+
+DEMO_SQL = SqlFolder("recon_demo")
+"""Seeding, summary and benchmark queries of the demo."""
