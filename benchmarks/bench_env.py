@@ -9,8 +9,6 @@ from recon_demo.identities import DEVNET
 from reconciliation_pipeline import localenv
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.metrics import PushgatewayResource
-from reconciliation_pipeline.core.run_budget import RunBudgetResource
-from reconciliation_pipeline.defs.balances.resources import BalancesSettingsResource
 from reconciliation_pipeline.resources import (
     PostgresResource,
     ReconSettingsResource,
@@ -43,8 +41,7 @@ def bench_resources(database_url: str, rpc_url: str) -> dict[str, object]:
         "postgres": PostgresResource(database_url=database_url),
         "soroban_rpc": SorobanRpcResource(rpc_url=rpc_url),
         "contracts": DEVNET.contracts_resource(),
-        "recon_settings": ReconSettingsResource(),
-        "run_budget": RunBudgetResource(run_time_limit_s=BENCH_RUN_TIME_LIMIT_S),
-        "balances_settings": BalancesSettingsResource(),
+        "settings": ReconSettingsResource(run_time_limit_s=BENCH_RUN_TIME_LIMIT_S,
+                                          nightly_run_time_limit_s=BENCH_RUN_TIME_LIMIT_S),
         "pushgateway": PushgatewayResource(pushgateway_url=""),
     }

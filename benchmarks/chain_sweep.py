@@ -18,7 +18,6 @@ Both produce the same decoded rows (checked). Prints the figures and, with
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -116,29 +115,35 @@ def run_baseline(url: str, n: int) -> dict[str, Any]:
 
 def run_pipeline(url: str, n: int) -> dict[str, Any]:
     """(b) The assets' chain path: ChainReader batches and layout decoding into frames."""
+    import pandas as pd
+
     from recon_demo.identities import DEVNET
     from reconciliation_pipeline.chain.layouts import SAC_BALANCE
     from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings
-    from reconciliation_pipeline.core.snapshots import snapshot_chain
-    from reconciliation_pipeline.core.spec import ContractDataLayout, KeyKind
-    from reconciliation_pipeline.defs.streams.spec import STREAMS_SPEC
+    from reconciliation_pipeline.core.snapshots import data_key_ledger_keys, read_entries
+    from reconciliation_pipeline.core.spec import Authority, DataKey, Entity, KeyKind, Layout
+    from reconciliation_pipeline.defs.streams.spec import STREAM
+
+    holding = Entity(name="sac_balances", entity_type="holder", source="holders", key_column="holder",
+                     key_kind=KeyKind.ADDRESS, entity_id_prefix="", key_source=DataKey("Balance", "usdc_contract_id"),
+                     layout=Layout.of(SAC_BALANCE), compared=(), authority=Authority.CHAIN,
+                     description="a SAC balance entry per holder")
+
+    def read(reader: ChainReader, entity: Entity, contract_id: str, keys: list[Any]) -> pd.DataFrame:
+        assert isinstance(entity.key_source, DataKey)
+        ledger_keys = data_key_ledger_keys(entity.key_source, entity.kind, contract_id, keys)
+        frame, _ = read_entries(reader, entity, entity.key, entity.kind, pd.Series(keys, dtype=object),
+                                pd.Series(ledger_keys, dtype=object))
+        return frame
 
     stream_ids, holders = _entities(n)
-    balances_spec = dataclasses.replace(
-        STREAMS_SPEC,
-        key_column="holder",
-        layout=ContractDataLayout.of("Balance", KeyKind.ADDRESS, SAC_BALANCE),
-        compared=(),
-        amount_columns=(),
-        address_columns=(),
-    )
     started = time.perf_counter()
     reader = ChainReader(url, ReaderSettings(max_in_flight=5))
-    streams = snapshot_chain(reader, STREAMS_SPEC, DEVNET.stream_contract_id, stream_ids)
-    balances = snapshot_chain(reader, balances_spec, DEVNET.usdc_contract_id, holders)
+    streams = read(reader, STREAM, DEVNET.stream_contract_id, stream_ids)
+    balances = read(reader, holding, DEVNET.usdc_contract_id, holders)
     elapsed = time.perf_counter() - started
     stream_rows = [
-        None if status != "ok" else {c: row[c] for c in STREAMS_SPEC.layout.columns}
+        None if status != "ok" else {c: row[c] for c in STREAM.layout.columns}
         for status, row in zip(streams["read_status"], streams.to_dict("records"), strict=True)
     ]
     balance_rows = [

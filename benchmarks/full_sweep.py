@@ -199,8 +199,8 @@ def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> N
     from recon_demo.identities import DEVNET
     from reconciliation_pipeline import localenv
     from reconciliation_pipeline.core.watermarks import FULL_SWEEP, SWEEP_TAG
-    from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
-    from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
+    from reconciliation_pipeline.defs.balances.definitions import BALANCES
+    from reconciliation_pipeline.defs.streams.definitions import STREAMS
     from reconciliation_pipeline.resources import build_resources, sqlalchemy_url
 
     # Every setting at its default, the database and the chain pointed at the bench's.
@@ -212,7 +212,7 @@ def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> N
     with RssSampler() as sampler:
         started = time.perf_counter()
         result = dg.materialize(
-            STREAMS_ASSETS if streams else BALANCES_ASSETS,
+            STREAMS.assets("nightly") if streams else BALANCES.assets("frequent"),
             resources=build_resources(),
             run_config=QUIET,
             partition_key=partition_key if streams else None,

@@ -69,10 +69,10 @@ def _serve_devnet(n: int, latency_s: float, port_queue: mp.Queue, stop: mp.Event
 
 
 def _timed_run(resources: dict[str, object]) -> tuple[float, dict[str, object]]:
-    from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
+    from reconciliation_pipeline.defs.balances.definitions import BALANCES
 
     started = time.perf_counter()
-    result = dg.materialize(BALANCES_ASSETS, resources=resources, run_config=QUIET)
+    result = dg.materialize(BALANCES.assets("frequent"), resources=resources, run_config=QUIET)
     elapsed = time.perf_counter() - started
     metadata: dict[str, object] = {}
     for asset in ("usdc_movements", "chain_usdc_balances", "usdc_balance_discrepancies"):
@@ -117,7 +117,7 @@ def main() -> int:
             rows = connection.execute(DEMO_SQL.query("bench/touch_user_balances.sql"), {"every": every}).rowcount
         incremental_s, incremental = _timed_run(resources)
         print(f"  incremental after {touched:,} holdings and {rows:,} rows changed: {incremental_s:.2f} s, "
-              f"{incremental['entities_checked']:,} users compared ({incremental['events']:,} movement events), "
+              f"{incremental['entities_checked']:,} users compared ({incremental['change_events']:,} movement events), "
               f"{incremental['rpc_requests']:,} requests", flush=True)
     finally:
         stop.set()

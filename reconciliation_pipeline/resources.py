@@ -7,6 +7,7 @@ at start with a message naming the variable.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,7 +22,6 @@ from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings
 from reconciliation_pipeline.core.alerts import AlertingResource
 from reconciliation_pipeline.core.drift_store import IncidentPolicy
 from reconciliation_pipeline.core.metrics import PushgatewayResource
-from reconciliation_pipeline.core.run_budget import RunBudgetResource
 
 
 def sqlalchemy_url(database_url: str, driver: str = "psycopg") -> str:
@@ -124,22 +124,64 @@ class StellarContractsResource(dg.ConfigurableResource):
 
 
 class ReconSettingsResource(dg.ConfigurableResource):
-    """How drift becomes an incident."""
+    """Every tuning setting of the reconciliations, checked once when a run starts."""
 
     confirm_after_runs: int = 2
     confirm_grace_minutes: int = 60
+    run_time_limit_s: int = 240
+    """Whole-run limit of the every-few-minutes scopes."""
+    nightly_run_time_limit_s: int = 7200
+    """Whole-run limit of the nightly (and backfill and sensor) scopes."""
+    odds_mismatch_threshold: str = "0.01"
+    """Text: `EnvVar` has no float form, and parsing here gives an error that names the variable."""
+    usdc_balance_tolerance: int = 10
+    """Base units (1 USDC = 10,000,000): 10 is 0.000001 USDC."""
+    streak_qualifying_minutes: int = 30
+    """A deployment-wide rule, not run config: a run with another threshold would "repair"
+    every projection to a rule the app does not use."""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.incident_policy()
+        self.odds_threshold()
+        for value, variable in ((self.run_time_limit_s, "RUN_TIME_LIMIT_SECONDS"),
+                                (self.nightly_run_time_limit_s, "NIGHTLY_RUN_TIME_LIMIT_SECONDS")):
+            if value <= 0:
+                raise dg.DagsterInvariantViolationError(f"{variable} must be a positive number of seconds, got {value}")
+        if self.usdc_balance_tolerance < 0:
+            raise dg.DagsterInvariantViolationError(
+                f"USDC_BALANCE_TOLERANCE must be a non-negative number of base units, got {self.usdc_balance_tolerance}"
+            )
+        if self.streak_qualifying_minutes < 1:
+            raise dg.DagsterInvariantViolationError(
+                f"STREAK_QUALIFYING_MINUTES must be at least 1, got {self.streak_qualifying_minutes}"
+            )
 
     def incident_policy(self) -> IncidentPolicy:
-        return IncidentPolicy(confirm_after_runs=self.confirm_after_runs, grace_minutes=self.confirm_grace_minutes)
+        try:
+            return IncidentPolicy(confirm_after_runs=self.confirm_after_runs, grace_minutes=self.confirm_grace_minutes)
+        except ValueError as error:
+            raise dg.DagsterInvariantViolationError(
+                f"RECON_CONFIRM_AFTER_RUNS must be at least 1 and RECON_CONFIRM_GRACE_MINUTES at least 0: {error}"
+            ) from error
+
+    def odds_threshold(self) -> float:
+        """The absolute YES-odds gap above which markets disagree, in (0, 1)."""
+        try:
+            value = float(self.odds_mismatch_threshold)
+        except ValueError:
+            value = math.nan
+        if not 0.0 < value < 1.0:
+            raise dg.DagsterInvariantViolationError(
+                "ODDS_MISMATCH_THRESHOLD must be an absolute probability between 0 and 1 (e.g. 0.01), "
+                f"got {self.odds_mismatch_threshold!r}"
+            )
+        return value
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     """Every resource key, bound once, each setting from its environment variable."""
-    # Domain settings live beside their domains; imported here to bind them once.
-    from reconciliation_pipeline.defs.balances.resources import BalancesSettingsResource
-    from reconciliation_pipeline.defs.markets.resources import MarketsSettingsResource
+    # The signing resource lives beside the streak sync, the only step that uses it.
     from reconciliation_pipeline.defs.streaks.oracle import StreakOracleResource
-    from reconciliation_pipeline.defs.streaks.rules import StreakRulesResource
 
     return {
         "postgres": PostgresResource(database_url=dg.EnvVar("DATABASE_URL")),
@@ -159,16 +201,17 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             usdc_issuer=dg.EnvVar("USDC_ISSUER"),
             network_passphrase=dg.EnvVar("STELLAR_NETWORK_PASSPHRASE"),
         ),
-        "recon_settings": ReconSettingsResource(
+        "settings": ReconSettingsResource(
             confirm_after_runs=dg.EnvVar.int("RECON_CONFIRM_AFTER_RUNS"),
             confirm_grace_minutes=dg.EnvVar.int("RECON_CONFIRM_GRACE_MINUTES"),
+            run_time_limit_s=dg.EnvVar.int("RUN_TIME_LIMIT_SECONDS"),
+            nightly_run_time_limit_s=dg.EnvVar.int("NIGHTLY_RUN_TIME_LIMIT_SECONDS"),
+            odds_mismatch_threshold=dg.EnvVar("ODDS_MISMATCH_THRESHOLD"),
+            usdc_balance_tolerance=dg.EnvVar.int("USDC_BALANCE_TOLERANCE"),
+            streak_qualifying_minutes=dg.EnvVar.int("STREAK_QUALIFYING_MINUTES"),
         ),
-        "run_budget": RunBudgetResource(run_time_limit_s=dg.EnvVar.int("RUN_TIME_LIMIT_SECONDS")),
-        "markets_settings": MarketsSettingsResource(odds_mismatch_threshold=dg.EnvVar("ODDS_MISMATCH_THRESHOLD")),
-        "balances_settings": BalancesSettingsResource(usdc_balance_tolerance=dg.EnvVar.int("USDC_BALANCE_TOLERANCE")),
         "alerting": AlertingResource(webhook_url=dg.EnvVar("ALERT_WEBHOOK_URL")),
         "pushgateway": PushgatewayResource(pushgateway_url=dg.EnvVar("PROMETHEUS_PUSHGATEWAY_URL")),
-        "streak_rules": StreakRulesResource(qualifying_minutes=dg.EnvVar.int("STREAK_QUALIFYING_MINUTES")),
         # The only resource that can sign: bound to the streak sync alone.
         "streak_oracle": StreakOracleResource(
             rpc_url=dg.EnvVar("SOROBAN_RPC_URL"),

@@ -49,8 +49,11 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("RECON_CONFIRM_AFTER_RUNS", "2", "Consecutive runs a drift must persist to be confirmed."),
     EnvSetting("RECON_CONFIRM_GRACE_MINUTES", "60", "A drift older than this is confirmed even without consecutive runs."),
     EnvSetting("RUN_TIME_LIMIT_SECONDS", "240",
-               "Whole-run limit of the 5-minute markets/balances job. Reads stop a request timeout plus max(2 s, 10%) "
+               "Whole-run limit of the every-5-minutes runs. Reads stop a request timeout plus max(2 s, 10%) "
                "before it; entities not read are 'not checked' and the run is recorded as partial."),
+    EnvSetting("NIGHTLY_RUN_TIME_LIMIT_SECONDS", "7200",
+               "Whole-run limit of the nightly, backfill and sensor runs (same rules as RUN_TIME_LIMIT_SECONDS): "
+               "a stalled RPC cannot hold a run forever."),
     EnvSetting("ODDS_MISMATCH_THRESHOLD", "0.01",
                "Absolute YES-odds gap (0 to 1) above which the database's odds and the AMM's disagree."),
     EnvSetting("USDC_BALANCE_TOLERANCE", "10",

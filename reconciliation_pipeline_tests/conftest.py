@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from recon_demo.identities import DEVNET
 from reconciliation_pipeline import localenv
 from reconciliation_pipeline.core import sql
+from reconciliation_pipeline.core.metrics import PushgatewayResource
 from reconciliation_pipeline.resources import (
     PostgresResource,
     ReconSettingsResource,
@@ -99,12 +100,14 @@ def yesterday(reference_time: datetime) -> str:
     return (reference_time - timedelta(days=1)).strftime("%Y-%m-%d")
 
 
-def make_resources(database_url: str, rpc_url: str, **rpc: int) -> dict[str, object]:
+def make_resources(database_url: str, rpc_url: str, *, settings: dict[str, object] | None = None,
+                   pushgateway_url: str = "", **rpc: int) -> dict[str, object]:
     """Concrete resources for in-process runs (no environment involved)."""
     rpc_settings = {"max_in_flight": 5, "max_attempts": 3, "backoff_initial_ms": 10, "request_timeout_ms": 5000, **rpc}
     return {
         "postgres": PostgresResource(database_url=database_url),
         "soroban_rpc": SorobanRpcResource(rpc_url=rpc_url, **rpc_settings),
         "contracts": DEVNET.contracts_resource(),
-        "recon_settings": ReconSettingsResource(confirm_after_runs=2, confirm_grace_minutes=60),
+        "settings": ReconSettingsResource(confirm_after_runs=2, confirm_grace_minutes=60, **(settings or {})),
+        "pushgateway": PushgatewayResource(pushgateway_url=pushgateway_url),
     }

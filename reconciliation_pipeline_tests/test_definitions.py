@@ -11,71 +11,99 @@ import sqlalchemy as sa
 
 from recon_demo.identities import DEVNET
 from recon_demo.worlds.streams import build_streams_world, load_streams_into_ledger, write_streams_to_db
+from reconciliation_pipeline.core.cadences import daily_partitions, daily_sharded_partitions
 from reconciliation_pipeline.core.watermarks import FULL_SWEEP, SWEEP_TAG
-from reconciliation_pipeline.definitions import defs
+from reconciliation_pipeline.definitions import defs as load_defs
 from reconciliation_pipeline.localenv import PROJECT_ROOT
-from reconciliation_pipeline.partitions import daily_partitions, daily_sharded_partitions
 from reconciliation_pipeline.settings import ENV_SETTINGS, render_env_example
 from soroban_devnet.ledger import DevnetLedger
 from soroban_devnet.server import DevnetServer
 
 ASSET_GRAPH = {
-    "db_streams": set(),
-    "chain_streams": {"db_streams"},
-    "chain_stream_escrow": {"chain_streams", "db_streams"},
-    "stream_discrepancies": {"db_streams", "chain_streams", "chain_stream_escrow"},
-    "stream_repairs": {"stream_discrepancies"},
-    "stream_incremental_discrepancies": set(),
-    "db_streams_shard": set(),
-    "chain_streams_shard": {"db_streams_shard"},
-    "stream_shard_discrepancies": {"db_streams_shard", "chain_streams_shard"},
-    "stream_shard_repairs": {"stream_shard_discrepancies"},
-    "chain_stream_escrow_sharded": {"db_streams_shard", "chain_streams_shard"},
-    "stream_escrow_discrepancies": {"chain_stream_escrow_sharded"},
-    "lending_events": set(),
-    "db_loans": set(),
-    "db_liquidity_positions": set(),
-    "db_reputation": set(),
-    "chain_loans": {"db_loans", "lending_events"},
     "chain_liquidity_positions": {"db_liquidity_positions", "lending_events"},
+    "chain_loans": {"db_loans", "lending_events"},
+    "chain_market_contracts": {"db_markets", "market_sweep_plan"},
+    "chain_market_pools": {"db_markets", "market_sweep_plan"},
+    "chain_player_profiles": {"computed_user_streaks"},
     "chain_reputation": {"db_reputation", "lending_events"},
-    "provisional_loans": set(),
-    "pending_lending_transactions": set(),
-    "lending_discrepancies": {"db_loans", "chain_loans", "db_liquidity_positions", "chain_liquidity_positions",
-                              "db_reputation", "chain_reputation", "provisional_loans",
-                              "pending_lending_transactions"},
-    "lending_repairs": {"lending_discrepancies", "chain_loans"},
-    "lending_sweep_discrepancies": {"provisional_loans", "pending_lending_transactions"},
-    "lending_sweep_repairs": {"lending_sweep_discrepancies"},
-    "db_markets": set(),
-    "chain_market_pools": {"db_markets"},
-    "chain_market_contracts": {"db_markets"},
-    "market_discrepancies": {"db_markets", "chain_market_pools", "chain_market_contracts"},
-    "usdc_movements": set(),
-    "db_usdc_balances": {"usdc_movements"},
-    "chain_usdc_balances": {"db_usdc_balances"},
-    "usdc_balance_discrepancies": {"usdc_movements", "db_usdc_balances", "chain_usdc_balances"},
-    "db_user_streaks": set(),
+    "chain_stream_escrow": {"chain_streams", "db_streams"},
+    "chain_stream_escrow_sharded": {"chain_streams_shard", "db_streams_shard"},
+    "chain_streams": {"db_streams"},
+    "chain_streams_incremental": {"db_streams_incremental", "stream_changes"},
+    "chain_streams_shard": {"db_streams_shard"},
+    "chain_usdc_balances": {"db_usdc_balances", "usdc_movements"},
     "computed_user_streaks": {"db_user_streaks"},
-    "chain_player_profiles": {"db_user_streaks", "computed_user_streaks"},
-    "streak_discrepancies": {"db_user_streaks", "computed_user_streaks", "chain_player_profiles"},
-    "user_streak_repairs": {"streak_discrepancies"},
+    "db_liquidity_positions": set(),
+    "db_loans": set(),
+    "db_markets": {"market_sweep_plan"},
+    "db_reputation": set(),
+    "db_streams": set(),
+    "db_streams_incremental": {"stream_changes"},
+    "db_streams_shard": set(),
+    "db_usdc_balances": {"usdc_movements"},
+    "db_user_streaks": set(),
+    "lending_discrepancies": {"chain_liquidity_positions", "chain_loans", "chain_reputation", "db_liquidity_positions", "db_loans", "db_reputation", "lending_events", "pending_lending_transactions", "provisional_loans"},
+    "lending_events": set(),
+    "lending_repairs": {"lending_discrepancies"},
+    "lending_sweep_discrepancies": {"pending_lending_transactions", "provisional_loans"},
+    "lending_sweep_repairs": {"lending_sweep_discrepancies"},
+    "market_discrepancies": {"chain_market_contracts", "chain_market_pools", "db_markets", "market_sweep_plan"},
+    "market_sweep_plan": set(),
+    "pending_lending_transactions": set(),
+    "provisional_loans": set(),
+    "streak_discrepancies": {"chain_player_profiles", "computed_user_streaks", "db_user_streaks"},
     "streak_syncs": {"streak_discrepancies"},
+    "stream_changes": set(),
+    "stream_discrepancies": {"chain_stream_escrow", "chain_streams", "db_streams"},
+    "stream_escrow_discrepancies": {"chain_stream_escrow_sharded"},
+    "stream_incremental_discrepancies": {"chain_streams_incremental", "db_streams_incremental", "stream_changes"},
+    "stream_repairs": {"stream_discrepancies"},
+    "stream_shard_discrepancies": {"chain_streams_shard", "db_streams_shard"},
+    "stream_shard_repairs": {"stream_shard_discrepancies"},
+    "usdc_balance_discrepancies": {"chain_usdc_balances", "db_usdc_balances", "usdc_movements"},
+    "usdc_movements": set(),
+    "user_streak_repairs": {"streak_discrepancies"},
 }
 GROUPS = {"streams", "streams_sharded", "streams_incremental", "lending", "lending_sweep", "markets", "balances", "streaks"}
 CHECKS = {
-    "db_streams:escrow_invariants", "chain_streams:escrow_invariants", "chain_stream_escrow:escrow_solvency",
-    "db_streams_shard:escrow_invariants", "chain_streams_shard:escrow_invariants",
+    "chain_liquidity_positions:position_invariants",
+    "chain_loans:loan_invariants",
+    "chain_market_contracts:contract_invariants",
+    "chain_market_pools:pool_invariants",
+    "chain_reputation:reputation_invariants",
+    "chain_stream_escrow:escrow_solvency",
     "chain_stream_escrow_sharded:escrow_solvency",
-    "lending_events:events_follow_layout",
-    "db_loans:loan_invariants", "chain_loans:loan_invariants",
-    "db_liquidity_positions:position_invariants", "chain_liquidity_positions:position_invariants",
-    "db_reputation:reputation_invariants", "chain_reputation:reputation_invariants",
-    "db_markets:market_invariants", "chain_market_pools:pool_invariants",
-    "chain_market_contracts:contract_invariants", "market_discrepancies:no_critical_drift",
+    "chain_streams:escrow_invariants",
+    "chain_streams_incremental:escrow_invariants",
+    "chain_streams_shard:escrow_invariants",
+    "chain_usdc_balances:balance_invariants",
+    "db_liquidity_positions:position_invariants",
+    "db_loans:loan_invariants",
+    "db_markets:market_invariants",
+    "db_reputation:reputation_invariants",
+    "db_streams:escrow_invariants",
+    "db_streams_incremental:escrow_invariants",
+    "db_streams_shard:escrow_invariants",
     "db_usdc_balances:balance_invariants",
     "db_user_streaks:projection_invariants",
+    "lending_discrepancies:chain_values_copyable",
+    "lending_discrepancies:no_critical_drift",
+    "lending_events:events_follow_layout",
+    "lending_sweep_discrepancies:no_critical_drift",
+    "market_discrepancies:no_critical_drift",
+    "streak_discrepancies:no_critical_drift",
+    "stream_discrepancies:chain_values_copyable",
+    "stream_discrepancies:no_critical_drift",
+    "stream_escrow_discrepancies:no_critical_drift",
+    "stream_incremental_discrepancies:no_critical_drift",
+    "stream_shard_discrepancies:chain_values_copyable",
+    "stream_shard_discrepancies:no_critical_drift",
+    "usdc_balance_discrepancies:no_critical_drift",
 }
+
+
+
+defs = load_defs()
 
 
 def test_definitions_load() -> None:
@@ -95,8 +123,7 @@ def test_asset_graph_snapshot() -> None:
 
 def test_each_resource_is_bound_once_from_the_environment() -> None:
     assert set(defs.resources) == {
-        "postgres", "soroban_rpc", "contracts", "recon_settings", "run_budget", "markets_settings",
-        "balances_settings", "alerting", "pushgateway", "streak_rules", "streak_oracle",
+        "postgres", "soroban_rpc", "contracts", "settings", "alerting", "pushgateway", "streak_oracle",
     }
 
 

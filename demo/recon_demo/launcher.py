@@ -105,7 +105,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Seed both sides and run the nightly job on the embedded defaults."""
     import dagster as dg
 
-    from reconciliation_pipeline.definitions import defs
+    from reconciliation_pipeline.definitions import defs as load_defs
 
     say("starting the embedded PostgreSQL (the demo never touches DATABASE_URL's server)")
     env = localenv.embedded_database_environment()
@@ -130,6 +130,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ.update(resolved)
         instance = dg.DagsterInstance.get()
         say(f"running job nightly_reconciliation for partition {partition} (Dagster home {resolved['DAGSTER_HOME']})")
+        defs = load_defs()
         nightly = defs.resolve_job_def("nightly_reconciliation").execute_in_process(
             instance=instance, partition_key=partition, raise_on_error=False, run_config=QUIET_CONSOLE
         )

@@ -18,5 +18,9 @@ celery = celery_executor.configured(
     name="celery",
 )
 
-# The pipeline's Definitions stays inside its module: Dagster loads the one at this module's scope.
-defs = dg.Definitions.merge(pipeline.defs, dg.Definitions(executor=celery))
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The pipeline's definitions (its defs folder and resources) run on Celery workers."""
+    return dg.Definitions.merge(pipeline.defs(), dg.Definitions(executor=celery))

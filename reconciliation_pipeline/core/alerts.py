@@ -10,8 +10,8 @@ On-call engineers must be woken only when it matters, and once per problem:
 Every alert is written to the structured log; a webhook (Slack-compatible JSON)
 receives it when `ALERT_WEBHOOK_URL` is set. Each incident occurrence is
 recorded in `recon.alerts`, which is what makes it alert once, not every run.
-A sensor reads incidents touched since its cursor; a run-failure sensor
-alerts on failed runs. A failed asset check does not fail its run, so drift is
+A sensor (`defs/alerting`) reads incidents touched since its cursor; a
+run-failure sensor alerts on failed runs. A failed asset check does not fail its run, so drift is
 alerted from incidents, never from run status.
 """
 
@@ -20,7 +20,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import dagster as dg
 import requests
@@ -42,17 +42,6 @@ _LOG_LEVELS = {Severity.CRITICAL.value: logging.ERROR, Severity.WARN.value: logg
                Severity.INFO.value: logging.INFO}
 
 Logger = logging.Logger | logging.LoggerAdapter
-
-
-class EngineProvider(Protocol):
-    """What the alert sensor needs of the `postgres` resource.
-
-    A protocol, not `resources.PostgresResource`: `resources.py` binds the alerting
-    resource defined here, so this module must not import it back.
-    """
-
-    @property
-    def engine(self) -> Engine: ...
 
 
 @dataclass(frozen=True)
@@ -318,22 +307,6 @@ def dispatch_incident_alerts(
     return DispatchOutcome(sent=counts["sent"], logged=counts["logged"], failed=counts["failed"], cursor=cursor_out)
 
 
-@dg.sensor(
-    name="drift_incident_alerts",
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts on drift incidents: CRITICAL at once, other severities once confirmed; "
-    "each incident occurrence once (recorded in recon.alerts).",
-)
-def drift_incident_alert_sensor(
-    context: dg.SensorEvaluationContext,
-    postgres: dg.ResourceParam[EngineProvider],
-    alerting: AlertingResource,
-) -> dg.SensorResult:
-    outcome = dispatch_incident_alerts(postgres.engine, alerting, context.log, context.cursor)
-    return dg.SensorResult(cursor=outcome.cursor, skip_reason=dg.SkipReason(outcome.summary))
-
-
 def _root_cause(error: Any) -> str:
     """The innermost error's message: Dagster wraps a step's exception in its own."""
     while getattr(error, "cause", None) is not None:
@@ -353,15 +326,3 @@ def run_failure_alert(context: dg.RunFailureSensorContext) -> RunFailureAlert:
         message=context.failure_event.message or "run failed",
         step_errors=step_errors,
     )
-
-
-@dg.run_failure_sensor(
-    name="run_failure_alerts",
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts (log and webhook) when a run fails outright. Drift found by a successful "
-    "run is alerted from its incidents instead.",
-)
-def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerting: AlertingResource) -> None:
-    alert = run_failure_alert(context)
-    alerting.deliver((LOG_SINK, WEBHOOK_SINK), logging.ERROR, alert.record(), alert.webhook_payload(), context.log)

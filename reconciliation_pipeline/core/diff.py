@@ -6,7 +6,8 @@ merged frame, and each compared field is one column operation.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import pandas as pd
 import pandera.pandas as pa
@@ -14,11 +15,28 @@ import pandera.pandas as pa
 from reconciliation_pipeline.chain.addresses import valid_address_mask
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
 from reconciliation_pipeline.core.findings import concat_findings, empty_findings, findings_frame
-from reconciliation_pipeline.core.snapshots import READ_ERROR, READ_MISSING, READ_OK, entry_ledger_keys
-from reconciliation_pipeline.core.spec import Comparison, ReconSpec
+from reconciliation_pipeline.core.results import ChainSnapshot, Checked
+from reconciliation_pipeline.core.run_budget import not_read_mask
+from reconciliation_pipeline.core.snapshots import (
+    READ_ERROR,
+    READ_MISSING,
+    READ_OK,
+    READ_UNCHANGED,
+    data_key_ledger_keys,
+    decoded_rows,
+)
+from reconciliation_pipeline.core.spec import Comparison, DataKey, Entity, InstanceOf, PerRow, Setting
 
 _DB = "_db"
 _CHAIN = "_chain"
+
+
+class Identified(Protocol):
+    """What names the findings about a frame's rows: a source or an entity."""
+
+    entity_type: str
+
+    def entity_ids(self, keys: pd.Series) -> pd.Series: ...
 
 
 def _text(values: pd.Series) -> pd.Series:
@@ -51,23 +69,25 @@ def _ledger(frame: pd.DataFrame) -> pd.Series:
     return frame["ledger_sequence"] if "ledger_sequence" in frame else pd.Series(None, index=frame.index)
 
 
-def address_findings(spec: ReconSpec, db: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def address_findings(
+    identity: Identified, key_column: str, db: pd.DataFrame, columns: tuple[str, ...], severity: Severity
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """INVALID_ADDRESS findings for the database side; also the per-column validity masks."""
     masks = pd.DataFrame(index=db.index)
     parts = []
-    for column in spec.address_columns:
+    for column in columns:
         valid = valid_address_mask(db[column])
         masks[column] = valid
         bad = db[~valid]
         parts.append(
             findings_frame(
-                domain=spec.domain,
-                entity_type=spec.entity_type,
-                entity_id=spec.entity_ids(bad[spec.key_column]),
-                entity_key=bad[spec.key_column].astype(str),
+                domain="",
+                entity_type=identity.entity_type,
+                entity_id=identity.entity_ids(bad[key_column]),
+                entity_key=bad[key_column].astype(str),
                 field=column,
                 drift_class=DriftClass.INVALID_ADDRESS,
-                severity=spec.invalid_address_severity,
+                severity=severity,
                 db_value=bad[column].astype(object),
                 details=pd.Series([{"reason": "not a valid G... or C... address"}] * len(bad), index=bad.index),
             )
@@ -75,91 +95,86 @@ def address_findings(spec: ReconSpec, db: pd.DataFrame) -> tuple[pd.DataFrame, p
     return concat_findings(parts), masks
 
 
-def diff_snapshots(spec: ReconSpec, db: pd.DataFrame, chain: pd.DataFrame) -> pd.DataFrame:
+def resolve_tolerances(entity: Entity, settings: Any) -> dict[str, int]:
+    """Each compared field's tolerance in base units, `Setting`s read from the settings resource."""
+    return {f.name: int(getattr(settings, f.tolerance.name)) if isinstance(f.tolerance, Setting) else f.tolerance
+            for f in entity.compared}
+
+
+def entry_ledger_keys(entity: Entity, contract_id: str | None, chain: pd.DataFrame) -> pd.Series:
+    """Each row's ledger key: the snapshot keeps it for rows with a problem and it is rebuilt
+    for decoded rows of a `DataKey` entity from the contract the snapshot read."""
+    kept = chain["ledger_key"]
+    if contract_id is None or not isinstance(entity.key_source, DataKey) or kept.notna().all():
+        return kept
+    missing = kept.isna()
+    rebuilt = data_key_ledger_keys(entity.key_source, entity.kind, contract_id, list(chain.loc[missing, entity.key]))
+    return kept.astype(object).mask(missing, pd.Series(rebuilt, index=chain.index[missing], dtype=object))
+
+
+def diff_snapshots(
+    entity: Entity,
+    db: pd.DataFrame,
+    chain: pd.DataFrame,
+    *,
+    contract_id: str | None = None,
+    tolerances: Mapping[str, int] | None = None,
+) -> pd.DataFrame:
     """Findings between a database snapshot and a chain snapshot of one entity type."""
-    key = spec.key_column
-    address_found, address_valid = address_findings(spec, db)
+    key = entity.key
+    tolerance = tolerances if tolerances is not None else resolve_tolerances(entity, None)
+    address_found, address_valid = address_findings(entity, key, db, entity.address_columns,
+                                                    entity.invalid_address_severity)
     db = db.join(address_valid.add_prefix("_valid_"))
 
     merged = db.merge(chain, on=key, how="outer", suffixes=(_DB, _CHAIN), indicator=True)
     status = merged["read_status"]
     in_db = merged["_merge"] != "right_only"
     in_chain_frame = merged["_merge"] != "left_only"
-    ids = spec.entity_ids(merged[key])
+    ids = entity.entity_ids(merged[key])
     keys = merged[key].astype(str)
     parts = [address_found]
 
+    def whole_entity(rows: pd.DataFrame, drift_class: DriftClass, severity: Severity, details: pd.Series,
+                     field: str = WHOLE_ENTITY) -> pd.DataFrame:
+        return findings_frame(domain="", entity_type=entity.entity_type, entity_id=ids[rows.index],
+                              entity_key=keys[rows.index], field=field, drift_class=drift_class, severity=severity,
+                              ledger_sequence=_ledger(rows), details=details)
+
     missing_on_chain = merged[in_db & ((status == READ_MISSING) | ~in_chain_frame)]
-    parts.append(
-        findings_frame(
-            domain=spec.domain,
-            entity_type=spec.entity_type,
-            entity_id=ids[missing_on_chain.index],
-            entity_key=keys[missing_on_chain.index],
-            field=WHOLE_ENTITY,
-            drift_class=DriftClass.MISSING_ON_CHAIN,
-            severity=spec.missing_severity,
-            ledger_sequence=_ledger(missing_on_chain),
-            details=_details(missing_on_chain, {"ledger_key": "ledger_key"}),
-        )
-    )
+    missing_details = _details(missing_on_chain, {"ledger_key": "ledger_key"})
+    if entity.missing.reason is not None:
+        missing_details = missing_details.map(lambda d: {**d, "reason": entity.missing.reason})
+    parts.append(whole_entity(missing_on_chain, DriftClass.MISSING_ON_CHAIN, entity.missing_severity,
+                              missing_details, field=entity.missing.field))
 
     missing_in_db = merged[~in_db & (status == READ_OK)]
-    missing_in_db = missing_in_db.assign(
-        ledger_key=entry_ledger_keys(spec, chain.attrs.get("contract_id"), missing_in_db))
-    parts.append(
-        findings_frame(
-            domain=spec.domain,
-            entity_type=spec.entity_type,
-            entity_id=ids[missing_in_db.index],
-            entity_key=keys[missing_in_db.index],
-            field=WHOLE_ENTITY,
-            drift_class=DriftClass.MISSING_IN_DB,
-            severity=spec.missing_severity,
-            ledger_sequence=_ledger(missing_in_db),
-            details=_details(
-                missing_in_db,
-                {"ledger_key": "ledger_key", "last_modified_ledger": "last_modified_ledger"},
-            ),
-        )
-    )
+    missing_in_db = missing_in_db.assign(ledger_key=entry_ledger_keys(entity, contract_id, missing_in_db))
+    parts.append(whole_entity(missing_in_db, DriftClass.MISSING_IN_DB, entity.missing_severity, _details(
+        missing_in_db, {"ledger_key": "ledger_key", "last_modified_ledger": "last_modified_ledger"})))
 
     unreadable = merged[status == READ_ERROR]
-    parts.append(
-        findings_frame(
-            domain=spec.domain,
-            entity_type=spec.entity_type,
-            entity_id=ids[unreadable.index],
-            entity_key=keys[unreadable.index],
-            field=WHOLE_ENTITY,
-            drift_class=DriftClass.CHAIN_READ_ERROR,
-            severity=spec.read_error_severity,
-            ledger_sequence=_ledger(unreadable),
-            details=_details(
-                unreadable,
-                {"error": "read_error", "raw_xdr": "raw_xdr", "ledger_key": "ledger_key"},
-            ),
-        )
-    )
+    parts.append(whole_entity(unreadable, DriftClass.CHAIN_READ_ERROR, entity.read_error_severity, _details(
+        unreadable, {"error": "read_error", "raw_xdr": "raw_xdr", "ledger_key": "ledger_key"})))
 
     both = merged[in_db & (status == READ_OK)]
-    for compared in spec.compared:
+    for compared in entity.compared:
         db_values = both[compared.name + _DB]
         chain_values = both[compared.name + _CHAIN]
         delta: Any = None
         if compared.comparison is Comparison.AMOUNT:
             delta_all = chain_values - db_values
-            differs = delta_all.abs() > compared.tolerance
+            differs = delta_all.abs() > tolerance[compared.name]
             delta = delta_all
         else:
             differs = db_values.astype(object) != chain_values.astype(object)
-            if compared.comparison is Comparison.ADDRESS and compared.name in spec.address_columns:
+            if compared.comparison is Comparison.ADDRESS and compared.name in entity.address_columns:
                 differs &= both["_valid_" + compared.name].astype(bool)
         hit = both[differs.astype(bool)]
         parts.append(
             findings_frame(
-                domain=spec.domain,
-                entity_type=spec.entity_type,
+                domain="",
+                entity_type=entity.entity_type,
                 entity_id=ids[hit.index],
                 entity_key=keys[hit.index],
                 field=compared.name,
@@ -175,8 +190,55 @@ def diff_snapshots(spec: ReconSpec, db: pd.DataFrame, chain: pd.DataFrame) -> pd
     return concat_findings(parts)
 
 
+def key_address_column(entity: Entity) -> str | None:
+    """The database column whose address the entity's ledger key is built from, if any."""
+    if isinstance(entity.key_source, InstanceOf | PerRow):
+        return entity.key_source.column
+    if entity.kind.value == "address":
+        return entity.key
+    return None
+
+
+def diff_entity(
+    entity: Entity, db: pd.DataFrame, chain: ChainSnapshot, tolerances: Mapping[str, int]
+) -> tuple[pd.DataFrame, Checked]:
+    """One entity's findings and the entities it settled.
+
+    Rows whose ledger key needs an address that is invalid were never read: they are
+    INVALID_ADDRESS on that column (and checked: that is what they are). Entries left
+    `unchanged` (an incremental skip) are in neither side; entries not read before the
+    run's time limit are not checked, which is different from any finding.
+    """
+    key = entity.key
+    frame = chain.frame
+    unread = not_read_mask(frame)
+    unchanged = frame["read_status"] == READ_UNCHANGED
+    skipped = frame.loc[unread | unchanged, key]
+    compared_chain = frame[~unread & ~unchanged]
+    invalid = db[key].isin(chain.not_read_invalid)
+    compared_db = db[~invalid & ~db[key].isin(skipped)]
+
+    address_column = key_address_column(entity)
+    invalid_found = empty_findings()
+    if address_column is not None and invalid.any():
+        invalid_found, _ = address_findings(entity, key, db[invalid], (address_column,),
+                                            entity.invalid_address_severity)
+    parts = [invalid_found, diff_snapshots(entity, compared_db, compared_chain, contract_id=chain.contract_id,
+                                           tolerances=tolerances)]
+    if entity.chain_invariants is not None:
+        parts.append(invariant_findings(entity, key, entity.chain_invariants.model, decoded_rows(compared_chain),
+                                        side="chain", severity=entity.chain_invariants.severity))
+    errors = compared_chain.loc[compared_chain["read_status"] == READ_ERROR, key]
+    keys = pd.Index(compared_db[key]).union(pd.Index(compared_chain[key])).difference(pd.Index(errors))
+    checked_ids = pd.concat([entity.entity_ids(pd.Series(keys, dtype=object)), entity.entity_ids(db.loc[invalid, key])],
+                            ignore_index=True)
+    not_read = int(unread.sum())
+    return concat_findings(parts), Checked.of(entity.entity_type, checked_ids, len(errors) + not_read, not_read)
+
+
 def invariant_findings(
-    spec: ReconSpec,
+    identity: Identified,
+    key_column: str,
     model: type[pa.DataFrameModel],
     frame: pd.DataFrame,
     *,
@@ -237,12 +299,12 @@ def invariant_findings(
     ):
         if subset.empty:
             continue
-        entity_keys = rows[spec.key_column].iloc[subset["index"].to_numpy()].set_axis(subset.index)
+        entity_keys = rows[key_column].iloc[subset["index"].to_numpy()].set_axis(subset.index)
         parts.append(
             findings_frame(
-                domain=spec.domain,
-                entity_type=spec.entity_type,
-                entity_id=spec.entity_ids(entity_keys),
+                domain="",
+                entity_type=identity.entity_type,
+                entity_id=identity.entity_ids(entity_keys),
                 entity_key=entity_keys.astype(str),
                 field=field.astype(object),
                 drift_class=DriftClass.INVARIANT_VIOLATION,

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.findings import FindingsModel, counts_by_class
+from reconciliation_pipeline.core.results import DomainDiff
 
 
 @dataclass(frozen=True)
@@ -143,29 +144,18 @@ def _with_open_incidents(connection: Connection, domain: str, checked: pd.DataFr
 
 
 def persist_domain_run(
-    engine: Engine,
-    run: RunInfo,
-    domain: str,
-    findings: pd.DataFrame,
-    *,
-    checked: pd.DataFrame,
-    unchecked_count: int,
-    ledger_sequence: int | None,
-    db_snapshot_at: datetime | None,
-    started_at: datetime,
-    policy: IncidentPolicy,
+    engine: Engine, run: RunInfo, domain: str, diff: DomainDiff, *, started_at: datetime, policy: IncidentPolicy
 ) -> PersistSummary:
     """Write one domain's run: replaces the partition's findings, updates incidents.
 
-    `checked` lists (entity_type, entity_id) of every entity this run compared
-    successfully; only their incidents can be resolved. `unchecked_count` is how
-    many entities the run could not check (read errors): a run with any is
-    recorded as `partial`.
+    Only the incidents of entities the diff `checked` can be resolved; a run with
+    any entity it could not check (read errors, the time limit) is `partial`.
     """
+    findings, checked = diff.findings, diff.checked
     FindingsModel.validate(findings, lazy=True)
     seen_at = datetime.now(UTC)
     counts = counts_by_class(findings)
-    status = "partial" if unchecked_count else "succeeded"
+    status = "partial" if checked.unchecked else "succeeded"
     with engine.begin() as connection:
         connection.execute(
             sql.query("recon/queries/upsert_run.sql"),
@@ -175,18 +165,19 @@ def persist_domain_run(
                 "job_name": run.job_name,
                 "partition_key": run.partition_key,
                 "started_at": started_at,
-                "ledger_sequence": ledger_sequence,
-                "db_snapshot_at": db_snapshot_at,
+                "ledger_sequence": diff.ledger_sequence,
+                "db_snapshot_at": diff.db_snapshot_at,
             },
         )
         connection.execute(
             sql.query("recon/queries/delete_findings.sql"),
             {"domain": domain, "run_id": run.run_id, "partition_key": run.partition_key},
         )
-        params = _finding_params(run, findings, db_snapshot_at)
+        params = _finding_params(run, findings, diff.db_snapshot_at)
         if params:
             connection.execute(sql.query("recon/queries/insert_finding.sql"), params)
-        seen, confirmed, resolved = _record_incidents(connection, run, domain, findings, checked, policy, seen_at)
+        seen, confirmed, resolved = _record_incidents(connection, run, domain, findings, checked.entities, policy,
+                                                      seen_at)
         connection.execute(
             sql.query("recon/queries/finish_run.sql"),
             {
@@ -194,8 +185,8 @@ def persist_domain_run(
                 "domain": domain,
                 "finished_at": datetime.now(UTC),
                 "status": status,
-                "entities_checked": len(checked),
-                "entities_unchecked": unchecked_count,
+                "entities_checked": len(checked.entities),
+                "entities_unchecked": checked.unchecked,
                 "finding_counts": json.dumps(counts),
             },
         )

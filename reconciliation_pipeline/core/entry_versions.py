@@ -20,9 +20,10 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from reconciliation_pipeline.core import sql
+from reconciliation_pipeline.core.scopes import UPDATED_AT
 from reconciliation_pipeline.core.snapshots import READ_OK, READ_UNCHANGED
-from reconciliation_pipeline.core.spec import ReconSpec
-from reconciliation_pipeline.core.watermarks import INCREMENTAL_SWEEP, SweepPlan, open_incident_keys
+from reconciliation_pipeline.core.spec import Entity
+from reconciliation_pipeline.core.watermarks import INCREMENTAL_SWEEP, SweepPlan
 
 WATERMARK_SCOPE = "entry_versions"
 UPSERT_CHUNK = 100_000
@@ -52,20 +53,18 @@ class ComparedEntries:
     mode: str
 
 
-def known_versions(
-    engine: Engine, plan: SweepPlan, spec: ReconSpec, entry_kind: str, db: pd.DataFrame,
-    updated_column: str = "updated_at",
-) -> KnownVersions | None:
-    """What an incremental run may skip for one entry kind; None for a full sweep."""
+def known_versions(engine: Engine, plan: SweepPlan, domain: str, entity: Entity, db: pd.DataFrame) -> KnownVersions | None:
+    """What an incremental run may skip for one entity; None for a full sweep."""
     if plan.watermark is None:
         return None
     with engine.connect() as connection:
         recorded = connection.execute(
-            sql.query("recon/queries/entry_versions_read.sql"), {"domain": spec.domain, "entry_kind": entry_kind}
+            sql.query("recon/queries/entry_versions_read.sql"), {"domain": domain, "entry_kind": entity.entity_type}
         ).tuples()
         last_modified = {str(key): int(ledger) for key, ledger in recorded}
-    changed = db.loc[pd.to_datetime(db[updated_column], utc=True) > plan.watermark.db_since, spec.key_column]
-    recheck = frozenset(changed.astype(str)) | frozenset(open_incident_keys(engine, spec).astype(str))
+    changed = db.loc[pd.to_datetime(db[UPDATED_AT], utc=True) > plan.watermark.db_since, entity.key]
+    incidents = plan.incident_keys.get(entity.name, ())
+    recheck = frozenset(changed.astype(str)) | frozenset(str(k) for k in incidents)
     return KnownVersions(last_modified, recheck)
 
 

@@ -70,7 +70,7 @@ def empty_findings() -> pd.DataFrame:
 
 def findings_frame(
     *,
-    domain: str,
+    domain: str = "",
     entity_type: str | pd.Series,
     entity_id: pd.Series,
     entity_key: pd.Series,
@@ -83,7 +83,8 @@ def findings_frame(
     ledger_sequence: Any = None,
     details: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Build findings column-wise from aligned series (or scalars broadcast to them)."""
+    """Build findings column-wise from aligned series (or scalars broadcast to them). The domain is
+    usually left empty here: the discrepancies step stamps its domain on every finding."""
     index = entity_id.index
     size = len(index)
 
@@ -119,6 +120,11 @@ def concat_findings(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     if not parts:
         return empty_findings()
     return pd.concat(parts, ignore_index=True)[list(FINDING_COLUMNS)]
+
+
+def with_domain(findings: pd.DataFrame, domain: str) -> pd.DataFrame:
+    """The findings stamped with their domain (object dtype, as every findings column)."""
+    return findings.assign(domain=pd.Series(domain, index=findings.index, dtype=object))
 
 
 def counts_by_class(findings: pd.DataFrame) -> dict[str, int]:

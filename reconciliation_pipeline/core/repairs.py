@@ -20,7 +20,8 @@ from sqlalchemy.engine import Engine
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.drift import DriftClass
 from reconciliation_pipeline.core.drift_store import RunInfo
-from reconciliation_pipeline.core.spec import Authority, ReconSpec
+from reconciliation_pipeline.core.spec import Authority, Entity
+from reconciliation_pipeline.core.sql import PIPELINE_SQL, SqlFolder
 
 REPAIRABLE_CLASSES = (DriftClass.VALUE_MISMATCH.value, DriftClass.STATUS_MISMATCH.value)
 PLAN_COLUMNS = (
@@ -52,41 +53,63 @@ def idempotency_key(domain: str, entity_type: str, entity_key: str, field: str, 
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def plan_repairs(spec: ReconSpec, findings: pd.DataFrame) -> pd.DataFrame:
-    """The repairs the findings call for: authoritative chain values for repairable fields."""
-    if spec.authority is not Authority.CHAIN or findings.empty:
-        return pd.DataFrame(columns=list(PLAN_COLUMNS), dtype=object)
-    repairable = spec.repairable
-    wanted = findings[
-        findings["drift_class"].isin(REPAIRABLE_CLASSES)
-        & findings["field"].isin(list(repairable))
-        & findings["db_value"].notna()
-        & findings["chain_value"].notna()
-    ]
+def empty_plan() -> pd.DataFrame:
+    return pd.DataFrame({column: pd.Series(dtype=object) for column in PLAN_COLUMNS})
+
+
+def plan_rows(
+    domain: str,
+    entity_type: str | pd.Series,
+    entity_id: pd.Series,
+    entity_key: pd.Series,
+    field: str | pd.Series,
+    query: str | pd.Series,
+    observed: pd.Series,
+    target: pd.Series,
+) -> pd.DataFrame:
+    """Repair plan rows (aligned series or scalars), each with its idempotency key."""
     plan = pd.DataFrame(
         {
-            "entity_type": wanted["entity_type"],
-            "entity_id": wanted["entity_id"],
-            "entity_key": wanted["entity_key"],
-            "field": wanted["field"],
-            "repair_query": wanted["field"].map(lambda f: repairable[f].repair_query),
-            "observed_value": wanted["db_value"],
-            "target_value": wanted["chain_value"],
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "entity_key": entity_key,
+            "field": field,
+            "repair_query": query,
+            "observed_value": observed,
+            "target_value": target,
         },
+        index=entity_id.index,
         dtype=object,
     )
+    if plan.empty:
+        return empty_plan()
     plan.insert(
         0,
         "idempotency_key",
         [
-            idempotency_key(spec.domain, *values)
-            for values in zip(
-                plan["entity_type"], plan["entity_key"], plan["field"], plan["observed_value"], plan["target_value"],
-                strict=True,
-            )
+            idempotency_key(domain, t, k, f, "" if o is None else o, "" if v is None else v)
+            for t, k, f, o, v in zip(plan["entity_type"], plan["entity_key"], plan["field"],
+                                     plan["observed_value"], plan["target_value"], strict=True)
         ],
     )
-    return plan.reset_index(drop=True)
+    return plan[list(PLAN_COLUMNS)].reset_index(drop=True)
+
+
+def plan_field_repairs(domain: str, entity: Entity, findings: pd.DataFrame) -> pd.DataFrame:
+    """The repairs the findings call for: authoritative chain values for repairable fields."""
+    if entity.authority is not Authority.CHAIN or findings.empty or not entity.repairable:
+        return empty_plan()
+    repairable = entity.repairable
+    wanted = findings[
+        (findings["entity_type"] == entity.entity_type)
+        & findings["drift_class"].isin(REPAIRABLE_CLASSES)
+        & findings["field"].isin(list(repairable))
+        & findings["db_value"].notna()
+        & findings["chain_value"].notna()
+    ]
+    return plan_rows(domain, wanted["entity_type"], wanted["entity_id"], wanted["entity_key"], wanted["field"],
+                     wanted["field"].map(lambda f: repairable[f].repair_query), wanted["db_value"],
+                     wanted["chain_value"])
 
 
 def record_plan(engine: Engine, run: RunInfo, domain: str, plan: pd.DataFrame) -> None:
@@ -97,10 +120,15 @@ def record_plan(engine: Engine, run: RunInfo, domain: str, plan: pd.DataFrame) -
         connection.execute(sql.query("recon/queries/insert_repair_plan.sql"), params)
 
 
-def apply_plan(engine: Engine, run: RunInfo, plan: pd.DataFrame) -> RepairOutcome:
-    """Apply the still-planned repairs among `plan`, each in its own transaction."""
+def apply_plan(engine: Engine, run: RunInfo, plan: pd.DataFrame, queries: SqlFolder = PIPELINE_SQL) -> RepairOutcome:
+    """Apply the still-planned repairs among `plan`, each in its own transaction.
+
+    The UPDATE each runs is the one this run's plan names (from the spec), read from
+    `queries`: never a path stored in `recon.repairs`, which only records it.
+    """
     if plan.empty:
         return RepairOutcome(planned=0)
+    query_of = dict(zip(plan["idempotency_key"], plan["repair_query"], strict=True))
     with engine.connect() as connection:
         pending = connection.execute(
             sql.query("recon/queries/select_planned_repairs.sql"),
@@ -115,9 +143,10 @@ def apply_plan(engine: Engine, run: RunInfo, plan: pd.DataFrame) -> RepairOutcom
         }
         try:
             with engine.begin() as connection:
-                matched = connection.execute(sql.query(repair["repair_query"]), values).rowcount
+                query = query_of[repair["idempotency_key"]]
+                matched = connection.execute(queries.query(query), values).rowcount
                 if matched > 1:
-                    raise UnexpectedRowCount(f"{repair['repair_query']} matched {matched} rows for {repair['entity_id']}")
+                    raise UnexpectedRowCount(f"{query} matched {matched} rows for {repair['entity_id']}")
                 state = "applied" if matched == 1 else "skipped"
                 note = (
                     None

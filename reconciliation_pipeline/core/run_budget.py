@@ -22,6 +22,7 @@ import pandas as pd
 from reconciliation_pipeline.chain.reader import NOT_READ_TIME_LIMIT, ChainReader, ReaderSettings
 
 RUN_TIME_LIMIT_VARIABLE = "RUN_TIME_LIMIT_SECONDS"
+NIGHTLY_RUN_TIME_LIMIT_VARIABLE = "NIGHTLY_RUN_TIME_LIMIT_SECONDS"
 MIN_FINISH_MARGIN_S = 2.0
 FINISH_MARGIN_SHARE = 0.1
 """Time kept back for persisting results: this share of the limit, at least MIN_FINISH_MARGIN_S."""
@@ -31,6 +32,8 @@ FINISH_MARGIN_SHARE = 0.1
 class RunBudget:
     started_at: datetime
     limit_s: float
+    variable: str = RUN_TIME_LIMIT_VARIABLE
+    """The setting the limit comes from, named in errors."""
 
     def elapsed_s(self) -> float:
         return (datetime.now(UTC) - self.started_at).total_seconds()
@@ -45,23 +48,12 @@ class RunBudget:
         return time.monotonic() + remaining
 
 
-class RunBudgetResource(dg.ConfigurableResource):
-    """The whole-run time limit of the frequent (every 5 minutes) reconciliations."""
-
-    run_time_limit_s: int = 240
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        if self.run_time_limit_s <= 0:
-            raise dg.DagsterInvariantViolationError(
-                f"{RUN_TIME_LIMIT_VARIABLE} must be a positive number of seconds, got {self.run_time_limit_s}"
-            )
-
-    def budget(self, context: dg.AssetExecutionContext) -> RunBudget:
-        """The budget of the current run, counted from when Dagster started it."""
-        record = context.instance.get_run_record_by_id(context.run_id)
-        started = record.start_time if record is not None and record.start_time else None
-        started_at = datetime.fromtimestamp(started, UTC) if started else datetime.now(UTC)
-        return RunBudget(started_at=started_at, limit_s=float(self.run_time_limit_s))
+def run_budget(instance: dg.DagsterInstance, run_id: str, limit_s: float, variable: str) -> RunBudget:
+    """The budget of a run, counted from when Dagster started it (the same in every step's process)."""
+    record = instance.get_run_record_by_id(run_id)
+    started = record.start_time if record is not None and record.start_time else None
+    started_at = datetime.fromtimestamp(started, UTC) if started else datetime.now(UTC)
+    return RunBudget(started_at=started_at, limit_s=float(limit_s), variable=variable)
 
 
 @contextmanager
@@ -69,7 +61,7 @@ def budgeted_reader(rpc_url: str, settings: ReaderSettings, budget: RunBudget) -
     """A chain reader that issues no request once the run's read deadline has passed."""
     if budget.reserve_s(settings.request_timeout_s) >= budget.limit_s:
         raise dg.DagsterInvariantViolationError(
-            f"{RUN_TIME_LIMIT_VARIABLE} ({budget.limit_s:g} s) leaves no time to read: it must exceed "
+            f"{budget.variable} ({budget.limit_s:g} s) leaves no time to read: it must exceed "
             f"RPC_REQUEST_TIMEOUT_MS ({settings.request_timeout_s:g} s) plus "
             f"{budget.reserve_s(0):g} s kept to persist the results"
         )

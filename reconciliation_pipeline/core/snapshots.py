@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from sqlalchemy.engine import Engine
 
+from reconciliation_pipeline.chain import keys as chain_keys
 from reconciliation_pipeline.chain.decode import DecodeError
 from reconciliation_pipeline.chain.reader import ChainReader, FetchedEntry, ProgressCallback
-from reconciliation_pipeline.core import sql
-from reconciliation_pipeline.core.spec import ReconSpec
+from reconciliation_pipeline.core.results import DbSnapshot
+from reconciliation_pipeline.core.scopes import RowFilter, snapshot_statement
+from reconciliation_pipeline.core.spec import DataKey, Entity, KeyKind, Source
 
 if TYPE_CHECKING:
     from reconciliation_pipeline.core.entry_versions import KnownVersions
@@ -49,12 +51,6 @@ built so far plus one chunk, not every row at once in the driver, as Row objects
 the frame."""
 
 
-@dataclass(frozen=True)
-class DbSnapshot:
-    frame: pd.DataFrame
-    taken_at: datetime
-
-
 def _column_values(rows: Sequence[Any], columns: list[str]) -> dict[str, list[Any]]:
     """The rows transposed: one list per column."""
     if not rows:
@@ -72,7 +68,7 @@ def _repetitive_text_columns(values: Mapping[str, Sequence[Any]]) -> list[str]:
     return columns
 
 
-def _db_chunk_frame(values: dict[str, list[Any]], spec: ReconSpec, shared: dict[str, dict[str, str]]) -> pd.DataFrame:
+def _db_chunk_frame(values: dict[str, list[Any]], source: Source, shared: dict[str, dict[str, str]]) -> pd.DataFrame:
     """One chunk in canonical form: amounts exact ints, keys canonical, and equal strings
     of `shared`'s columns one object across the whole snapshot.
 
@@ -82,12 +78,12 @@ def _db_chunk_frame(values: dict[str, list[Any]], spec: ReconSpec, shared: dict[
     56-character address is ~105 bytes each time); sharing keeps values equal and the
     dtype object, and pickling (Dagster's IO manager) then writes each distinct value once.
     """
-    for column in spec.amount_columns:
+    for column in source.amount_columns:
         values[column] = to_exact_ints(pd.Series(values[column], dtype=object)).tolist()
     for column, seen in shared.items():
         values[column] = [seen.setdefault(v, v) if isinstance(v, str) else v for v in values[column]]
     frame = pd.DataFrame({column: pd.Series(column_values, dtype=object) for column, column_values in values.items()})
-    frame[spec.key_column] = spec.normalize_keys(frame[spec.key_column])
+    frame[source.key_column] = source.key_kind.normalize(frame[source.key_column])
     return frame
 
 
@@ -106,9 +102,9 @@ def _gc_paused() -> Iterator[None]:
 
 
 def snapshot_db(
-    engine: Engine, spec: ReconSpec, params: Mapping[str, Any], *, chunk_rows: int = DB_SNAPSHOT_CHUNK_ROWS
+    engine: Engine, source: Source, row_filter: RowFilter = RowFilter(), *, chunk_rows: int = DB_SNAPSHOT_CHUNK_ROWS
 ) -> DbSnapshot:
-    """Run the spec's snapshot query; amounts become exact ints, keys canonical.
+    """Run the source's query within the filter; amounts become exact ints, keys canonical.
 
     The query streams through a server-side cursor `chunk_rows` rows at a time and
     each chunk is converted before the next is fetched, so the driver's text and
@@ -119,62 +115,87 @@ def snapshot_db(
     chunks: list[pd.DataFrame] = []
     shared: dict[str, dict[str, str]] | None = None
     with _gc_paused(), engine.connect() as connection:
-        result = connection.execution_options(yield_per=chunk_rows).execute(
-            sql.query(spec.snapshot_query), dict(params)
-        )
+        result = connection.execution_options(yield_per=chunk_rows).execute(snapshot_statement(source, row_filter))
         columns = list(result.keys())
         # The size is passed explicitly: SQLAlchemy 2.1's partitions() without one ignores
         # yield_per and fetches every row at once.
         for rows in result.partitions(chunk_rows):
             values = _column_values(rows, columns)
             if shared is None:
-                candidates = {c: v for c, v in values.items() if c not in (spec.key_column, *spec.amount_columns)}
+                candidates = {c: v for c, v in values.items() if c not in (source.key_column, *source.amount_columns)}
                 shared = {column: {} for column in _repetitive_text_columns(candidates)}
-            chunks.append(_db_chunk_frame(values, spec, shared))
+            chunks.append(_db_chunk_frame(values, source, shared))
+        counts = {name: int(connection.execute(source.sql.query(query)).scalar_one())
+                  for name, query in source.counts.items()}
     # No rows is still a frame with the query's columns (and the canonical key dtype).
-    frame = pd.concat(chunks, ignore_index=True) if chunks else _db_chunk_frame(_column_values([], columns), spec, {})
-    return DbSnapshot(frame=frame, taken_at=taken_at)
+    frame = pd.concat(chunks, ignore_index=True) if chunks else _db_chunk_frame(_column_values([], columns), source, {})
+    return DbSnapshot(source=source.name, frame=frame, taken_at=taken_at, scope=row_filter.describe(),
+                      only_keys=row_filter.only_keys, counts=counts)
 
 
-def snapshot_chain(
+def data_key_ledger_keys(key_source: DataKey, key_kind: KeyKind, contract_id: str, keys: Sequence[Any]) -> list[str]:
+    """The `Variant(key)` ledger key of each key on the contract."""
+    if key_kind is KeyKind.U64:
+        return [chain_keys.u64_entry_key(contract_id, key_source.variant, int(k)) for k in keys]
+    return [chain_keys.address_entry_key(contract_id, key_source.variant, str(k)) for k in keys]
+
+
+@dataclass(frozen=True)
+class ReadStats:
+    latest_ledger: int | None
+    requests: int
+    failed_batches: int
+
+
+def read_entries(
     reader: ChainReader,
-    spec: ReconSpec,
-    contract_id: str,
-    keys: Iterable[Any],
+    entity: Entity,
+    key_column: str,
+    key_kind: KeyKind,
+    keys: pd.Series,
+    ledger_keys: pd.Series,
+    *,
+    absent: pd.Series | None = None,
+    context: pd.DataFrame | None = None,
     progress: ProgressCallback | None = None,
     versions: KnownVersions | None = None,
-) -> pd.DataFrame:
-    """Read and decode one entry per key; every key gets a row.
+) -> tuple[pd.DataFrame, ReadStats]:
+    """Read and decode one entry per key (aligned `keys`, `ledger_keys`); every key gets a row.
 
-    `read_status` says what happened: `ok` (decoded), `missing` (no such entry
-    on chain), `error` (the batch failed after retries, or the entry does not
-    follow its layout; `read_error` says which and `raw_xdr` keeps the payload)
-    or `unchanged` (with `versions`: compared before at this `last_modified_ledger`,
-    so not decoded again).
-    Entries are decoded batch by batch as they arrive, into columns. What only rows
-    with a problem need is kept only for them: the raw XDR, and the ledger key
-    (`entry_ledger_keys` rebuilds it for decoded rows from `attrs["contract_id"]`). Text
-    values that repeat (a status, a token) are one object per distinct value. So
-    memory follows the decoded frame.
+    `read_status` says what happened: `ok` (decoded), `missing` (no such entry on
+    chain), `error` (the batch failed after retries, or the entry does not follow its
+    layout; `read_error` says which and `raw_xdr` keeps the payload) or `unchanged`
+    (with `versions`: compared before at this `last_modified_ledger`, so not decoded
+    again). A key absent on chain whose `absent` value is set reads as that value
+    (`ok`). `context` columns are kept beside the read. Entries are decoded batch by
+    batch as they arrive, into columns; the raw XDR and the ledger key are kept only
+    for rows with a problem. Text values that repeat (a status, a token) are one
+    object per distinct value. So memory follows the decoded frame.
     """
-    key_list = list(dict.fromkeys(keys))
-    ledger_keys = [spec.layout.ledger_key(contract_id, k) for k in key_list]
-    key_of = dict(zip(ledger_keys, key_list, strict=True))
-    columns = [spec.key_column, *spec.layout.columns, *CHAIN_META_COLUMNS]
+    key_list = list(keys)
+    ledger_key_list = list(ledger_keys)
+    # Each ledger key is requested once; rows sharing one (two users with one wallet) all get its entry.
+    positions_of: dict[str, list[int]] = {}
+    for position, ledger_key in enumerate(ledger_key_list):
+        positions_of.setdefault(ledger_key, []).append(position)
+    decoded = entity.layout.columns
+    columns = [key_column, *decoded, *CHAIN_META_COLUMNS]
     data: dict[str, list[Any]] = {column: [] for column in columns}
-    decode = spec.layout.decode
+    positions: list[int] = []
+    decode = entity.layout.decode
     returned: set[str] = set()
     shared: dict[str, dict[str, str]] = {}
     """Per decoded text column that repeats (judged on the first batch): one object per value."""
 
-    def append(key: Any, ledger_key: str, values: dict[str, Any], **meta: Any) -> None:
-        data[spec.key_column].append(key)
-        for column in spec.layout.columns:
+    def append(position: int, values: Mapping[str, Any], **meta: Any) -> None:
+        positions.append(position)
+        data[key_column].append(key_list[position])
+        for column in decoded:
             value = values.get(column)
             seen = shared.get(column)
             data[column].append(seen.setdefault(value, value) if seen is not None and isinstance(value, str)
                                 else value)
-        data["ledger_key"].append(None if meta.get("read_status") == READ_OK else ledger_key)
+        data["ledger_key"].append(None if meta.get("read_status") == READ_OK else ledger_key_list[position])
         for column in ("read_status", "read_error", "raw_xdr", "last_modified_ledger", "live_until_ledger",
                        "ledger_sequence"):
             data[column].append(meta.get(column))
@@ -188,62 +209,46 @@ def snapshot_chain(
                 "live_until_ledger": fetched.live_until_ledger,
                 "ledger_sequence": fetched.read_at_ledger,
             }
-            key = key_of[ledger_key]
-            if versions is not None and versions.unchanged(key, fetched.last_modified_ledger):
-                rows.append((key, ledger_key, {}, {**meta, "read_status": READ_UNCHANGED}))
-                continue
             try:
-                rows.append((key, ledger_key, decode(fetched.data_xdr), {**meta, "read_status": READ_OK}))
+                decoded_values: dict[str, Any] | None = decode(fetched.data_xdr)
+                error_text = None
             except DecodeError as error:
-                rows.append((key, ledger_key, {}, {**meta, "read_status": READ_ERROR, "raw_xdr": fetched.data_xdr,
-                                                   "read_error": f"undecodable entry: {error}"}))
-        if not shared and not data[spec.key_column]:
-            decoded = {column: [r[2].get(column) for r in rows] for column in spec.layout.columns}
-            shared.update({column: {} for column in _repetitive_text_columns(decoded)})
-        for key, ledger_key, values, meta in rows:
-            append(key, ledger_key, values, **meta)
+                decoded_values, error_text = None, f"undecodable entry: {error}"
+            for position in positions_of[ledger_key]:
+                if versions is not None and versions.unchanged(key_list[position], fetched.last_modified_ledger):
+                    rows.append((position, {}, {**meta, "read_status": READ_UNCHANGED}))
+                elif decoded_values is not None:
+                    rows.append((position, decoded_values, {**meta, "read_status": READ_OK}))
+                else:
+                    rows.append((position, {}, {**meta, "read_status": READ_ERROR, "raw_xdr": fetched.data_xdr,
+                                                "read_error": error_text}))
+        if not shared and not data[key_column]:
+            first = {column: [r[1].get(column) for r in rows] for column in decoded}
+            shared.update({column: {} for column in _repetitive_text_columns(first)})
+        for position, values, meta in rows:
+            append(position, values, **meta)
 
-    result = reader.get_entries(ledger_keys, progress=progress, on_batch=on_batch)
-    for key, ledger_key in zip(key_list, ledger_keys, strict=True):
+    result = reader.get_entries(list(positions_of), progress=progress, on_batch=on_batch)
+    absent_values = list(absent) if absent is not None else None
+    for position, ledger_key in enumerate(ledger_key_list):
         if ledger_key in returned:
             continue
         if ledger_key in result.failed:
-            append(key, ledger_key, {}, read_status=READ_ERROR, read_error=f"read failed: {result.failed[ledger_key]}")
+            append(position, {}, read_status=READ_ERROR, read_error=f"read failed: {result.failed[ledger_key]}")
+        elif absent_values is not None and absent_values[position] is not None:
+            append(position, dict.fromkeys(decoded, absent_values[position]), read_status=READ_OK,
+                   ledger_sequence=result.latest_ledger)
         else:
-            append(key, ledger_key, {}, read_status=READ_MISSING, ledger_sequence=result.latest_ledger)
+            append(position, {}, read_status=READ_MISSING, ledger_sequence=result.latest_ledger)
 
     frame = pd.DataFrame({column: pd.Series(values, dtype=object) for column, values in data.items()})
+    if context is not None and len(frame):
+        kept = context.reset_index(drop=True).iloc[positions].reset_index(drop=True)
+        frame = pd.concat([frame, kept.astype(object)], axis=1)
     if len(frame):
-        frame[spec.key_column] = spec.normalize_keys(frame[spec.key_column])
-    frame.attrs["contract_id"] = contract_id
-    frame.attrs["ledger_sequence"] = result.latest_ledger
-    frame.attrs["rpc_requests"] = result.requests
-    frame.attrs["failed_batches"] = result.failed_batches
-    frame.attrs["entries_unchanged"] = sum(status == READ_UNCHANGED for status in data["read_status"])
-    return frame
-
-
-def entry_ledger_keys(spec: ReconSpec, contract_id: str | None, chain: pd.DataFrame) -> pd.Series:
-    """Each row's ledger key: `snapshot_chain` keeps it for rows with a problem and it is
-    rebuilt for decoded rows from the contract the snapshot read (`attrs["contract_id"]`)."""
-    kept = chain["ledger_key"]
-    if contract_id is None or kept.notna().all():
-        return kept
-    return pd.Series(
-        [k if isinstance(k, str) else spec.layout.ledger_key(contract_id, key)
-         for k, key in zip(kept, chain[spec.key_column], strict=True)],
-        index=chain.index, dtype=object,
-    )
+        frame[key_column] = key_kind.normalize(frame[key_column])
+    return frame, ReadStats(result.latest_ledger, result.requests, result.failed_batches)
 
 
 def decoded_rows(chain: pd.DataFrame) -> pd.DataFrame:
     return chain[chain["read_status"] == READ_OK]
-
-
-def compared_scope(db: pd.DataFrame, chain: pd.DataFrame, key_column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rows a run compares: entities whose chain entry was `unchanged` (compared
-    before, nothing new on either side) are left out of both."""
-    unchanged = chain["read_status"] == READ_UNCHANGED
-    if not unchanged.any():
-        return db, chain
-    return db[~db[key_column].isin(chain.loc[unchanged, key_column])], chain[~unchanged]

@@ -1,25 +1,41 @@
-"""A reconciliation described as data.
+"""A reconciliation declared as data.
 
-A `ReconSpec` says where each side of one entity type comes from (a SQL file;
-a contract-data layout), which canonical columns to compare and how, which
-invariants hold, which side is authoritative and which fields may be repaired.
-Generic code (`core.snapshots`, `core.diff`, `core.drift_store`,
-`core.repairs`) turns it into snapshots, findings and repairs.
+A domain is a `DomainSpec`: the database snapshots it takes (`Source`: one SQL
+file each), the chain entities it compares with them (`Entity`: how each row's
+ledger key is built, how the entry decodes, which fields are compared and how,
+the invariants, the authoritative side, the repairable fields), how chain-only
+keys are discovered, the scopes it runs in (`Scope`: a partition window, what
+changed since a watermark, one shard of N) with their cadence and jobs, and the
+hooks for what is truly domain-specific. `core.factory` turns a spec into the
+domain's Dagster definitions; nothing else wires assets by hand.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pandera.pandas as pa
 
-from reconciliation_pipeline.chain import keys as chain_keys
-from reconciliation_pipeline.chain.layouts import ScalarLayout, StructLayout
 from reconciliation_pipeline.core.drift import DriftClass, Severity
+from reconciliation_pipeline.core.sql import PIPELINE_SQL, SqlFolder
+
+if TYPE_CHECKING:
+    from reconciliation_pipeline.core.results import DomainInputs, ExtraFindings, RowKeys, StepContext, StepResult
+    from reconciliation_pipeline.resources import StellarContractsResource
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def identifier(name: str, what: str) -> str:
+    """A lower-case SQL/asset identifier; anything else is refused (names reach SQL and asset keys)."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"{what} must be a lower-case identifier, got {name!r}")
+    return name
 
 
 class Authority(StrEnum):
@@ -36,8 +52,22 @@ class Comparison(StrEnum):
 
 
 class KeyKind(StrEnum):
+    """The canonical type of an entity key: both sides' keys are normalised to it."""
+
     U64 = "u64"
     ADDRESS = "address"
+
+    def normalize(self, keys: pd.Series) -> pd.Series:
+        if self is KeyKind.U64:
+            return keys.map(int).astype("uint64")
+        return keys.astype(object)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A value taken from the settings resource when a run starts (e.g. a configured tolerance)."""
+
+    name: str
 
 
 @dataclass(frozen=True)
@@ -46,77 +76,416 @@ class ComparedField:
     comparison: Comparison
     drift_class: DriftClass = DriftClass.VALUE_MISMATCH
     severity: Severity = Severity.WARN
-    tolerance: int = 0
+    tolerance: int | Setting = 0
+    """Base units; a `Setting` names the settings field that holds it."""
     repair_query: str | None = None
-    """`sql/` path of the compare-and-swap UPDATE that repairs this field, if repairable."""
+    """Path (in the domain's SQL folder) of the compare-and-swap UPDATE that repairs this field."""
 
     def __post_init__(self) -> None:
-        if self.tolerance < 0 or not isinstance(self.tolerance, int):
+        if isinstance(self.tolerance, int) and (self.tolerance < 0 or isinstance(self.tolerance, bool)):
             raise ValueError(f"{self.name}: tolerance must be a non-negative integer in base units")
 
 
 @dataclass(frozen=True)
-class ContractDataLayout:
-    """How one kind of persistent contract-data entry is keyed and decoded."""
+class Invariants:
+    """A pandera model validated on one side, and the asset check that reports it."""
 
-    key_variant: str
-    key_kind: KeyKind
-    decode: Callable[[str], dict[str, Any]]
-    """base64 `LedgerEntryData` -> canonical columns; raises `DecodeError`."""
-    columns: tuple[str, ...]
+    model: type[pa.DataFrameModel]
+    check: str
+    description: str
+    severity: Severity
+    applies_to: Callable[[pd.DataFrame], pd.Series] | None = None
+    """A mask of the rows the model describes (e.g. only rows that store a projection); None: all."""
 
-    @classmethod
-    def of(cls, key_variant: str, key_kind: KeyKind, value: StructLayout | ScalarLayout) -> ContractDataLayout:
-        """A layout whose value is declared as data (fast, strict decoding)."""
-        return cls(key_variant=key_variant, key_kind=key_kind, decode=value.decode, columns=value.columns)
-
-    def ledger_key(self, contract_id: str, key: Any) -> str:
-        if self.key_kind is KeyKind.U64:
-            return chain_keys.u64_entry_key(contract_id, self.key_variant, int(key))
-        return chain_keys.address_entry_key(contract_id, self.key_variant, str(key))
+    def rows(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame if self.applies_to is None or frame.empty else frame[self.applies_to(frame).astype(bool)]
 
 
 @dataclass(frozen=True)
-class ReconSpec:
-    domain: str
-    entity_type: str
+class Source:
+    """One database snapshot: a canonical query and what its rows are.
+
+    The query returns canonical columns and no ORDER BY; scope filters (the
+    partition window, changed since a watermark, one shard) are applied by the
+    core around it (`core.scopes`), so each entity has exactly one query. It
+    returns `created_at` where a scope bounds it by a window and `updated_at`
+    where a scope reads what changed.
+    """
+
+    name: str
+    query: str
     key_column: str
-    snapshot_query: str
-    """`sql/` path of the query that snapshots the database side into canonical columns."""
-    layout: ContractDataLayout
-    compared: tuple[ComparedField, ...]
-    authority: Authority
+    key_kind: KeyKind
+    entity_type: str
+    """The identity of findings about the rows themselves (their invariants)."""
+    description: str
     entity_id_prefix: str = ""
     amount_columns: tuple[str, ...] = ()
-    """Columns the snapshot query returns as text and that become exact ints."""
+    """Columns the query returns as text that become exact ints."""
+    invariants: Invariants | None = None
+    counts: Mapping[str, str] = field(default_factory=dict)
+    """Metadata name -> query returning one number (e.g. users without a wallet)."""
+    windowed: bool = True
+    """False for a table that keeps no creation time: every row is compared, whatever the window."""
+    sql: SqlFolder = PIPELINE_SQL
+
+    def __post_init__(self) -> None:
+        identifier(self.name, "a source name")
+        identifier(self.key_column, "a key column")
+
+    def entity_ids(self, keys: pd.Series) -> pd.Series:
+        return self.entity_id_prefix + keys.astype(str)
+
+
+@dataclass(frozen=True)
+class DataKey:
+    """The entity's entry is `Variant(key)` on one contract (`Stream(u64)`, `Position(Address)`)."""
+
+    variant: str
+    contract: str
+    """The contracts resource field holding the contract id, e.g. `stream_contract_id`."""
+
+
+@dataclass(frozen=True)
+class InstanceOf:
+    """The entity's entry is the instance storage of the contract named in a database column."""
+
+    column: str
+
+
+@dataclass(frozen=True)
+class PerRow:
+    """Each row's ledger key is built from the row (a trustline or a SAC balance by holder kind)."""
+
+    column: str
+    """The address column the key is built from; rows whose address is invalid are not read."""
+    build: Callable[[pd.DataFrame, StellarContractsResource], RowKeys]
+
+
+KeySource = DataKey | InstanceOf | PerRow
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How an entry decodes: base64 `LedgerEntryData` -> canonical columns (raises `DecodeError`)."""
+
+    decode: Callable[[str], dict[str, Any]]
+    columns: tuple[str, ...]
+
+    @classmethod
+    def of(cls, value: Any) -> Layout:
+        """A layout declared as data (`chain.layouts.StructLayout` / `ScalarLayout`)."""
+        return cls(decode=value.decode, columns=value.columns)
+
+
+@dataclass(frozen=True)
+class EventKeys:
+    """Chain-only keys: the u64 or address that contract events name in topic `segment`.
+
+    Contract storage cannot be enumerated; events in the RPC's retention window
+    are the only way to learn of entries the database never heard of.
+    """
+
+    contract: str
+    topics: tuple[str, ...]
+    segment: int = 1
+
+
+@dataclass(frozen=True)
+class IndexedKeys:
+    """Chain-only keys from an index a domain step keeps (e.g. lending events), bounded by the
+    partition's end: the query binds `:window_end` and returns one column `key`."""
+
+    query: str
+    after: str
+    """The step that fills the index (it runs first)."""
+
+
+Discovery = EventKeys | IndexedKeys
+
+
+@dataclass(frozen=True)
+class Missing:
+    """What a key absent on chain is reported as."""
+
+    field: str = "*"
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One kind of chain entry compared with database rows."""
+
+    name: str
+    """Asset names: `chain_<name>`."""
+    entity_type: str
+    source: Source | str
+    """The `Source` whose rows this entity compares, or the name of a domain step that gives them
+    (then `key_column`, `key_kind` and `entity_id_prefix` are given here)."""
+    key_source: KeySource
+    layout: Layout
+    compared: tuple[ComparedField, ...]
+    authority: Authority
+    description: str
+    entity_id_prefix: str | None = None
+    """Defaults to the source's."""
+    key_column: str | None = None
+    """Defaults to the source's."""
+    key_kind: KeyKind | None = None
+    """Defaults to the source's."""
     address_columns: tuple[str, ...] = ()
     """Database columns holding Stellar addresses; invalid ones are INVALID_ADDRESS."""
-    db_invariants: type[pa.DataFrameModel] | None = None
-    chain_invariants: type[pa.DataFrameModel] | None = None
-    db_invariant_severity: Severity = Severity.WARN
-    chain_invariant_severity: Severity = Severity.CRITICAL
+    chain_invariants: Invariants | None = None
+    discovery: Discovery | None = None
+    missing: Missing = Missing()
     missing_severity: Severity = Severity.WARN
     read_error_severity: Severity = Severity.WARN
     invalid_address_severity: Severity = Severity.WARN
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        names = [f.name for f in self.compared]
-        unknown = set(names) - set(self.layout.columns)
+        identifier(self.name, "an entity name")
+        if isinstance(self.source, Source):
+            # Frozen, but the key's defaults are completed from the source once, here.
+            object.__setattr__(self, "key_column", self.key_column or self.source.key_column)
+            object.__setattr__(self, "key_kind", self.key_kind or self.source.key_kind)
+            if self.entity_id_prefix is None:
+                object.__setattr__(self, "entity_id_prefix", self.source.entity_id_prefix)
+        elif self.key_column is None or self.key_kind is None:
+            raise ValueError(f"{self.name} reads the step {self.source!r}: give its key column and kind")
+        unknown = {f.name for f in self.compared} - set(self.layout.columns)
         if unknown:
-            raise ValueError(f"{self.domain}: compared fields {sorted(unknown)} are not decoded from the chain")
+            raise ValueError(f"{self.name}: compared fields {sorted(unknown)} are not decoded from the chain")
         if self.authority is Authority.DATABASE and any(f.repair_query for f in self.compared):
-            raise ValueError(f"{self.domain}: database-authoritative specs repair the chain, not SQL rows")
+            raise ValueError(f"{self.name}: database-authoritative entities repair the chain, not SQL rows")
 
     @property
     def repairable(self) -> dict[str, ComparedField]:
         return {f.name: f for f in self.compared if f.repair_query is not None}
 
-    def entity_ids(self, keys: pd.Series) -> pd.Series:
-        return self.entity_id_prefix + keys.astype(str)
+    @property
+    def source_name(self) -> str:
+        return self.source.name if isinstance(self.source, Source) else self.source
 
-    def normalize_keys(self, keys: pd.Series) -> pd.Series:
-        """Keys in one canonical dtype on both sides so the merge matches them."""
-        if self.layout.key_kind is KeyKind.U64:
-            return keys.map(int).astype("uint64")
-        return keys.astype(object)
+    @property
+    def key(self) -> str:
+        assert self.key_column is not None
+        return self.key_column
+
+    @property
+    def kind(self) -> KeyKind:
+        assert self.key_kind is not None
+        return self.key_kind
+
+    def entity_ids(self, keys: pd.Series) -> pd.Series:
+        return (self.entity_id_prefix or "") + keys.astype(str)
+
+
+class Partitioning(StrEnum):
+    NONE = "none"
+    DAILY = "daily"
+    DAILY_SHARDS = "daily_shards"
+    """(UTC day, shard of `SHARD_COUNT`): each its own run."""
+
+
+class Cadence(StrEnum):
+    """Which shared job a scope's assets belong to (`core.cadences`)."""
+
+    NIGHTLY = "nightly"
+    """`nightly_reconciliation`, 02:00 UTC for the day that just ended."""
+    FREQUENT = "frequent"
+    """`markets_balances_reconciliation`, every 5 minutes, in full at 02:30 UTC."""
+    OWN = "own"
+    """Only the scope's own jobs."""
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    name: str
+    cron: str
+    description: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job of one scope's assets (or a part of them)."""
+
+    name: str
+    description: str
+    schedules: tuple[ScheduleSpec, ...] = ()
+    only: tuple[str, ...] | None = None
+    """Asset names the job selects; None: every asset of the scope."""
+    partitioned_by_day: bool = False
+    """For a sharded scope: the job of its per-day assets (aggregates)."""
+
+
+@dataclass(frozen=True)
+class ChangeEvents:
+    """Incremental: what contract events since the watermark name, plus rows written since.
+
+    The named values are keys of the entity when `column` is the key column, or
+    values of another column (a wallet) matched in the database snapshot.
+    """
+
+    contract: str
+    topics: tuple[str, ...]
+    column: str
+    segments: tuple[int, ...] | None = (1,)
+    """Topic segments holding the value; None: every address-typed segment after the name."""
+
+
+@dataclass(frozen=True)
+class EntryVersions:
+    """Incremental for entries without change events: every entry is read, and one whose
+    `last_modified_ledger` is the one recorded when it was last compared is not decoded
+    or diffed again (unless its row changed or its entity has an open incident)."""
+
+
+@dataclass(frozen=True)
+class Incremental:
+    """An every-few-minutes scope that compares only what can have changed since its watermark."""
+
+    plan_asset: str
+    watermark_scope: str
+    changes: ChangeEvents | EntryVersions
+    description: str
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One way a domain runs: which rows it compares, on which partitions, in which jobs."""
+
+    name: str
+    group: str
+    suffix: str = ""
+    """Appended to the generated asset names (`db_streams_shard`)."""
+    partitioning: Partitioning = Partitioning.NONE
+    window: bool = False
+    """The database snapshot holds rows created before the partition's end (a backfill replays its day)."""
+    cadence: Cadence = Cadence.OWN
+    jobs: tuple[JobSpec, ...] = ()
+    incremental: Incremental | None = None
+    entities: tuple[str, ...] | None = None
+    """Entity names compared in this scope; None: all."""
+    steps: tuple[str, ...] | None = None
+    """Domain steps that run in this scope; None: all."""
+    aggregates: bool = True
+    """Cross-entity checks (escrow solvency) run: they need every entity, so not in an increment."""
+    repairs: bool = True
+    """Whether this scope plans repairs (where its entities or hooks can repair anything)."""
+    budget: str = "nightly"
+    """`frequent` (RUN_TIME_LIMIT_SECONDS) or `nightly` (NIGHTLY_RUN_TIME_LIMIT_SECONDS)."""
+    owners: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        identifier(self.name, "a scope name")
+        if self.incremental is not None and self.partitioning is not Partitioning.NONE:
+            raise ValueError(f"{self.name}: an incremental scope runs on its watermark, not on partitions")
+        if self.window and self.partitioning is Partitioning.NONE:
+            raise ValueError(f"{self.name}: a window needs daily partitions")
+
+
+@dataclass(frozen=True)
+class Step:
+    """A domain-specific step the factory wires in as an asset, with the core's metadata."""
+
+    name: str
+    run: Callable[[StepContext, DomainInputs], StepResult]
+    description: str
+    inputs: tuple[str, ...] = ()
+    """What it reads from the same scope: sources as `db_<name>`, other steps, `discrepancies`."""
+    kinds: frozenset[str] = frozenset({"pandas"})
+    partitioned: bool = True
+    """False: the step is about now (pending transactions), whatever partition the run is for."""
+    after: tuple[str, ...] = ()
+    """Assets it only runs after (no value passed)."""
+    config: type | None = None
+    """A `dagster.Config` class of run config the step reads (e.g. a grace period)."""
+    pool: str | None = None
+    checks: tuple[tuple[str, str], ...] = ()
+    """(name, description) of checks the step's result reports."""
+    resources: tuple[str, ...] = ()
+    """Resource keys beyond the core's (e.g. `streak_oracle`)."""
+    post: bool = False
+    """Runs after the discrepancies step (it may read `inputs.diff`)."""
+    value: bool = True
+    """False: the step stores its result elsewhere (a table); later steps only run after it."""
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """A cross-entity check (escrow solvency): needs every entity of its run, so it runs only in
+    scopes that compare everything, and per day across the shards of a sharded scope."""
+
+    name: str
+    run: Callable[[StepContext, DomainInputs], StepResult]
+    """Returns an `AggregateResult` as its value, and the aggregate's check."""
+    check: str
+    check_description: str
+    description: str
+    entities: tuple[str, ...]
+    label: str
+    """Its findings' partition key in a sharded scope: `<day>|<label>`."""
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What is truly domain-specific, called by the core's steps."""
+
+    findings: Callable[[StepContext, DomainInputs], ExtraFindings] | None = None
+    """Findings beyond the entities' generic diff (odds, outcomes, provisional ids)."""
+    exclude_chain_keys: Callable[[str, DomainInputs], pd.Series] | None = None
+    """Per entity: chain keys another finding already explains (a provisional loan's real id)."""
+    decorate: Callable[[pd.DataFrame, DomainInputs], pd.DataFrame] | None = None
+    """Adds context to every finding's details (a market's title, a holder's wallet)."""
+    repairs: Callable[[StepContext, DomainInputs, pd.DataFrame], pd.DataFrame] | None = None
+    """Repair plans beyond the compared fields' (inserts, provisional ids), given the findings."""
+    skip_compare: Callable[[StepContext, DomainInputs], str | None] | None = None
+    """A reason this run compares nothing (a past-day streaks backfill recomputes only)."""
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    domain: str
+    description: str
+    sources: tuple[Source, ...]
+    entities: tuple[Entity, ...]
+    scopes: tuple[Scope, ...]
+    findings_asset: str
+    """`<findings_asset><scope suffix>_discrepancies`."""
+    repairs_asset: str
+    """`<repairs_asset><scope suffix>_repairs`."""
+    steps: tuple[Step, ...] = ()
+    aggregates: tuple[Aggregate, ...] = ()
+    hooks: Hooks = Hooks()
+    owners: tuple[str, ...] = ()
+    sql: SqlFolder = PIPELINE_SQL
+    """Where the domain's repair and index queries live."""
+    produces: tuple[DriftClass, ...] = ()
+    """Drift classes its hooks produce beyond the generic ones (its metadata shows those too)."""
+
+    def __post_init__(self) -> None:
+        identifier(self.domain, "a domain name")
+        names = [s.name for s in self.sources] + [s.name for s in self.steps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.domain}: sources and steps need distinct names")
+        for entity in self.entities:
+            if entity.source_name not in names:
+                raise ValueError(f"{self.domain}: entity {entity.name} reads unknown source {entity.source_name!r}")
+
+    def source(self, name: str) -> Source:
+        return next(s for s in self.sources if s.name == name)
+
+    def entity(self, name: str) -> Entity:
+        return next(e for e in self.entities if e.name == name)
+
+    def entities_of(self, scope: Scope) -> tuple[Entity, ...]:
+        return tuple(e for e in self.entities if scope.entities is None or e.name in scope.entities)
+
+    def steps_of(self, scope: Scope) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if scope.steps is None or s.name in scope.steps)
+
+    def sources_of(self, scope: Scope) -> tuple[Source, ...]:
+        used = {e.source_name for e in self.entities_of(scope)}
+        step_inputs = {i.removeprefix("db_") for s in self.steps_of(scope) for i in s.inputs}
+        return tuple(s for s in self.sources if s.name in used | step_inputs)

@@ -9,14 +9,15 @@ incidents are always re-checked so they can resolve. A run tagged
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 from sqlalchemy.engine import Engine
 
 from reconciliation_pipeline.core import sql
-from reconciliation_pipeline.core.spec import ReconSpec
+from reconciliation_pipeline.core.spec import Entity, KeyKind
 
 SWEEP_TAG = "recon/sweep"
 FULL_SWEEP = "full"
@@ -56,14 +57,18 @@ def write_watermark(
         )
 
 
-def open_incident_keys(engine: Engine, spec: ReconSpec) -> pd.Series:
-    """Keys of the spec's entities with unresolved incidents, in the spec's key dtype."""
+def open_incident_keys(engine: Engine, domain: str, entity: Entity) -> pd.Series:
+    """Keys of the entity's unresolved incidents, in its key dtype."""
     with engine.connect() as connection:
         entity_ids = connection.execute(
             sql.query("recon/queries/watermark_open_incident_keys.sql"),
-            {"domain": spec.domain, "entity_type": spec.entity_type},
+            {"domain": domain, "entity_type": entity.entity_type},
         ).scalars().all()
-    return spec.normalize_keys(pd.Series(entity_ids, dtype=object).str.removeprefix(spec.entity_id_prefix))
+    keys = pd.Series(entity_ids, dtype=object).str.removeprefix(entity.entity_id_prefix or "")
+    if entity.kind is KeyKind.U64:
+        # Incidents of the same entity type not keyed by a chain id (a provisional loan's) are not re-read.
+        keys = keys[keys.str.fullmatch(r"\d+")]
+    return entity.kind.normalize(keys)
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,21 @@ class SweepPlan:
     reason: str
     watermark: Watermark | None
     """The watermark an incremental run starts from; None for a full sweep."""
+    latest_ledger: int = 0
+    """The RPC's latest ledger before the run read anything: the next watermark's ledger."""
+    named: tuple[Any, ...] = ()
+    """Keys or column values that change events named (in a full sweep: in the whole retention)."""
+    events: int = 0
+    incident_keys: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    """Per entity: keys with open incidents, re-checked so they can resolve."""
+
+    @property
+    def full(self) -> bool:
+        return self.mode == FULL_SWEEP
+
+    @property
+    def ledger_from(self) -> int | None:
+        return self.watermark.ledger_sequence + 1 if self.watermark is not None else None
 
 
 def plan_sweep(
@@ -85,20 +105,22 @@ def plan_sweep(
     if requested not in (FULL_SWEEP, INCREMENTAL_SWEEP):
         raise ValueError(f"run tag {SWEEP_TAG}={requested!r}: expected {FULL_SWEEP!r} or {INCREMENTAL_SWEEP!r}")
     if requested == FULL_SWEEP:
-        return SweepPlan(FULL_SWEEP, f"the run is tagged {SWEEP_TAG}={FULL_SWEEP}", None)
+        return SweepPlan(FULL_SWEEP, f"the run is tagged {SWEEP_TAG}={FULL_SWEEP}", None, latest_ledger)
     watermark = read_watermark(engine, domain, scope)
     if watermark is None:
-        return SweepPlan(FULL_SWEEP, "no watermark yet", None)
+        return SweepPlan(FULL_SWEEP, "no watermark yet", None, latest_ledger)
     if latest_ledger < watermark.ledger_sequence:
         return SweepPlan(
             FULL_SWEEP,
             f"the RPC's latest ledger {latest_ledger} is behind the recorded ledger {watermark.ledger_sequence} "
             "(a reset or different network)",
             None,
+            latest_ledger,
         )
     return SweepPlan(
         INCREMENTAL_SWEEP,
         f"changes after ledger {watermark.ledger_sequence}, rows updated since {watermark.db_since.isoformat()}, "
         "open incidents",
         watermark,
+        latest_ledger,
     )

@@ -19,18 +19,20 @@ import pytest
 import sqlalchemy as sa
 
 from recon_demo.worlds.markets import MarketsWorld, build_markets_world, load_markets_into_ledger, write_markets_to_db
-from reconciliation_pipeline.core.alerts import (
-    AlertingResource,
-    dispatch_incident_alerts,
-    drift_incident_alert_sensor,
-    run_failure_alert_sensor,
-)
+from reconciliation_pipeline.core.alerts import AlertingResource, dispatch_incident_alerts
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.drift_store import IncidentPolicy, RunInfo, persist_domain_run
-from reconciliation_pipeline.core.findings import findings_frame
-from reconciliation_pipeline.defs.markets.assets import MARKETS_ASSETS
+from reconciliation_pipeline.core.findings import findings_frame, with_domain
+from reconciliation_pipeline.core.repairs import empty_plan
+from reconciliation_pipeline.core.results import Checked, DomainDiff
+from reconciliation_pipeline.defs.alerting.definitions import drift_incident_alert_sensor, run_failure_alert_sensor
 from reconciliation_pipeline.resources import PostgresResource
-from reconciliation_pipeline_tests.defs.markets.support import frequent_resources, http_receiver, run_frequent
+from reconciliation_pipeline_tests.defs.markets.support import (
+    MARKETS_ASSETS,
+    frequent_resources,
+    http_receiver,
+    run_frequent,
+)
 from soroban_devnet.ledger import DevnetLedger
 from soroban_devnet.server import DevnetServer
 
@@ -169,10 +171,10 @@ def _persist(engine: sa.Engine, run_id: str, rows: list[tuple[str, Severity]], c
         details=pd.Series([{"wallet_address": "G..."}] * len(rows), index=index, dtype=object),
     )
     persist_domain_run(
-        engine, RunInfo(run_id=run_id, job_name="test", partition_key=None), "balances", findings,
-        checked=pd.DataFrame({"entity_type": "user", "entity_id": checked}), unchecked_count=0,
-        ledger_sequence=1, db_snapshot_at=None, started_at=datetime.now(UTC),
-        policy=IncidentPolicy(confirm_after_runs=2, grace_minutes=60),
+        engine, RunInfo(run_id=run_id, job_name="test", partition_key=None), "balances",
+        DomainDiff(with_domain(findings, "balances"), Checked.of("user", pd.Series(checked, dtype=object)), 1, None,
+                   empty_plan()),
+        started_at=datetime.now(UTC), policy=IncidentPolicy(confirm_after_runs=2, grace_minutes=60),
     )
 
 

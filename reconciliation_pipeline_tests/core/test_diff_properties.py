@@ -18,12 +18,15 @@ from recon_demo.identities import account_id, contract_id
 from reconciliation_pipeline.core.diff import diff_snapshots, invariant_findings
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
 from reconciliation_pipeline.core.drift_store import IncidentPolicy, RunInfo, persist_domain_run
-from reconciliation_pipeline.core.findings import FindingsModel
+from reconciliation_pipeline.core.findings import FindingsModel, with_domain
+from reconciliation_pipeline.core.repairs import empty_plan
+from reconciliation_pipeline.core.results import Checked, DomainDiff
+from reconciliation_pipeline.core.scopes import RowFilter
 from reconciliation_pipeline.core.snapshots import CHAIN_META_COLUMNS, snapshot_db
 from reconciliation_pipeline.core.spec import Comparison
-from reconciliation_pipeline.defs.streams.spec import CANONICAL_STATUSES, STREAMS_SPEC, StreamEscrowInvariants
+from reconciliation_pipeline.defs.streams.spec import CANONICAL_STATUSES, STREAM, STREAMS_SOURCE, StreamEscrowInvariants
 
-SPEC = STREAMS_SPEC
+SPEC = STREAM
 STREAM_FIELDS = SPEC.layout.columns  # sender, recipient, token, total, released, status
 I128_MIN, I128_MAX = -(2**127), 2**127 - 1
 U64_MAX = 2**64 - 1
@@ -48,10 +51,16 @@ stream_values = st.fixed_dictionaries(
 )
 
 
+def persist(engine: sa.Engine, run: RunInfo, findings: pd.DataFrame, *, ledger_sequence: int,
+            db_snapshot_at: datetime | None) -> None:
+    diff = DomainDiff(with_domain(findings, "streams"), Checked.none(), ledger_sequence, db_snapshot_at, empty_plan())
+    persist_domain_run(engine, run, "streams", diff, started_at=datetime.now(UTC), policy=IncidentPolicy())
+
+
 def db_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """A database snapshot as `snapshot_db` produces it: uint64 keys, exact ints, object columns."""
     frame = pd.DataFrame(rows, columns=DB_COLUMNS, dtype=object)
-    frame["stream_id"] = SPEC.normalize_keys(frame["stream_id"])
+    frame["stream_id"] = SPEC.kind.normalize(frame["stream_id"])
     return frame
 
 
@@ -59,7 +68,7 @@ def chain_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """A chain snapshot as `snapshot_chain` produces it: layout columns plus read metadata."""
     frame = pd.DataFrame(rows, columns=CHAIN_COLUMNS, dtype=object)
     frame = frame.astype(object).where(frame.notna(), None)
-    frame["stream_id"] = SPEC.normalize_keys(frame["stream_id"])
+    frame["stream_id"] = SPEC.kind.normalize(frame["stream_id"])
     return frame
 
 
@@ -221,9 +230,7 @@ def test_database_row_without_chain_row_persists_as_missing_on_chain(engine: sa.
     findings = diff_snapshots(SPEC, db, chain)
     assert [(r["entity_id"], r["drift_class"]) for r in findings.to_dict("records")] == [("stream_2", "MISSING_ON_CHAIN")]
     run = RunInfo(run_id=f"no-chain-row-{uuid.uuid4().hex}", job_name="test", partition_key=None)
-    persist_domain_run(engine, run, SPEC.domain, findings, checked=pd.DataFrame(columns=["entity_type", "entity_id"]),
-                       unchecked_count=0, ledger_sequence=77, db_snapshot_at=None, started_at=datetime.now(UTC),
-                       policy=IncidentPolicy())
+    persist(engine, run, findings, ledger_sequence=77, db_snapshot_at=None)
     with engine.connect() as connection:
         stored = connection.execute(
             sa.text("SELECT entity_id, drift_class FROM recon.discrepancies WHERE run_id = :r"), {"r": run.run_id}
@@ -264,7 +271,7 @@ def test_released_above_total_is_one_finding_naming_both_values() -> None:
     """released > total: exactly one `released_le_total` finding; its db_value holds both exact values."""
     total, released = I128_MAX - 1, I128_MAX
     frame = invariant_rows((10, 5), (total, released))
-    found = invariant_findings(SPEC, StreamEscrowInvariants, frame, side="database", severity=Severity.WARN)
+    found = invariant_findings(SPEC, "stream_id", StreamEscrowInvariants, frame, side="database", severity=Severity.WARN)
     assert len(found) == 1
     finding = found.iloc[0]
     assert finding["field"] == "released_le_total"
@@ -279,7 +286,7 @@ def test_negative_amount_is_a_finding_on_that_column(column: str) -> None:
     """A negative amount gives an INVARIANT_VIOLATION on that column (chain side: chain_value)."""
     amounts = {"total": (-1, -1), "released": (10, -5)}[column]
     frame = invariant_rows((10, 5), amounts)
-    found = invariant_findings(SPEC, StreamEscrowInvariants, frame, side="chain", severity=Severity.CRITICAL)
+    found = invariant_findings(SPEC, "stream_id", StreamEscrowInvariants, frame, side="chain", severity=Severity.CRITICAL)
     on_column = found[found["field"] == column]
     assert len(on_column) == 1
     finding = on_column.iloc[0]
@@ -294,7 +301,7 @@ def test_clean_rows_give_no_invariant_findings() -> None:
     """Non-negative amounts with released <= total (up to the i128 maximum) and a canonical status: nothing."""
     for status in CANONICAL_STATUSES:
         frame = invariant_rows((0, 0), (10, 10), (I128_MAX, I128_MAX - 1), (I128_MAX, 0), status=status)
-        found = invariant_findings(SPEC, StreamEscrowInvariants, frame, side="database", severity=Severity.WARN)
+        found = invariant_findings(SPEC, "stream_id", StreamEscrowInvariants, frame, side="database", severity=Severity.WARN)
         assert found.empty
 
 
@@ -331,7 +338,7 @@ def test_i128_extremes_round_trip_through_postgres(engine: sa.Engine, amounts: l
                 for i, (total, released, _, _) in enumerate(amounts)
             ],
         )
-    snapshot = snapshot_db(engine, SPEC, {"window_end": FAR_FUTURE})
+    snapshot = snapshot_db(engine, STREAMS_SOURCE, RowFilter(window_end=FAR_FUTURE))
     db = snapshot.frame
     assert [(r["total"], r["released"]) for r in db.to_dict("records")] == [(t, r) for t, r, _, _ in amounts]
     assert all(type(v) is int for v in [*db["total"], *db["released"]])
@@ -345,10 +352,7 @@ def test_i128_extremes_round_trip_through_postgres(engine: sa.Engine, amounts: l
     )
     findings = diff_snapshots(SPEC, db, chain)
     run = RunInfo(run_id=f"roundtrip-{uuid.uuid4().hex}", job_name="test", partition_key=None)
-    now = datetime.now(UTC)
-    persist_domain_run(engine, run, SPEC.domain, findings, checked=pd.DataFrame(columns=["entity_type", "entity_id"]),
-                       unchecked_count=0, ledger_sequence=2_000_000, db_snapshot_at=snapshot.taken_at,
-                       started_at=now, policy=IncidentPolicy())
+    persist(engine, run, findings, ledger_sequence=2_000_000, db_snapshot_at=snapshot.taken_at)
     with engine.connect() as connection:
         stored = connection.execute(READ_BACK, {"run_id": run.run_id}).all()
 

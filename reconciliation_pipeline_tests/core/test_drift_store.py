@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
 from reconciliation_pipeline.core.drift_store import IncidentPolicy, PersistSummary, RunInfo, persist_domain_run
 from reconciliation_pipeline.core.findings import concat_findings, findings_frame
+from reconciliation_pipeline.core.repairs import empty_plan
+from reconciliation_pipeline.core.results import Checked, DomainDiff
 
 STREAMS = "streams"
 LENDING = "lending"
@@ -77,18 +79,10 @@ def persist(
     unchecked: int = 0,
     policy: IncidentPolicy = DEFAULT_POLICY,
 ) -> PersistSummary:
-    return persist_domain_run(
-        engine,
-        RunInfo(run_id=run_id, job_name="streams_job", partition_key=partition),
-        domain,
-        frame_of(*found),
-        checked=checked_of(*checked, entity_type="loan" if domain == LENDING else "stream"),
-        unchecked_count=unchecked,
-        ledger_sequence=2_000_000,
-        db_snapshot_at=datetime.now(UTC),
-        started_at=datetime.now(UTC),
-        policy=policy,
-    )
+    diff = DomainDiff(frame_of(*found), Checked(checked_of(*checked, entity_type="loan" if domain == LENDING else "stream"),
+                                                unchecked), 2_000_000, datetime.now(UTC), empty_plan())
+    return persist_domain_run(engine, RunInfo(run_id=run_id, job_name="streams_job", partition_key=partition), domain,
+                              diff, started_at=datetime.now(UTC), policy=policy)
 
 
 def incident(engine: sa.Engine, entity_id: str, field: str = "total",
@@ -330,9 +324,9 @@ def test_invalid_findings_are_rejected_before_writing(engine: sa.Engine) -> None
     bad["delta"] = pd.Series([1.5], dtype=object)
     with pytest.raises(pa.errors.SchemaErrors, match="delta_is_exact_int"):
         persist_domain_run(
-            engine, RunInfo("run-bad", "job", None), STREAMS, bad, checked=checked_of("stream_1"),
-            unchecked_count=0, ledger_sequence=None, db_snapshot_at=None, started_at=datetime.now(UTC),
-            policy=DEFAULT_POLICY,
+            engine, RunInfo("run-bad", "job", None), STREAMS,
+            DomainDiff(bad, Checked(checked_of("stream_1")), None, None, empty_plan()),
+            started_at=datetime.now(UTC), policy=DEFAULT_POLICY,
         )
     with engine.connect() as connection:
         for count in ("SELECT count(*) FROM recon.runs", "SELECT count(*) FROM recon.discrepancies",

@@ -61,7 +61,7 @@ def test_each_domain_pushes_parseable_metrics_matching_its_metadata(
     duration = markets[("recon_run_duration_seconds", ())]
     assert 0 < duration == pytest.approx(metadata["run_duration_seconds"].value, abs=1e-3)
     assert markets[("recon_errors", (("operation", "decode"),))] == metadata["errors/decode"].value == 1
-    assert markets[("recon_errors", (("operation", "read_pools"),))] == 0
+    assert markets[("recon_errors", (("operation", "read_market_pools"),))] == 0
     assert markets[("recon_run_partial", ())] == 1
     assert metadata["metrics_pushed"].value is True
     assert metadata["metrics"].value["findings"]["VALUE_MISMATCH/CRITICAL"] == 2

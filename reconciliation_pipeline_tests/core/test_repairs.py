@@ -12,7 +12,7 @@ from reconciliation_pipeline.core import repairs
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.drift_store import RunInfo
 from reconciliation_pipeline.core.findings import findings_frame
-from reconciliation_pipeline.defs.streams.spec import STREAMS_SPEC
+from reconciliation_pipeline.defs.streams.spec import STREAM
 
 RUN = RunInfo(run_id="run-1", job_name="test", partition_key="2026-11-20")
 
@@ -57,8 +57,7 @@ def test_concurrent_application_write_wins_and_the_repair_is_recorded_skipped(en
     big = 2**126 + 7
     _insert_stream(engine, 1, released=big, status="active")
     _insert_stream(engine, 2, released=5, status="active")
-    plan = repairs.plan_repairs(
-        STREAMS_SPEC,
+    plan = repairs.plan_field_repairs("streams", STREAM,
         _findings([(1, "released", str(big), str(big + 1)), (2, "status", "active", "paused")]),
     )
     repairs.record_plan(engine, RUN, "streams", plan)
@@ -82,7 +81,7 @@ def test_concurrent_application_write_wins_and_the_repair_is_recorded_skipped(en
 
 def test_planning_and_applying_twice_changes_nothing_twice(engine: sa.Engine) -> None:
     _insert_stream(engine, 1, released=10, status="active")
-    plan = repairs.plan_repairs(STREAMS_SPEC, _findings([(1, "released", "10", "12")]))
+    plan = repairs.plan_field_repairs("streams", STREAM, _findings([(1, "released", "10", "12")]))
     for _ in range(2):
         repairs.record_plan(engine, RUN, "streams", plan)
         repairs.apply_plan(engine, RUN, plan)
@@ -94,7 +93,7 @@ def test_planning_and_applying_twice_changes_nothing_twice(engine: sa.Engine) ->
 
 def test_only_repairable_fields_of_the_non_authoritative_side_are_planned() -> None:
     findings = _findings([(1, "total", "1", "2"), (2, "released", "1", "2"), (3, "status", "active", "paused")])
-    plan = repairs.plan_repairs(STREAMS_SPEC, findings)
+    plan = repairs.plan_field_repairs("streams", STREAM, findings)
     assert sorted(plan["field"]) == ["released", "status"]
     assert set(plan["repair_query"]) == {"repairs/streams/released.sql", "repairs/streams/status.sql"}
 
@@ -102,8 +101,7 @@ def test_only_repairable_fields_of_the_non_authoritative_side_are_planned() -> N
 def test_a_failing_repair_is_recorded_and_does_not_stop_the_others(engine: sa.Engine) -> None:
     _insert_stream(engine, 1, released=10, status="active")
     _insert_stream(engine, 2, released=10, status="active")
-    plan = repairs.plan_repairs(
-        STREAMS_SPEC, _findings([(1, "released", "10", "not-a-number"), (2, "released", "10", "11")])
+    plan = repairs.plan_field_repairs("streams", STREAM, _findings([(1, "released", "10", "not-a-number"), (2, "released", "10", "11")])
     )
     repairs.record_plan(engine, RUN, "streams", plan)
     outcome = repairs.apply_plan(engine, RUN, plan)

@@ -18,17 +18,19 @@ import sqlalchemy as sa
 from recon_demo import DEMO_SQL
 from recon_demo.identities import account_id, contract_id
 from reconciliation_pipeline.core import snapshots
+from reconciliation_pipeline.core.scopes import RowFilter
 from reconciliation_pipeline.core.snapshots import snapshot_db
-from reconciliation_pipeline.defs.streams.spec import STREAMS_SPEC
+from reconciliation_pipeline.defs.streams.spec import STREAMS_SOURCE
 
-SPEC = STREAMS_SPEC
+SPEC = STREAMS_SOURCE
 FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
+WINDOW = RowFilter(window_end=FAR_FUTURE)
 NUMERIC_39_MAX = 10**39 - 1
 """The largest NUMERIC(39,0): 39 nines, beyond i128 and far beyond float precision."""
 I128_MIN, I128_MAX = -(2**127), 2**127 - 1
 EXTREMES = [NUMERIC_39_MAX, -NUMERIC_39_MAX, I128_MAX, I128_MIN, 2**53 + 1, 0, -1]
 ROWS = 23
-SNAPSHOT_COLUMNS = ["stream_id", "sender", "recipient", "token", "total", "released", "status", "updated_at"]
+SNAPSHOT_COLUMNS = ["stream_id", "sender", "recipient", "token", "total", "released", "status", "created_at", "updated_at"]
 
 
 def _streams(n: int) -> list[tuple[int, str, str, str, int, int, str]]:
@@ -54,8 +56,8 @@ def _insert(engine: sa.Engine, streams: list[tuple[int, str, str, str, int, int,
 def test_chunked_snapshot_equals_single_chunk_and_the_rows(engine: sa.Engine, chunk_rows: int) -> None:
     streams = _streams(ROWS)
     _insert(engine, streams)
-    whole = snapshot_db(engine, SPEC, {"window_end": FAR_FUTURE}, chunk_rows=10 * ROWS).frame
-    chunked = snapshot_db(engine, SPEC, {"window_end": FAR_FUTURE}, chunk_rows=chunk_rows).frame
+    whole = snapshot_db(engine, SPEC, WINDOW, chunk_rows=10 * ROWS).frame
+    chunked = snapshot_db(engine, SPEC, WINDOW, chunk_rows=chunk_rows).frame
 
     pd.testing.assert_frame_equal(chunked, whole)
     assert list(chunked.columns) == SNAPSHOT_COLUMNS
@@ -71,7 +73,7 @@ def test_chunked_snapshot_equals_single_chunk_and_the_rows(engine: sa.Engine, ch
 
 
 def test_empty_result_keeps_columns_and_key_dtype(engine: sa.Engine) -> None:
-    frame = snapshot_db(engine, SPEC, {"window_end": FAR_FUTURE}, chunk_rows=4).frame
+    frame = snapshot_db(engine, SPEC, WINDOW, chunk_rows=4).frame
 
     assert frame.empty
     assert list(frame.columns) == SNAPSHOT_COLUMNS
@@ -98,7 +100,7 @@ def test_snapshot_streams_through_a_server_side_cursor_chunk_by_chunk(
     monkeypatch.setattr(snapshots, "_db_chunk_frame", record_chunk)
     sa.event.listen(engine, "before_cursor_execute", record_cursor)
     try:
-        frame = snapshot_db(engine, SPEC, {"window_end": FAR_FUTURE}, chunk_rows=5).frame
+        frame = snapshot_db(engine, SPEC, WINDOW, chunk_rows=5).frame
     finally:
         sa.event.remove(engine, "before_cursor_execute", record_cursor)
 
@@ -114,7 +116,7 @@ def test_snapshot_streams_through_a_server_side_cursor_chunk_by_chunk(
 
 def test_repeated_text_is_one_object_across_chunks(engine: sa.Engine) -> None:
     _insert(engine, _streams(ROWS))
-    frame = snapshot_db(engine, SPEC, {"window_end": FAR_FUTURE}, chunk_rows=4).frame
+    frame = snapshot_db(engine, SPEC, WINDOW, chunk_rows=4).frame
 
     # Two tokens and two statuses: one str object each, across all six chunks.
     assert len({id(v) for v in frame["token"]}) == 2

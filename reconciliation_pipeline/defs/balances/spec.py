@@ -1,66 +1,43 @@
 """The USDC balances reconciliation as data: CONTRACTS.md §6 against `users.usdc_balance`.
 
-A G... holder's balance is its classic USDC trustline; a C... holder's is its
-`Balance(Address)` entry on the USDC Stellar Asset Contract. One decoder reads
-either entry. The database side covers users with a wallet only.
+Users with a wallet, every 5 minutes, incrementally: since protocol 23 (CAP-67)
+every movement of USDC, classic payments to trustlines included, emits a
+`transfer`, `mint`, `burn` or `clawback` event from the USDC Stellar Asset
+Contract; a run compares the users whose wallet those events name, the users
+whose row the app wrote since the last run and those with open incidents. The
+nightly full sweep compares everyone.
 """
 
 from __future__ import annotations
-
-import base64
-import dataclasses
-from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from reconciliation_pipeline.chain import fastxdr
-from reconciliation_pipeline.chain.decode import DecodeError
-from reconciliation_pipeline.chain.layouts import SAC_BALANCE
 from reconciliation_pipeline.core.amounts import exact_int_mask
+from reconciliation_pipeline.core.drift import Severity
 from reconciliation_pipeline.core.spec import (
     Authority,
+    Cadence,
+    ChangeEvents,
     ComparedField,
     Comparison,
-    ContractDataLayout,
+    DomainSpec,
+    Entity,
+    Hooks,
+    Incremental,
+    Invariants,
     KeyKind,
-    ReconSpec,
+    Layout,
+    Missing,
+    PerRow,
+    Scope,
+    Setting,
+    Source,
 )
+from reconciliation_pipeline.defs.balances import rules
 
-DOMAIN = "balances"
-BALANCE_FIELD = "usdc_balance"
-WALLET_FIELD = "wallet_address"
-TRUSTLINE_FIELD = "trustline"
-"""The `field` of a G... holder's missing trustline: no trustline is no USDC, never a 0 balance."""
-DEFAULT_TOLERANCE = 10
-
-
-def _entry_type(entry_data_b64: str) -> int:
-    try:
-        head = base64.b64decode(entry_data_b64[:8], validate=True)
-    except ValueError as exc:
-        raise DecodeError(f"not LedgerEntryData XDR: {exc}") from exc
-    if len(head) < 4:
-        raise DecodeError("not LedgerEntryData XDR: too short")
-    return int.from_bytes(head[:4], "big")
-
-
-def decode_usdc_holding(entry_data_b64: str) -> dict[str, Any]:
-    """A USDC trustline (`balance`, int64) or a SAC balance entry (`amount`, i128) → the balance.
-
-    Both take the byte-level path (`layouts.SAC_BALANCE`, `fastxdr.trustline_balance`),
-    checked against the SDK's XDR classes by property tests.
-    """
-    entry_type = _entry_type(entry_data_b64)
-    if entry_type == fastxdr.CONTRACT_DATA:
-        return {BALANCE_FIELD: SAC_BALANCE.decode(entry_data_b64)["amount"]}
-    if entry_type != fastxdr.TRUSTLINE:
-        raise DecodeError(f"expected a TRUSTLINE or CONTRACT_DATA entry, got ledger entry type {entry_type}")
-    try:
-        return {BALANCE_FIELD: fastxdr.trustline_balance(entry_data_b64)}
-    except fastxdr.XdrError as exc:
-        raise DecodeError(str(exc)) from exc
+MOVEMENTS = ("transfer", "mint", "burn", "clawback")
 
 
 class BalanceInvariants(pa.DataFrameModel):
@@ -76,29 +53,64 @@ class BalanceInvariants(pa.DataFrameModel):
         strict = False
 
 
-def balances_spec(tolerance: int = DEFAULT_TOLERANCE) -> ReconSpec:
-    """The spec with the configured mismatch tolerance (base units)."""
-    return dataclasses.replace(
-        BALANCES_SPEC, compared=(ComparedField(BALANCE_FIELD, Comparison.AMOUNT, tolerance=tolerance),)
-    )
+BALANCE_TEXT = "every balance is a non-negative exact integer"
 
-
-BALANCES_SPEC = ReconSpec(
-    domain=DOMAIN,
+SOURCE = Source(
+    name=rules.ENTITY,
+    query="snapshots/balances/usdc_balances.sql",
+    key_column="user_id",
+    key_kind=KeyKind.U64,
     entity_type="user",
     entity_id_prefix="user_",
-    key_column="user_id",
-    snapshot_query="snapshots/balances/db_usdc_balances.sql",
-    layout=ContractDataLayout(
-        key_variant="Balance", key_kind=KeyKind.U64, decode=decode_usdc_holding, columns=(BALANCE_FIELD,)
-    ),
-    compared=(ComparedField(BALANCE_FIELD, Comparison.AMOUNT, tolerance=DEFAULT_TOLERANCE),),
-    authority=Authority.CHAIN,
-    amount_columns=(BALANCE_FIELD,),
-    address_columns=(WALLET_FIELD,),
-    db_invariants=BalanceInvariants,
-    chain_invariants=BalanceInvariants,
+    amount_columns=(rules.BALANCE_FIELD,),
+    invariants=Invariants(BalanceInvariants, "balance_invariants", BALANCE_TEXT, Severity.WARN),
+    counts={"users_without_wallet": "snapshots/balances/users_without_wallet.sql"},
+    description="Users' USDC balances as the app shows them, for the users this run compares (exact base units, "
+    "1 USDC = 10,000,000): every user with a wallet in a full sweep; otherwise those whose wallet moved on chain, "
+    "whose row the app wrote since the last run, or who have open incidents. Users without a wallet are only "
+    "counted: they hold no on-chain USDC to compare with.",
 )
-"""Entities are users keyed by id (`KeyKind.U64` gives the key its canonical dtype). Their
-ledger keys depend on the wallet (trustline or SAC entry), so `chain.snapshot_usdc_balances`
-builds them per row; `layout` only names the decoder and its column."""
+
+HOLDING = Entity(
+    name=rules.ENTITY,
+    entity_type="user",
+    source=SOURCE,
+    key_source=PerRow(column=rules.WALLET_FIELD, build=rules.holding_keys),
+    layout=Layout(decode=rules.decode_usdc_holding, columns=(rules.BALANCE_FIELD,)),
+    compared=(ComparedField(rules.BALANCE_FIELD, Comparison.AMOUNT, tolerance=Setting("usdc_balance_tolerance")),),
+    authority=Authority.CHAIN,
+    address_columns=(rules.WALLET_FIELD,),
+    chain_invariants=Invariants(BalanceInvariants, "balance_invariants", BALANCE_TEXT, Severity.CRITICAL),
+    missing=Missing(field="trustline", reason="no USDC trustline: the account cannot hold USDC"),
+    description="Each compared wallet's USDC on chain: a G... account's USDC trustline, a C... contract's balance "
+    "entry on the USDC Stellar Asset Contract. Read 200 per request in user-id order within the run's time limit; "
+    "invalid wallets are never queried.",
+)
+
+SPEC = DomainSpec(
+    domain="balances",
+    description="users' USDC balances in the app against their trustlines and SAC balance entries, beyond the "
+    "configured tolerance (USDC_BALANCE_TOLERANCE), holders without a trustline and invalid wallets.",
+    sources=(SOURCE,),
+    entities=(HOLDING,),
+    findings_asset="usdc_balance",
+    repairs_asset="usdc_balance",
+    hooks=Hooks(decorate=rules.with_holder_context),
+    scopes=(Scope(
+        name="frequent",
+        group="balances",
+        cadence=Cadence.FREQUENT,
+        budget="frequent",
+        incremental=Incremental(
+            plan_asset="usdc_movements",
+            watermark_scope="usdc_movements",
+            changes=ChangeEvents(contract="usdc_contract_id", topics=MOVEMENTS, column=rules.WALLET_FIELD,
+                                 segments=None),
+            description="The wallets whose USDC moved since the last balances run: every address the USDC Stellar "
+            "Asset Contract's transfer, mint, burn and clawback events named in the ledgers since (classic payments "
+            "included, CAP-67). A full sweep compares every user: the first run, a run tagged recon/sweep=full, or "
+            "one whose events since the last run are out of the RPC's retention or name a party this reader cannot "
+            "parse.",
+        ),
+    ),),
+)

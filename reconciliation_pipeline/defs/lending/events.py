@@ -8,7 +8,6 @@ and a `decode_error`, never dropped.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -17,11 +16,12 @@ from stellar_sdk import scval, xdr
 from stellar_sdk.soroban_rpc import EventInfo
 
 from reconciliation_pipeline.chain.decode import DecodeError, as_address, as_i128, as_u64, as_unit_enum
+from reconciliation_pipeline.chain.history import LedgerWindow
 from reconciliation_pipeline.chain.reader import ChainReader
 from reconciliation_pipeline.core import sql
-from reconciliation_pipeline.defs.lending.rpc import LedgerWindow
-from reconciliation_pipeline.defs.lending.spec import LOAN_STATUSES
 
+LOAN_STATUSES = ("Active", "Repaid", "Defaulted", "Liquidated")
+"""`LoanStatus` (CONTRACTS.md §2): the loan layout's status and the `loan_closed` event's value."""
 LOAN_CREATED = "loan_created"
 LOAN_REPAID = "loan_repaid"
 LOAN_CLOSED = "loan_closed"
@@ -155,20 +155,13 @@ def replace_event_partitions(engine: Engine, run_id: str, partition_keys: list[s
         )
 
 
-def created_loans(engine: Engine, window_end: datetime) -> pd.DataFrame:
-    """Loans the indexed loan_created events announce before `window_end`, with the creating transaction."""
+def created_loans(engine: Engine, loan_ids: list[int]) -> pd.DataFrame:
+    """The indexed loan_created event of each loan: the transaction that created it and when."""
     with engine.connect() as connection:
-        result = connection.execute(sql.query("recon/queries/lending_created_loans.sql"), {"window_end": window_end})
+        result = connection.execute(sql.query("recon/queries/lending_created_loans.sql"), {"loan_ids": loan_ids})
         frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
     frame["loan_id"] = frame["loan_id"].map(int).astype(object)
-    return frame.drop_duplicates("loan_id")
-
-
-def event_providers(engine: Engine, window_end: datetime) -> list[str]:
-    """Liquidity providers the indexed deposit/withdraw events name before `window_end`."""
-    with engine.connect() as connection:
-        return list(connection.execute(sql.query("recon/queries/lending_event_providers.sql"),
-                                       {"window_end": window_end}).scalars())
+    return frame
 
 
 def indexed_creations(engine: Engine, tx_hashes: list[str]) -> pd.DataFrame:

@@ -14,15 +14,16 @@ from datetime import datetime, timedelta
 import pandas as pd
 from sqlalchemy.engine import Engine
 
+from reconciliation_pipeline.chain.history import ledger_at_or_after, transaction_statuses
 from reconciliation_pipeline.chain.reader import ChainReader
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
 from reconciliation_pipeline.core.findings import concat_findings, findings_frame
+from reconciliation_pipeline.core.snapshots import to_exact_ints
 from reconciliation_pipeline.defs.lending.events import LOAN_CREATED, events_frame, indexed_creations, topic_filters
-from reconciliation_pipeline.defs.lending.rpc import ledger_at_or_after, transaction_statuses
-from reconciliation_pipeline.defs.lending.spec import DOMAIN, LOANS_SPEC
 
-LOAN_ENTITY = LOANS_SPEC.entity_type
+LOAN_ENTITY = "loan"
+LOAN_ID_PREFIX = "loan_"
 TRANSACTION_ENTITY = "transaction"
 CHAIN_LOAN_ID = "chain_loan_id"
 STATUS = "status"
@@ -40,17 +41,9 @@ def _query(engine: Engine, path: str, params: dict[str, object] | None = None) -
         return pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
 
 
-def exact_ints(values: pd.Series) -> pd.Series:
-    """Nullable amounts and ids as Python ints or None. Built as an object Series from
-    the start: `Series.map` would infer float64 for ints mixed with None (5 -> 5.0)."""
-    return pd.Series(
-        [None if v is None or v != v else int(v) for v in values], index=values.index, dtype=object
-    )
-
-
 def provisional_entity_ids(db_loan_ids: pd.Series) -> pd.Series:
     """Entity ids of loans known by their database id (before a chain id exists)."""
-    return LOANS_SPEC.entity_id_prefix + db_loan_ids.astype(str)
+    return LOAN_ID_PREFIX + db_loan_ids.astype(str)
 
 
 # -- provisional loans -------------------------------------------------------
@@ -58,8 +51,8 @@ def provisional_entity_ids(db_loan_ids: pd.Series) -> pd.Series:
 
 def snapshot_provisional_loans(engine: Engine) -> pd.DataFrame:
     frame = _query(engine, "snapshots/lending/provisional_loans.sql")
-    frame["principal"] = exact_ints(frame["principal"])
-    frame["chain_loan_id"] = exact_ints(frame["chain_loan_id"])
+    frame["principal"] = to_exact_ints(frame["principal"])
+    frame["chain_loan_id"] = to_exact_ints(frame["chain_loan_id"])
     return frame
 
 
@@ -108,8 +101,8 @@ def match_provisional_loans(
     )
     frame = loans.merge(per_tx, left_on="submitted_tx_hash", right_index=True, how="left")
     frame = frame.astype(object).where(frame.notna(), None)
-    frame["candidates"] = exact_ints(frame["candidates"]).map(lambda n: n or 0).astype(int)
-    frame["real_loan_id"] = exact_ints(frame["real_loan_id"].where(frame["candidates"] == 1, None))
+    frame["candidates"] = to_exact_ints(frame["candidates"]).map(lambda n: n or 0).astype(int)
+    frame["real_loan_id"] = to_exact_ints(frame["real_loan_id"].where(frame["candidates"] == 1, None))
     frame["overdue"] = _older_than(frame["created_at"], now - grace)
     return frame
 
@@ -145,7 +138,6 @@ def provisional_findings(frame: pd.DataFrame) -> pd.DataFrame:
     ):
         parts.append(
             findings_frame(
-                domain=DOMAIN,
                 entity_type=LOAN_ENTITY,
                 entity_id=provisional_entity_ids(rows["db_loan_id"]),
                 entity_key=rows["db_loan_id"].astype(object),
@@ -170,7 +162,7 @@ def provisional_checked(frame: pd.DataFrame) -> pd.DataFrame:
 
 def snapshot_pending_transactions(engine: Engine) -> pd.DataFrame:
     frame = _query(engine, "snapshots/lending/pending_transactions.sql")
-    frame["amount"] = exact_ints(frame["amount"])
+    frame["amount"] = to_exact_ints(frame["amount"])
     return frame
 
 
@@ -214,7 +206,6 @@ def pending_findings(frame: pd.DataFrame) -> pd.DataFrame:
     return concat_findings(
         [
             findings_frame(
-                domain=DOMAIN,
                 entity_type=TRANSACTION_ENTITY,
                 entity_id="tx_" + answered["tx_hash"].astype(str),
                 entity_key=answered["tx_hash"].astype(object),
@@ -227,7 +218,6 @@ def pending_findings(frame: pd.DataFrame) -> pd.DataFrame:
                 details=answered_details,
             ),
             findings_frame(
-                domain=DOMAIN,
                 entity_type=TRANSACTION_ENTITY,
                 entity_id="tx_" + failed["tx_hash"].astype(str),
                 entity_key=failed["tx_hash"].astype(object),

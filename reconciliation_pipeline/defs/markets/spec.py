@@ -1,6 +1,6 @@
 """The markets reconciliation as data: CONTRACTS.md §3 (AMM pools) and §4 (market contracts).
 
-Two entity types share one database snapshot of `markets`:
+Two entities share one database snapshot of `markets`:
 
 - `amm_pool`: the AMM's persistent `Pool(u64 market_id)` entry (liquidity, and
   the odds derived from it);
@@ -8,81 +8,48 @@ Two entity types share one database snapshot of `markets`:
   `Status` and `Outcome`.
 
 They are separate entities so that one side being unreadable never resolves
-or hides the other's incidents.
+or hides the other's incidents. Markets have no events in CONTRACTS.md, so
+the every-5-minutes run reads every entry; an entry whose `last_modified_ledger`
+is unchanged since it was last compared is not decoded or diffed again.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
-from stellar_sdk import scval, xdr
 
-from reconciliation_pipeline.chain.decode import DecodeError, as_u32, as_unit_enum, contract_data_value
 from reconciliation_pipeline.chain.layouts import Kind, StructLayout
 from reconciliation_pipeline.core.amounts import exact_int_mask
-from reconciliation_pipeline.core.drift import DriftClass
+from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.spec import (
     Authority,
+    Cadence,
     ComparedField,
     Comparison,
-    ContractDataLayout,
+    DataKey,
+    DomainSpec,
+    Entity,
+    EntryVersions,
+    Hooks,
+    Incremental,
+    InstanceOf,
+    Invariants,
     KeyKind,
-    ReconSpec,
+    Layout,
+    Scope,
+    Source,
 )
+from reconciliation_pipeline.defs.markets import rules
 
-DOMAIN = "markets"
-MARKET_FIELDS = ("status", "winning_outcome")
-MARKET_STATUSES = ("Open", "Closed", "Resolved")
-CANONICAL_STATUSES = tuple(s.lower() for s in MARKET_STATUSES)
-RESOLVED = "resolved"
-OUTCOME_NAMES = {0: "YES", 1: "NO"}
-STATUS_KEY = "Status"
-OUTCOME_KEY = "Outcome"
-
+CANONICAL_STATUSES = tuple(s.lower() for s in rules.MARKET_STATUSES)
 
 POOL_LAYOUT = StructLayout(fields={"no_liquidity": Kind.I128, "yes_liquidity": Kind.I128})
 """`Pool { no_liquidity: i128, yes_liquidity: i128 }` (CONTRACTS.md §3)."""
 
 
-def _outcome(value: xdr.SCVal) -> int | None:
-    """`Option<u32>`: Void → None, U32(0 | 1) → the outcome."""
-    if value.type == xdr.SCValType.SCV_VOID:
-        return None
-    outcome = as_u32(value, "Outcome")
-    if outcome not in OUTCOME_NAMES:
-        raise DecodeError(f"Outcome: {outcome} is neither 0 (YES) nor 1 (NO)")
-    return outcome
-
-
-def decode_market_instance(entry_data_b64: str) -> dict[str, Any]:
-    """A market contract's instance storage → `status` (lower case) and `winning_outcome`.
-
-    The instance map may hold other keys; `Status` must be there, `Outcome` may be
-    absent before resolution (read as None, like `Void`). Decoded with the SDK's XDR
-    classes: the fast path has no contract-instance shape, and there is one entry
-    per market, not per trade.
-    """
-    value = contract_data_value(entry_data_b64)
-    if value.type != xdr.SCValType.SCV_CONTRACT_INSTANCE or value.instance is None:
-        raise DecodeError(f"expected a contract instance, got {value.type.name}")
-    storage: dict[str, xdr.SCVal] = {}
-    for entry in (value.instance.storage.sc_map if value.instance.storage is not None else []):
-        if entry.key.type == xdr.SCValType.SCV_SYMBOL:
-            storage[scval.from_symbol(entry.key)] = entry.val
-    if STATUS_KEY not in storage:
-        raise DecodeError(f"instance storage has no {STATUS_KEY} (keys: {sorted(storage)})")
-    return {
-        "status": as_unit_enum(storage[STATUS_KEY], MARKET_STATUSES, STATUS_KEY),
-        "winning_outcome": _outcome(storage[OUTCOME_KEY]) if OUTCOME_KEY in storage else None,
-    }
-
-
-
 def _resolution_consistent(status: pd.Series, outcome: pd.Series) -> tuple[pd.Series, pd.Series]:
-    resolved = status == RESOLVED
+    resolved = status == rules.RESOLVED
     has_outcome = outcome.map(lambda v: v is not None and v == v).astype(bool)
     return (~resolved | has_outcome).astype(bool), (resolved | ~has_outcome).astype(bool)
 
@@ -105,7 +72,7 @@ class ResolutionInvariants(pa.DataFrameModel):
     """A market has a winning outcome exactly when it is resolved (CONTRACTS.md §4)."""
 
     status: Series[object] = pa.Field(isin=list(CANONICAL_STATUSES))
-    winning_outcome: Series[object] = pa.Field(isin=list(OUTCOME_NAMES), nullable=True)
+    winning_outcome: Series[object] = pa.Field(isin=list(rules.OUTCOME_NAMES), nullable=True)
 
     @pa.dataframe_check(name="resolved_has_outcome", columns=("status", "winning_outcome"))
     def resolved_has_outcome(cls, frame: pd.DataFrame, *, columns: tuple[str, str]) -> pd.Series:
@@ -123,38 +90,74 @@ class MarketRowInvariants(PoolInvariants, ResolutionInvariants):
     """What every `markets` row must satisfy: sane liquidity and a consistent resolution."""
 
 
-POOL_SPEC = ReconSpec(
-    domain=DOMAIN,
-    entity_type="amm_pool",
-    entity_id_prefix="market_",
-    key_column="market_id",
-    snapshot_query="snapshots/markets/db_markets.sql",
-    layout=ContractDataLayout.of("Pool", KeyKind.U64, POOL_LAYOUT),
-    compared=(
-        ComparedField("yes_liquidity", Comparison.AMOUNT),
-        ComparedField("no_liquidity", Comparison.AMOUNT),
-    ),
-    authority=Authority.CHAIN,
-    amount_columns=("yes_liquidity", "no_liquidity"),
-    db_invariants=MarketRowInvariants,
-    chain_invariants=PoolInvariants,
-)
-
-MARKET_SPEC = ReconSpec(
-    domain=DOMAIN,
+SOURCE = Source(
+    name=rules.SOURCE,
+    query="snapshots/markets/markets.sql",
+    key_column=rules.KEY,
+    key_kind=KeyKind.U64,
     entity_type="market",
     entity_id_prefix="market_",
-    key_column="market_id",
-    snapshot_query="snapshots/markets/db_markets.sql",
-    layout=ContractDataLayout(
-        key_variant="instance", key_kind=KeyKind.U64, decode=decode_market_instance, columns=MARKET_FIELDS
-    ),
+    amount_columns=("yes_liquidity", "no_liquidity"),
+    invariants=Invariants(MarketRowInvariants, "market_invariants",
+                          "liquidity >= 0 and exact; a winning outcome exactly when resolved", Severity.WARN),
+    description="Prediction markets as the application database records them: title, the market's contract, "
+    "status, winning outcome and the pool liquidity users trade against (exact integers in base units). One row "
+    "per market.",
+)
+
+POOLS = Entity(
+    name=rules.POOLS,
+    entity_type="amm_pool",
+    source=SOURCE,
+    key_source=DataKey("Pool", contract="amm_contract_id"),
+    layout=Layout.of(POOL_LAYOUT),
+    compared=(ComparedField("yes_liquidity", Comparison.AMOUNT), ComparedField("no_liquidity", Comparison.AMOUNT)),
+    authority=Authority.CHAIN,
+    chain_invariants=Invariants(PoolInvariants, "pool_invariants",
+                                "every decoded pool has non-negative exact liquidity", Severity.CRITICAL),
+    description="The AMM's `Pool(u64)` entry of every market the database knows: YES and NO liquidity, which set "
+    "the odds users see. Read 200 per request within the run's time limit; an incremental run leaves pools "
+    "compared before at the same ledger `unchanged`.",
+)
+
+CONTRACTS = Entity(
+    name=rules.CONTRACTS,
+    entity_type="market",
+    source=SOURCE,
+    key_source=InstanceOf(column="contract_address"),
+    layout=Layout(decode=rules.decode_market_instance, columns=rules.MARKET_FIELDS),
     compared=(ComparedField("status", Comparison.EXACT, drift_class=DriftClass.STATUS_MISMATCH),),
     authority=Authority.CHAIN,
     address_columns=("contract_address",),
-    db_invariants=MarketRowInvariants,
-    chain_invariants=ResolutionInvariants,
+    chain_invariants=Invariants(ResolutionInvariants, "contract_invariants",
+                                "a market contract has an outcome exactly when resolved", Severity.CRITICAL),
+    description="Each market contract's own view of the market, from its instance storage: status (open, closed, "
+    "resolved) and, once resolved, the winning outcome that pays out. Many contracts per request; markets whose "
+    "contract address is not a valid C... address are not read (they are INVALID_ADDRESS findings).",
 )
-"""The `layout` here only names the decoder and its columns: each market's entry lives in
-its own contract (`markets.contract_address`), keyed by `instance_key`, so the ledger keys
-are built per row by `chain.snapshot_market_contracts`, not by `layout.ledger_key`."""
+
+SPEC = DomainSpec(
+    domain="markets",
+    description="the markets table against the AMM's pools (liquidity and odds) and each market's contract "
+    "(status and winning outcome; a different outcome is CRITICAL).",
+    sources=(SOURCE,),
+    entities=(POOLS, CONTRACTS),
+    findings_asset="market",
+    repairs_asset="market",
+    hooks=Hooks(findings=rules.odds_and_outcomes, decorate=rules.with_market_context),
+    scopes=(Scope(
+        name="frequent",
+        group="markets",
+        cadence=Cadence.FREQUENT,
+        budget="frequent",
+        incremental=Incremental(
+            plan_asset="market_sweep_plan",
+            watermark_scope="entry_versions",
+            changes=EntryVersions(),
+            description="Whether this markets run compares everything or skips entries unchanged since they were "
+            "last compared (their last_modified_ledger), and the markets with open incidents, which are always "
+            "compared. A full sweep for the first run, a run tagged recon/sweep=full and a chain behind the "
+            "watermark.",
+        ),
+    ),),
+)

@@ -1,48 +1,39 @@
 """The streaks reconciliation as data: CONTRACTS.md §5 against `users`/`user_streaks`.
 
 The database is authoritative here, and within it the session log is: streaks
-are recomputed from `focus_sessions` (see `engine`), the `user_streaks`
-projection is compared with them (and repaired toward them), and the chain's
-`PlayerProfile.current_streak` is compared with them (and synced toward them).
+are recomputed from `focus_sessions` (`engine.py`, a domain step), the
+`user_streaks` projection is compared with them (and repaired toward them), and
+the chain's `PlayerProfile.current_streak` is compared with them (and synced
+toward them, `sync.py`, behind STREAK_SYNC_ENABLED). The newest daily
+partition is the live one; an older one is a backfill that recomputes only.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from reconciliation_pipeline.chain.decode import as_u32, contract_data_value, struct_fields
-from reconciliation_pipeline.core.drift import Severity
+from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.spec import (
     Authority,
+    Cadence,
     ComparedField,
     Comparison,
-    ContractDataLayout,
+    DataKey,
+    DomainSpec,
+    Entity,
+    Hooks,
+    Invariants,
+    JobSpec,
     KeyKind,
-    ReconSpec,
+    Layout,
+    Partitioning,
+    Scope,
+    Source,
 )
-
-DOMAIN = "streaks"
-PLAYER_FIELDS = ("current_streak", "iq_level")
-WALLET = "wallet_address"
-
-
-def decode_player_profile(entry_data_b64: str) -> dict[str, Any]:
-    """`PlayerProfile { current_streak: u32, iq_level: u32 }` → canonical columns."""
-    fields = struct_fields(contract_data_value(entry_data_b64), PLAYER_FIELDS)
-    return {name: as_u32(fields[name], name) for name in PLAYER_FIELDS}
-
-
-PLAYER_LAYOUT = ContractDataLayout(
-    key_variant="Player",
-    key_kind=KeyKind.ADDRESS,
-    decode=decode_player_profile,
-    columns=PLAYER_FIELDS,
-)
+from reconciliation_pipeline.defs.streaks import rules
+from reconciliation_pipeline.defs.streaks.sync import PLAYER_FIELDS, PLAYER_VARIANT, decode_player_profile
 
 
 class ProjectionInvariants(pa.DataFrameModel):
@@ -66,51 +57,64 @@ class ProjectionInvariants(pa.DataFrameModel):
         strict = False
 
 
-PLAYER_SPEC = ReconSpec(
-    domain=DOMAIN,
-    entity_type="player",
-    key_column=WALLET,
-    snapshot_query="snapshots/streaks/db_user_streaks.sql",
-    layout=PLAYER_LAYOUT,
-    # An exact count compared as an integer so the finding carries chain − database.
-    compared=(ComparedField("current_streak", Comparison.AMOUNT, severity=Severity.WARN),),
-    authority=Authority.DATABASE,
-    address_columns=(WALLET,),
-    missing_severity=Severity.WARN,
-)
-"""Chain drift: a player's recomputed current streak against their `Player(Address)` entry."""
-
-PROJECTION_SPEC = ReconSpec(
-    domain=DOMAIN,
-    entity_type="user_streak",
+SOURCE = Source(
+    name=rules.SOURCE,
+    query="snapshots/streaks/user_streaks.sql",
     key_column="user_id",
+    key_kind=KeyKind.U64,
+    entity_type=rules.PROJECTION_ENTITY,
     entity_id_prefix="user_",
-    snapshot_query="snapshots/streaks/db_user_streaks.sql",
-    # The projection mirrors the chain's Player layout but is compared with the
-    # session log, not read from chain: no compared fields, no ledger reads.
-    layout=PLAYER_LAYOUT,
-    compared=(),
+    amount_columns=rules.INT_FIELDS,
+    invariants=Invariants(ProjectionInvariants, "projection_invariants",
+                          "stored rows: counts >= 0, current <= longest <= qualified days", Severity.WARN,
+                          applies_to=lambda frame: frame["has_projection"]),
+    windowed=False,
+    description="Every streak participant as the app stores them: wallet, timezone and the `user_streaks` "
+    "projection the app shows (current and longest streak, last qualified day, qualified days). This is what the "
+    "app believes; the session log decides whether it is right.",
+)
+
+PLAYER = Entity(
+    name="player_profiles",
+    entity_type=rules.PLAYER_ENTITY,
+    source=rules.COMPUTED.name,
+    key_column=rules.WALLET,
+    key_kind=KeyKind.ADDRESS,
+    entity_id_prefix="",
+    key_source=DataKey(PLAYER_VARIANT, contract="streak_contract_id"),
+    layout=Layout(decode=decode_player_profile, columns=PLAYER_FIELDS),
+    # An exact count compared as an integer so the finding carries chain − database.
+    compared=(ComparedField("current_streak", Comparison.AMOUNT),),
     authority=Authority.DATABASE,
-    db_invariants=ProjectionInvariants,
-    db_invariant_severity=Severity.WARN,
+    address_columns=(rules.WALLET,),
+    description="The streak contract's `PlayerProfile` (current streak, IQ level) of every participant with a "
+    "valid wallet of their own, read in batches of 200 keys with the ledger each was read at; wallets not "
+    "registered on chain are kept as `missing`.",
 )
-"""The stored projection: its invariants and the identity of its findings (`user_<id>`)."""
 
-
-@dataclass(frozen=True)
-class ProjectionField:
-    name: str
-    severity: Severity
-    repair_query: str
-
-
-PROJECTION_FIELDS: tuple[ProjectionField, ...] = (
-    ProjectionField("current_streak", Severity.WARN, "repairs/streaks/current_streak.sql"),
-    ProjectionField("longest_streak", Severity.INFO, "repairs/streaks/longest_streak.sql"),
-    ProjectionField("last_qualified_date", Severity.INFO, "repairs/streaks/last_qualified_date.sql"),
-    ProjectionField("qualified_days", Severity.INFO, "repairs/streaks/qualified_days.sql"),
+SPEC = DomainSpec(
+    domain="streaks",
+    description="the app's streak projection and the streak contract against the streaks recomputed from the "
+    "focus-session log: stale projection values, players behind on chain, wallets not registered or invalid, and "
+    "rows that contradict themselves.",
+    sources=(SOURCE,),
+    entities=(PLAYER,),
+    steps=(rules.COMPUTED, rules.SYNCS),
+    findings_asset="streak",
+    repairs_asset="user_streak",
+    hooks=Hooks(findings=rules.projection_findings, skip_compare=rules.recompute_only, repairs=rules.projection_repairs,
+                decorate=rules.with_player_owner),
+    produces=(DriftClass.PROJECTION_DRIFT, DriftClass.INVARIANT_VIOLATION),
+    scopes=(Scope(
+        name="nightly",
+        group="streaks",
+        partitioning=Partitioning.DAILY,
+        cadence=Cadence.NIGHTLY,
+        jobs=(JobSpec(
+            name="streak_reconciliation",
+            description="Streaks recomputed from focus sessions, compared with the user_streaks projection and the "
+            "streak contract, persisted to recon.*; projection repairs planned; the chain synced when "
+            "STREAK_SYNC_ENABLED. Launched by streak_change_sensor for the users that changed.",
+        ),),
+    ),),
 )
-"""Projection columns compared with the recomputed streaks, and the CAS UPDATE repairing each."""
-
-MISSING_PROJECTION_REPAIR = "repairs/streaks/missing_projection.sql"
-MISSING_PROJECTION_SEVERITY = Severity.WARN

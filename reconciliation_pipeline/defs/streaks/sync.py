@@ -21,12 +21,11 @@ from sqlalchemy.engine import Engine
 from stellar_sdk import Address, xdr
 from stellar_sdk.exceptions import AccountNotFoundException, PrepareTransactionException
 
-from reconciliation_pipeline.chain.decode import DecodeError, contract_data_value
-from reconciliation_pipeline.chain.keys import instance_key
+from reconciliation_pipeline.chain.decode import DecodeError, as_u32, contract_data_value, struct_fields
+from reconciliation_pipeline.chain.keys import address_entry_key, instance_key
 from reconciliation_pipeline.chain.reader import ChainReader
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.defs.streaks.oracle import OracleSession, Outcome, StreakOracleResource
-from reconciliation_pipeline.defs.streaks.spec import PLAYER_SPEC, decode_player_profile
 
 PLANNED = "planned"
 SKIPPED_MATCH = "skipped_match"
@@ -37,6 +36,8 @@ ERROR = "error"
 _STATUS_OF = {Outcome.SUCCESS: SUCCESS, Outcome.FAILED: FAILED, Outcome.BAD_SEQUENCE: FAILED,
               Outcome.NOT_SENT: ERROR, Outcome.NOT_FINAL: PENDING}
 ATTEMPT_COLUMNS = ("user_id", "player", "streak", "chain_value", "status", "tx_hash", "error")
+PLAYER_VARIANT = "Player"
+PLAYER_FIELDS = ("current_streak", "iq_level")
 
 Log = Callable[[str], None]
 
@@ -70,6 +71,12 @@ def _unsent(engine: Engine, target: SyncTarget, row: dict[str, Any], status: str
     return row
 
 
+def decode_player_profile(entry_data_b64: str) -> dict[str, Any]:
+    """`PlayerProfile { current_streak: u32, iq_level: u32 }` (CONTRACTS.md §5) -> canonical columns."""
+    fields = struct_fields(contract_data_value(entry_data_b64), PLAYER_FIELDS)
+    return {name: as_u32(fields[name], name) for name in PLAYER_FIELDS}
+
+
 def read_oracle(reader: ChainReader, contract_id: str) -> str | None:
     """The `Oracle` address in the contract's instance storage, if it can be read."""
     key = instance_key(contract_id)
@@ -88,7 +95,7 @@ def read_oracle(reader: ChainReader, contract_id: str) -> str | None:
 
 def read_streaks(reader: ChainReader, contract_id: str, players: list[str]) -> dict[str, tuple[int | None, str | None]]:
     """Each player's on-chain current streak now (None if not registered) or why it could not be read."""
-    keys = {player: PLAYER_SPEC.layout.ledger_key(contract_id, player) for player in players}
+    keys = {player: address_entry_key(contract_id, PLAYER_VARIANT, player) for player in players}
     result = reader.get_entries(list(keys.values()))
     values: dict[str, tuple[int | None, str | None]] = {}
     for player, key in keys.items():

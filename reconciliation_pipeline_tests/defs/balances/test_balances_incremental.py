@@ -21,8 +21,8 @@ from recon_demo.worlds.balances import (
     write_balances_to_db,
 )
 from reconciliation_pipeline.core.watermarks import FULL_SWEEP, INCREMENTAL_SWEEP, SWEEP_TAG
-from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
 from reconciliation_pipeline_tests.defs.markets.support import (
+    BALANCES_ASSETS,
     asset_metadata,
     frequent_resources,
     incident_keys,
@@ -97,12 +97,12 @@ def test_incremental_run_reads_what_moved_and_finds_what_a_full_sweep_finds(
     second = run(resources)
 
     movements = asset_metadata(second, "usdc_movements")
-    assert (movements["sweep_mode"], movements["events"], movements["wallets_named"]) == (INCREMENTAL_SWEEP, 3, 4)
+    assert (movements["sweep_mode"], movements["change_events"], movements["values_named_by_events"]) == (INCREMENTAL_SWEEP, 3, 4)
     compared = {22, 26, 27, 8} | {21, 2} | FINDING_USERS | {5}  # moved, row written, open incidents
     assert asset_metadata(second, "db_usdc_balances")["dagster/row_count"] == len(compared)
     assert ledger.request_counts["getLedgerEntries"] == 1
     # every compared wallet but user 5's invalid one is read; user 4 has no trustline
-    assert asset_metadata(second, "chain_usdc_balances")["holders_read"] == len(compared - {4, 5})
+    assert asset_metadata(second, "chain_usdc_balances")["entries_ok"] == len(compared - {4, 5})
     assert asset_metadata(second, "usdc_balance_discrepancies")["entities_checked"] == len(compared)
 
     assert set(persisted_findings(engine, second.run_id)["entity_id"]) == users(22, 21, 4, 5, 6, 9, 11)
@@ -152,7 +152,7 @@ def test_events_out_of_retention_mean_every_holding_is_read(
     assert movements["sweep_mode"] == FULL_SWEEP
     assert "retention" in movements["sweep_reason"]
     assert ledger.request_counts["getLedgerEntries"] == 2
-    assert user_id(22) in {int(k) for k in after.output_for_node("usdc_balance_discrepancies")["entity_key"]}
+    assert user_id(22) in {int(k) for k in after.output_for_node("usdc_balance_discrepancies").findings["entity_key"]}
 
 
 def test_a_chain_behind_the_record_is_swept_in_full(

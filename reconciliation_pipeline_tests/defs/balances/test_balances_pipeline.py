@@ -16,8 +16,8 @@ from recon_demo.worlds.balances import (
     user_id,
     write_balances_to_db,
 )
-from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
 from reconciliation_pipeline_tests.defs.markets.support import (
+    BALANCES_ASSETS,
     as_set,
     frequent_resources,
     persisted_findings,
@@ -68,7 +68,7 @@ def test_catalogue_with_the_rpc_burst_is_reported_exactly(
     no_entry = found[found["entity_id"] == f"user_{user_id(11)}"].iloc[0]
     assert (no_entry["details"]["holder_kind"], no_entry["details"]["balance_entry"]) == ("contract", "absent")
     assert int(found[found["entity_id"] == f"user_{user_id(2)}"].iloc[0]["delta"]) == -1_000_000
-    metadata = result.asset_materializations_for_node("usdc_balance_discrepancies")[0].metadata
+    metadata = result.asset_materializations_for_node("db_usdc_balances")[0].metadata
     assert metadata["users_without_wallet"].value == world.users_without_wallet == 31
 
 
@@ -102,7 +102,7 @@ def test_users_without_a_wallet_cause_no_chain_request(
     # only the ledger the run starts from (its watermark), which every run asks for
     assert dict(ledger.request_counts) == {"getLatestLedger": 1}
     assert persisted_findings(engine, result.run_id).empty
-    metadata = result.asset_materializations_for_node("usdc_balance_discrepancies")[0].metadata
+    metadata = result.asset_materializations_for_node("db_usdc_balances")[0].metadata
     assert metadata["users_without_wallet"].value == N_USERS
 
 
@@ -119,5 +119,26 @@ def test_users_other_domains_seeded_get_matching_holdings_for_the_demo(
     result = run_frequent(frequent_resources(database_url, devnet.url), BALANCES_ASSETS)
     found = persisted_findings(engine, result.run_id)
     assert as_set(found) == as_set(world.expected_findings(with_burst=False))
-    chain = result.output_for_node("chain_usdc_balances").set_index("user_id")
+    chain = result.output_for_node("chain_usdc_balances").frame.set_index("user_id")
     assert chain.loc[[1, 2], "usdc_balance"].tolist() == [5_000, 0]
+
+
+def test_users_sharing_a_wallet_are_each_compared_with_its_one_holding(
+    world: BalancesWorld, database_url: str, engine: sa.Engine, ledger: DevnetLedger, devnet: DevnetServer
+) -> None:
+    """Two users with one wallet: its ledger key is read once and both rows get its entry
+    (neither is reported missing on chain)."""
+    wallet = world.db.loc[world.db["user_id"] == user_id(31), "wallet_address"].iloc[0]
+    balance = int(world.db.loc[world.db["user_id"] == user_id(31), "usdc_balance"].iloc[0])
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("INSERT INTO users (id, username, wallet_address, usdc_balance) VALUES (:id, 'twin', :w, :b)"),
+            {"id": 7, "w": wallet, "b": balance + 500},
+        )
+    result = run_frequent(frequent_resources(database_url, devnet.url), BALANCES_ASSETS)
+    found = persisted_findings(engine, result.run_id)
+    twin = found[found["entity_id"] == "user_7"]
+    assert twin[["field", "drift_class", "delta"]].values.tolist() == [["usdc_balance", "VALUE_MISMATCH", -500]]
+    assert found[found["entity_id"] == f"user_{user_id(31)}"].empty
+    chain = result.output_for_node("chain_usdc_balances").frame.set_index("user_id")
+    assert chain.loc[[7, user_id(31)], "usdc_balance"].tolist() == [balance, balance]

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from recon_demo.worlds.lending import LendingWorld, build_lending_world, load_lending_into_ledger, write_lending_to_db
-from reconciliation_pipeline.defs.lending.assets import LENDING_ASSETS, LENDING_SWEEP_ASSETS, LENDING_SWEEP_SELECTION
+from reconciliation_pipeline.defs.lending.definitions import LENDING
 from reconciliation_pipeline_tests.conftest import make_resources
 from soroban_devnet.ledger import DevnetLedger
 from soroban_devnet.ledgers_method import register_get_ledgers
@@ -20,7 +20,7 @@ from soroban_devnet.transactions import TransactionStore
 
 WORLD_LOANS = 60
 FINDING_KEY = ["entity_type", "entity_id", "field", "drift_class", "severity", "db_value", "chain_value"]
-ALL_LENDING = [*LENDING_ASSETS, *LENDING_SWEEP_ASSETS]
+LENDING_ASSETS = LENDING.assets("nightly")
 
 
 @pytest.fixture
@@ -56,9 +56,8 @@ def run_nightly(database_url: str, devnet: DevnetServer, partition: str, *, appl
 
 def run_sweep(database_url: str, devnet: DevnetServer, *, apply: bool = False) -> dg.ExecuteInProcessResult:
     """The 5-minute sweep's selection."""
-    selected = LENDING_SWEEP_SELECTION.resolve(ALL_LENDING)
     return dg.materialize(
-        [a for a in ALL_LENDING if a.key in selected],
+        LENDING.assets("sweep"),
         resources=make_resources(database_url, devnet.url),
         run_config=repair_config(apply, False, "lending_sweep_repairs"),
     )

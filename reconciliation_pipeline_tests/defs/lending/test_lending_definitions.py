@@ -11,36 +11,31 @@ import sqlalchemy as sa
 
 from recon_demo.worlds.lending import MIN_LOANS, LendingWorld, build_lending_world
 from recon_demo.worlds.streams import build_streams_world, load_streams_into_ledger, write_streams_to_db
-from reconciliation_pipeline.defs.lending.assets import (
-    GROUP,
-    LENDING_ASSETS,
-    LENDING_SWEEP_ASSETS,
-    LENDING_SWEEP_SELECTION,
-    SWEEP_GROUP,
-)
-from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
-from reconciliation_pipeline.partitions import daily_partitions
+from reconciliation_pipeline.core.cadences import daily_partitions
+from reconciliation_pipeline.defs.lending.definitions import LENDING
+from reconciliation_pipeline.defs.streams.definitions import STREAMS
 from reconciliation_pipeline.resources import SorobanRpcResource
 from reconciliation_pipeline_tests.conftest import make_resources
 from soroban_devnet.ledger import DevnetLedger
 from soroban_devnet.server import DevnetServer
 
-ALL = [*LENDING_ASSETS, *LENDING_SWEEP_ASSETS]
+ALL = LENDING.definitions.assets
 
 
 def test_the_sweep_job_selects_the_sweep_assets_and_their_inputs() -> None:
-    from reconciliation_pipeline.definitions import defs
-
-    graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in dg.AssetSelection.groups(SWEEP_GROUP).resolve(graph)} == {
-        "lending_sweep_discrepancies", "lending_sweep_repairs"}
-    assert {k.to_user_string() for k in LENDING_SWEEP_SELECTION.resolve(graph)} == {
+    resources = dg.Definitions(resources=make_resources("postgresql://unused", "http://unused"))
+    defs = dg.Definitions.merge(LENDING.definitions, resources)
+    job = defs.resolve_job_def("lending_sweep")
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {
         "provisional_loans", "pending_lending_transactions", "lending_sweep_discrepancies", "lending_sweep_repairs"}
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in dg.AssetSelection.groups("lending_sweep").resolve(graph)} == {
+        "lending_sweep_discrepancies", "lending_sweep_repairs"}
 
 
 def test_lending_jobs_get_only_the_read_only_chain_resource() -> None:
     keys = set().union(*(a.required_resource_keys for a in ALL))
-    assert keys - {"io_manager"} == {"postgres", "soroban_rpc", "contracts", "recon_settings"}
+    assert keys - {"io_manager"} == {"postgres", "soroban_rpc", "contracts", "settings", "pushgateway"}
     assert not any(hasattr(SorobanRpcResource, name) for name in ("sign", "signer", "secret", "keypair"))
 
 
@@ -65,9 +60,9 @@ def test_one_nightly_job_reconciles_streams_and_lending_together(
     streams = build_streams_world(30, reference_time=reference_time)
     write_streams_to_db(engine, streams)
     load_streams_into_ledger(ledger, streams)
-    nightly = dg.define_asset_job("nightly_reconciliation", selection=dg.AssetSelection.groups("streams", GROUP),
+    nightly = dg.define_asset_job("nightly_reconciliation", selection=dg.AssetSelection.groups("streams", "lending"),
                                   partitions_def=daily_partitions)
-    defs = dg.Definitions(assets=[*STREAMS_ASSETS, *ALL], jobs=[nightly],
+    defs = dg.Definitions(assets=[*STREAMS.assets("nightly"), *LENDING.assets("nightly")], jobs=[nightly],
                           resources=make_resources(database_url, devnet.url))
     result = defs.resolve_job_def("nightly_reconciliation").execute_in_process(
         instance=dg.DagsterInstance.ephemeral(), partition_key=yesterday

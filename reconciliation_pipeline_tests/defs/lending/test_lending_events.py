@@ -15,11 +15,10 @@ from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import SorobanRpcErrorResponse
 
 from recon_demo.worlds.lending import LendingWorld
+from reconciliation_pipeline.chain.history import ledger_window
 from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings, RetentionWindowError
-from reconciliation_pipeline.defs.lending.assets import LENDING_ASSETS, lending_events
-from reconciliation_pipeline.defs.lending.rpc import ledger_window
 from reconciliation_pipeline_tests.conftest import make_resources
-from reconciliation_pipeline_tests.defs.lending.conftest import as_set, findings_of, run_nightly, table
+from reconciliation_pipeline_tests.defs.lending.conftest import LENDING_ASSETS, as_set, findings_of, run_nightly, table
 from soroban_devnet.ledger import LEDGER_SCAN_LIMIT, MANUAL_CLOSE_SPACING_S, DevnetLedger
 from soroban_devnet.ledgers_method import MAX_LEDGERS_LIMIT
 from soroban_devnet.server import DevnetServer
@@ -66,6 +65,9 @@ def test_a_day_maps_to_exactly_the_ledgers_that_closed_in_it(
         window.end_ledger - 1)
     assert window.complete and window.ledgers > LEDGER_SCAN_LIMIT  # one day needs several getEvents scans
     assert searches < 40  # two binary searches over the retention window, not a ledger-by-ledger walk
+
+
+lending_events = next(a for a in LENDING_ASSETS if a.key.to_user_string() == "lending_events")
 
 
 def _index(database_url: str, devnet: DevnetServer, **partition: str) -> dg.ExecuteInProcessResult:

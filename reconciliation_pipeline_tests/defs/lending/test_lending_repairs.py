@@ -8,7 +8,6 @@ import sqlalchemy as sa
 from recon_demo.worlds.lending import CONCURRENT_WRITE_LOAN, RESOLVABLE_PROVISIONAL, LendingWorld
 from reconciliation_pipeline.core import repairs
 from reconciliation_pipeline.core.drift_store import RunInfo
-from reconciliation_pipeline.defs.lending import plans
 from reconciliation_pipeline_tests.defs.lending.conftest import run_nightly, table
 from soroban_devnet.server import DevnetServer
 
@@ -29,7 +28,7 @@ def test_a_row_the_app_changed_after_the_snapshot_is_left_as_the_app_wrote_it(
     world: LendingWorld, database_url: str, engine: sa.Engine, devnet: DevnetServer, yesterday: str
 ) -> None:
     result = run_nightly(database_url, devnet, yesterday)  # plans, applies nothing
-    plan = plans.nightly_repairs(result.output_for_node("lending_discrepancies"), result.output_for_node("chain_loans"))
+    plan = result.output_for_node("lending_discrepancies").repair_plan
     assert len(plan) == 11
 
     missed = int(world.drift("missed_loan_created_event").expected[0].entity_id.removeprefix("loan_"))

@@ -20,14 +20,12 @@ import pandas as pd
 import sqlalchemy as sa
 
 from reconciliation_pipeline.core.alerts import AlertingResource
-from reconciliation_pipeline.core.metrics import PushgatewayResource
-from reconciliation_pipeline.core.run_budget import RunBudgetResource
-from reconciliation_pipeline.defs.balances.assets import BALANCES_ASSETS
-from reconciliation_pipeline.defs.balances.resources import BalancesSettingsResource
-from reconciliation_pipeline.defs.markets.assets import MARKETS_ASSETS
-from reconciliation_pipeline.defs.markets.resources import MarketsSettingsResource
+from reconciliation_pipeline.defs.balances.definitions import BALANCES
+from reconciliation_pipeline.defs.markets.definitions import MARKETS
 from reconciliation_pipeline_tests.conftest import make_resources
 
+MARKETS_ASSETS = MARKETS.assets("frequent")
+BALANCES_ASSETS = BALANCES.assets("frequent")
 FINDING_KEY = ["entity_type", "entity_id", "field", "drift_class", "severity", "db_value", "chain_value"]
 
 
@@ -43,23 +41,22 @@ def frequent_resources(
     **rpc: int,
 ) -> dict[str, object]:
     """Every resource the markets and balances assets need, without the environment."""
+    settings = {"run_time_limit_s": run_time_limit_s, "odds_mismatch_threshold": odds_threshold,
+                "usdc_balance_tolerance": tolerance}
     return {
-        **make_resources(database_url, rpc_url, **rpc),
-        "run_budget": RunBudgetResource(run_time_limit_s=run_time_limit_s),
-        "markets_settings": MarketsSettingsResource(odds_mismatch_threshold=odds_threshold),
-        "balances_settings": BalancesSettingsResource(usdc_balance_tolerance=tolerance),
-        "pushgateway": PushgatewayResource(pushgateway_url=pushgateway_url),
+        **make_resources(database_url, rpc_url, settings=settings, pushgateway_url=pushgateway_url, **rpc),
         "alerting": AlertingResource(webhook_url=webhook_url, timeout_ms=2000),
     }
 
 
 def run_frequent(
     resources: dict[str, object],
-    assets: Sequence[dg.AssetsDefinition] = (*MARKETS_ASSETS, *BALANCES_ASSETS),
+    assets: Sequence[dg.AssetsDefinition] | None = None,
     instance: dg.DagsterInstance | None = None,
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
-    return dg.materialize(list(assets), resources=resources, instance=instance, raise_on_error=raise_on_error)
+    chosen = list(assets) if assets is not None else [*MARKETS_ASSETS, *BALANCES_ASSETS]
+    return dg.materialize(chosen, resources=resources, instance=instance, raise_on_error=raise_on_error)
 
 
 def persisted_findings(engine: sa.Engine, run_id: str | None = None, domain: str | None = None) -> pd.DataFrame:

@@ -9,9 +9,7 @@ import dagster as dg
 import pytest
 
 from reconciliation_pipeline.core.metrics import PushgatewayResource
-from reconciliation_pipeline.core.run_budget import RunBudgetResource
-from reconciliation_pipeline.defs.balances.resources import BalancesSettingsResource
-from reconciliation_pipeline.defs.markets.resources import MarketsSettingsResource
+from reconciliation_pipeline.resources import ReconSettingsResource
 from reconciliation_pipeline_tests.defs.markets.support import frequent_resources, run_frequent
 from soroban_devnet.ledger import DevnetLedger
 from soroban_devnet.server import DevnetServer
@@ -27,9 +25,11 @@ VALID = {
 def env_bound(database_url: str, rpc_url: str) -> dict[str, object]:
     return {
         **frequent_resources(database_url, rpc_url),
-        "markets_settings": MarketsSettingsResource(odds_mismatch_threshold=dg.EnvVar("ODDS_MISMATCH_THRESHOLD")),
-        "balances_settings": BalancesSettingsResource(usdc_balance_tolerance=dg.EnvVar.int("USDC_BALANCE_TOLERANCE")),
-        "run_budget": RunBudgetResource(run_time_limit_s=dg.EnvVar.int("RUN_TIME_LIMIT_SECONDS")),
+        "settings": ReconSettingsResource(
+            odds_mismatch_threshold=dg.EnvVar("ODDS_MISMATCH_THRESHOLD"),
+            usdc_balance_tolerance=dg.EnvVar.int("USDC_BALANCE_TOLERANCE"),
+            run_time_limit_s=dg.EnvVar.int("RUN_TIME_LIMIT_SECONDS"),
+        ),
         "pushgateway": PushgatewayResource(pushgateway_url=dg.EnvVar("PROMETHEUS_PUSHGATEWAY_URL")),
     }
 

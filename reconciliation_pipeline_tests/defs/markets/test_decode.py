@@ -10,8 +10,9 @@ from recon_demo.identities import DEVNET, account_id, contract_id
 from recon_demo.worlds.balances import trustline_entry
 from recon_demo.worlds.markets import market_instance_entry, pool_entry
 from reconciliation_pipeline.chain.decode import DecodeError
-from reconciliation_pipeline.defs.balances.spec import decode_usdc_holding
-from reconciliation_pipeline.defs.markets.spec import POOL_SPEC, decode_market_instance
+from reconciliation_pipeline.defs.balances.rules import decode_usdc_holding
+from reconciliation_pipeline.defs.markets.rules import decode_market_instance
+from reconciliation_pipeline.defs.markets.spec import POOLS
 from soroban_devnet.entries import contract_data_entry, unit_enum
 
 MARKET = contract_id("market:decode")
@@ -61,12 +62,12 @@ def test_a_pool_entry_is_not_an_instance() -> None:
     _, pool = pool_entry(DEVNET.amm_contract_id, 3, 10, 20)
     with pytest.raises(DecodeError, match="contract instance"):
         decode_market_instance(pool)
-    assert POOL_SPEC.layout.decode(pool) == {"no_liquidity": 20, "yes_liquidity": 10}
+    assert POOLS.layout.decode(pool) == {"no_liquidity": 20, "yes_liquidity": 10}
 
 
 def test_pool_liquidity_keeps_i128_extremes() -> None:
     _, pool = pool_entry(DEVNET.amm_contract_id, 3, 2**127 - 1, -(2**127))
-    assert POOL_SPEC.layout.decode(pool) == {"no_liquidity": -(2**127), "yes_liquidity": 2**127 - 1}
+    assert POOLS.layout.decode(pool) == {"no_liquidity": -(2**127), "yes_liquidity": 2**127 - 1}
 
 
 def test_usdc_holdings_decode_from_a_trustline_or_a_sac_entry() -> None:

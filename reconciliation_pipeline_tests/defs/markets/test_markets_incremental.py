@@ -17,8 +17,8 @@ from recon_demo.worlds.markets import (
     write_markets_to_db,
 )
 from reconciliation_pipeline.core.watermarks import FULL_SWEEP, INCREMENTAL_SWEEP, SWEEP_TAG
-from reconciliation_pipeline.defs.markets.assets import MARKETS_ASSETS
 from reconciliation_pipeline_tests.defs.markets.support import (
+    MARKETS_ASSETS,
     asset_metadata,
     frequent_resources,
     incident_keys,
@@ -80,9 +80,9 @@ def test_incremental_run_skips_unchanged_entries_and_finds_what_a_full_sweep_fin
     # decoded again: pools 2 and 30 (modified), 40 (row changed), those with open incidents;
     # market 10's undecodable pool is never recorded, so it is read again like a change
     compared_pools = ({2, 30, 40} | pool_incidents) & (set(world.pools["market_id"]) | {10})
-    assert pools["entries_unchanged_skipped"] == pool_entries - len(compared_pools)
+    assert pools["entries_unchanged"] == pool_entries - len(compared_pools)
     compared_contracts = ({open_market, 40} | market_incidents) & set(world.contracts["market_id"])
-    assert contracts["entries_unchanged_skipped"] == len(world.contracts) - len(compared_contracts)
+    assert contracts["entries_unchanged"] == len(world.contracts) - len(compared_contracts)
 
     found = persisted_findings(engine, second.run_id)
     new = set(found["entity_id"]) - {e for _, e, *_ in incident_keys(world.expected_findings())}
@@ -91,6 +91,6 @@ def test_incremental_run_skips_unchanged_entries_and_finds_what_a_full_sweep_fin
     incremental_view = unresolved_incidents(engine, "markets")
 
     full = run(resources, **{SWEEP_TAG: FULL_SWEEP})
-    assert asset_metadata(full, "chain_market_pools")["entries_unchanged_skipped"] == 0
+    assert asset_metadata(full, "chain_market_pools")["entries_unchanged"] == 0
     assert incident_keys(persisted_findings(engine, full.run_id)) == incremental_view
     assert unresolved_incidents(engine, "markets") == incremental_view

@@ -7,8 +7,8 @@ import pytest
 import sqlalchemy as sa
 
 from recon_demo.worlds.markets import MarketsWorld, build_markets_world, load_markets_into_ledger, write_markets_to_db
-from reconciliation_pipeline.defs.markets.assets import MARKETS_ASSETS
 from reconciliation_pipeline_tests.defs.markets.support import (
+    MARKETS_ASSETS,
     as_set,
     frequent_resources,
     persisted_findings,

@@ -9,8 +9,7 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciliation_pipeline.defs.markets.findings import odds_findings
-from reconciliation_pipeline.defs.markets.odds import pool_odds
+from reconciliation_pipeline.defs.markets.rules import odds_findings, pool_odds
 
 I128_MAX = 2**127 - 1
 liquidity = st.integers(min_value=0, max_value=I128_MAX)

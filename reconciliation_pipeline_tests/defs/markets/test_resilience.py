@@ -45,7 +45,7 @@ def read_outcomes(result: dg.ExecuteInProcessResult) -> pd.DataFrame:
     """(entity_type, entity_id, outcome): `reconciled`, `failed` (read error) or `not_read` (time limit)."""
     parts = []
     for entity_type, (node, prefix) in CHAIN_FRAMES.items():
-        frame = result.output_for_node(node)
+        frame = result.output_for_node(node).frame
         key = "user_id" if entity_type == "user" else "market_id"
         error = frame["read_error"].fillna("")
         outcome = pd.Series("reconciled", index=frame.index)

@@ -18,7 +18,6 @@ from recon_demo.worlds.streaks import (
     write_streaks_to_db,
 )
 from reconciliation_pipeline.defs.streaks.oracle import StreakOracleResource
-from reconciliation_pipeline.defs.streaks.rules import StreakRulesResource
 from reconciliation_pipeline_tests.conftest import make_resources
 from soroban_devnet.ledger import DevnetLedger
 from soroban_devnet.streaks_contract import StreakContract
@@ -56,8 +55,7 @@ def streak_resources(database_url: str, rpc_url: str, *, enabled: bool = False,
     """Every resource a streaks run needs, the oracle's key only when given."""
     settings = {"poll_interval_ms": 50, "poll_timeout_s": 10, "try_again_backoff_ms": 100, **oracle}
     return {
-        **make_resources(database_url, rpc_url, backoff_initial_ms=10),
-        "streak_rules": StreakRulesResource(qualifying_minutes=30),
+        **make_resources(database_url, rpc_url, backoff_initial_ms=10, settings={"streak_qualifying_minutes": 30}),
         "streak_oracle": StreakOracleResource(
             rpc_url=rpc_url,
             network_passphrase=DEVNET.network_passphrase,

@@ -11,9 +11,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from recon_demo.worlds.streaks import StreaksWorld
-from reconciliation_pipeline.defs.streaks.assets import STREAKS_ASSETS
-from reconciliation_pipeline.defs.streaks.sensors import streak_change_sensor, streak_reconciliation_job
-from reconciliation_pipeline.partitions import daily_partitions
+from reconciliation_pipeline.core.cadences import daily_partitions
+from reconciliation_pipeline.defs.streaks.definitions import STREAKS, streak_change_sensor
 from reconciliation_pipeline.resources import PostgresResource
 from reconciliation_pipeline_tests.defs.streaks.conftest import streak_resources
 from soroban_devnet.ledger import DevnetLedger
@@ -49,7 +48,8 @@ def test_the_sensor_launches_a_scoped_live_run_for_changed_users_once(
     second = tick(database_url, first.cursor)
     [request] = second.run_requests
     assert request.partition_key == daily_partitions.get_last_partition_key()
-    assert request.run_config["ops"]["db_user_streaks"]["config"]["user_ids"] == sorted([late.user_id, steady.user_id])
+    assert request.run_config["ops"]["db_user_streaks"]["config"]["only_keys"] == [
+        str(u) for u in sorted([late.user_id, steady.user_id])]
     assert request.run_key
 
     third = tick(database_url, second.cursor)
@@ -61,7 +61,7 @@ def test_the_sensor_launches_a_scoped_live_run_for_changed_users_once(
     add_session(engine, "sensor-2", other.user_id, received_at=mark - timedelta(seconds=30))
     fourth = tick(database_url, third.cursor)
     [late_commit] = fourth.run_requests
-    assert late_commit.run_config["ops"]["db_user_streaks"]["config"]["user_ids"] == [other.user_id]
+    assert late_commit.run_config["ops"]["db_user_streaks"]["config"]["only_keys"] == [str(other.user_id)]
     assert late_commit.run_key != request.run_key
 
 
@@ -75,9 +75,9 @@ def test_the_launched_run_reconciles_and_syncs_only_the_changed_users(
         connection.execute(sa.text("UPDATE user_streaks SET updated_at = now() WHERE user_id = :u"), {"u": late.user_id})
     [request] = tick(database_url, cursor).run_requests
 
-    result = dg.materialize(STREAKS_ASSETS, partition_key=request.partition_key, run_config=request.run_config,
+    result = dg.materialize(STREAKS.assets("nightly"), partition_key=request.partition_key, run_config=request.run_config,
                             resources=streak_resources(database_url, devnet.url, enabled=True))
-    assert list(result.output_for_node("db_user_streaks")["user_id"]) == [late.user_id]
+    assert list(result.output_for_node("db_user_streaks").frame["user_id"]) == [late.user_id]
     with engine.connect() as connection:
         syncs = pd.read_sql(sa.text("SELECT player_address, streak_value, status FROM recon.streak_syncs"), connection)
     assert syncs.values.tolist() == [[late.wallet, late.truth.current_streak, "success"]]
@@ -86,8 +86,8 @@ def test_the_launched_run_reconciles_and_syncs_only_the_changed_users(
 
 
 def test_the_job_and_sensor_load_into_definitions(database_url: str, devnet: DevnetServer) -> None:
-    defs = dg.Definitions(assets=STREAKS_ASSETS, jobs=[streak_reconciliation_job], sensors=[streak_change_sensor],
-                          resources=streak_resources(database_url, devnet.url))
+    defs = dg.Definitions.merge(STREAKS.definitions, dg.Definitions(
+        sensors=[streak_change_sensor], resources=streak_resources(database_url, devnet.url)))
     dg.Definitions.validate_loadable(defs)
     job = defs.resolve_job_def("streak_reconciliation")
     assert job.partitions_def == daily_partitions

@@ -24,8 +24,7 @@ from recon_demo.worlds.streaks import (
 )
 from reconciliation_pipeline.core import repairs
 from reconciliation_pipeline.core.drift_store import RunInfo
-from reconciliation_pipeline.defs.streaks import reconcile
-from reconciliation_pipeline.defs.streaks.assets import STREAKS_ASSETS
+from reconciliation_pipeline.defs.streaks.definitions import STREAKS
 from reconciliation_pipeline.defs.streaks.oracle import parse_flag
 from reconciliation_pipeline_tests.defs.streaks.conftest import streak_resources
 from soroban_devnet.ledger import DevnetLedger
@@ -40,11 +39,11 @@ def run_streaks(database_url: str, devnet: DevnetServer, partition: str, *, enab
                 secret: str | None = None, apply: bool = False, dry_run: bool = False,
                 user_ids: list[int] | None = None) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        STREAKS_ASSETS,
+        STREAKS.assets("nightly"),
         resources=streak_resources(database_url, devnet.url, enabled=enabled, secret=secret),
         partition_key=partition,
         run_config={"ops": {"user_streak_repairs": {"config": {"apply": apply, "dry_run": dry_run}},
-                            "db_user_streaks": {"config": {"user_ids": user_ids or []}}}},
+                            "db_user_streaks": {"config": {"only_keys": [str(u) for u in user_ids or []]}}}},
     )
 
 
@@ -79,7 +78,7 @@ def test_first_run_reports_exactly_the_catalogue_and_plans_syncs_without_sending
     assert int(mismatch["delta"]) == -3 and mismatch["details"]["user_id"] == late.user_id
     assert mismatch["ledger_sequence"] is not None and mismatch["partition_key"] == yesterday
 
-    computed = result.output_for_node("computed_user_streaks").set_index("user_id")
+    computed = result.output_for_node("computed_user_streaks").streaks.set_index("user_id")
     truth = world.truth().set_index("user_id")
     assert computed.loc[truth.index, list(truth.columns)].astype(object).equals(truth.astype(object))
 
@@ -91,9 +90,9 @@ def test_first_run_reports_exactly_the_catalogue_and_plans_syncs_without_sending
     assert dict(zip(syncs["player_address"], syncs["streak_value"], strict=True)) == world.expected_syncs()
     assert syncs["tx_hash"].isna().all()
 
-    metadata = result.asset_materializations_for_node("db_user_streaks")[0].metadata
+    metadata = result.asset_materializations_for_node("computed_user_streaks")[0].metadata
     assert metadata["users_without_wallet"].value == 2
-    compared = len(result.output_for_node("chain_player_profiles"))
+    compared = len(result.output_for_node("chain_player_profiles").frame)
     assert compared > 200  # two batches of profiles, then one batched re-read of the candidates
     assert ledger.request_counts["getLedgerEntries"] == -(-compared // 200) + 1
 
@@ -252,7 +251,7 @@ def test_a_concurrent_app_write_wins_over_a_planned_repair(
     yesterday: str,
 ) -> None:
     result = run_streaks(database_url, devnet, yesterday)
-    plan = reconcile.plan_projection_repairs(result.output_for_node("streak_discrepancies"))
+    plan = result.output_for_node("streak_discrepancies").repair_plan
     late = world.by_name("late_session")
     with engine.begin() as connection:
         connection.execute(sa.text("UPDATE user_streaks SET current_streak = 11 WHERE user_id = :u"), {"u": late.user_id})
@@ -278,8 +277,8 @@ def test_a_backfilled_day_reproduces_that_day_and_compares_nothing(
                                    "VALUES ('later', :u, now() - interval '2 hours', now() - interval '1 hour')"),
                            {"u": world.by_name("stale_broken").user_id})
     second = run_streaks(database_url, devnet, past, enabled=True)
-    computed = first.output_for_node("computed_user_streaks")
-    assert computed.equals(second.output_for_node("computed_user_streaks"))
+    computed = first.output_for_node("computed_user_streaks").streaks
+    assert computed.equals(second.output_for_node("computed_user_streaks").streaks)
     day = pd.Timestamp(past).date()
     late = world.by_name("late_session")
     row = computed.set_index("user_id").loc[late.user_id]
@@ -304,7 +303,7 @@ def test_a_scoped_run_covers_its_users_and_keeps_the_partitions_findings(
     assert mine["partition_key"].isna().all()
     kept = query(engine, "SELECT * FROM recon.discrepancies WHERE run_id = :r", r=full.run_id)
     assert as_set(kept) == as_set(expected)
-    assert len(scoped.output_for_node("db_user_streaks")) == 1
+    assert len(scoped.output_for_node("db_user_streaks").frame) == 1
 
 
 def test_runs_scoped_to_users_without_a_wallet_or_to_nobody_read_nothing_from_chain(
@@ -320,12 +319,12 @@ def test_runs_scoped_to_users_without_a_wallet_or_to_nobody_read_nothing_from_ch
     assert ledger.request_counts["getLedgerEntries"] == 0 and ledger.request_counts["sendTransaction"] == 0
 
     nobody = run_streaks(database_url, devnet, yesterday, enabled=True, user_ids=[1])
-    assert nobody.output_for_node("db_user_streaks").empty
+    assert nobody.output_for_node("db_user_streaks").frame.empty
     assert query(engine, "SELECT * FROM recon.discrepancies WHERE run_id = :r", r=nobody.run_id).empty
 
 
 def test_only_the_sync_asset_can_get_the_signing_resource() -> None:
-    holders = {a.key.to_user_string() for a in STREAKS_ASSETS if "streak_oracle" in a.required_resource_keys}
+    holders = {a.key.to_user_string() for a in STREAKS.assets("nightly") if "streak_oracle" in a.required_resource_keys}
     assert holders == {"streak_syncs"}
 
 

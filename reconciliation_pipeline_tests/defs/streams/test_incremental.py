@@ -4,7 +4,7 @@ full run on the same state."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -15,9 +15,9 @@ from stellar_sdk import scval
 from recon_demo.encode import stream_entry
 from recon_demo.identities import DEVNET
 from recon_demo.worlds.streams import StreamsWorld, build_streams_world, load_streams_into_ledger, write_streams_to_db
-from reconciliation_pipeline.core.snapshots import snapshot_chain, snapshot_db
-from reconciliation_pipeline.defs.streams.assets import SPEC, stream_findings
-from reconciliation_pipeline.defs.streams.incremental import INCREMENTAL_STREAMS_ASSETS
+from reconciliation_pipeline.chain.keys import u64_entry_key
+from reconciliation_pipeline.core.watermarks import FULL_SWEEP, SWEEP_TAG
+from reconciliation_pipeline.defs.streams.definitions import STREAMS
 from reconciliation_pipeline_tests.conftest import make_resources
 from reconciliation_pipeline_tests.defs.streams.test_streams_pipeline import as_set, persisted_findings
 from soroban_devnet.ledger import DevnetLedger
@@ -52,14 +52,18 @@ def keys_requested(ledger: DevnetLedger) -> list[list[str]]:
     return requests
 
 
-def run_incremental(database_url: str, devnet: DevnetServer) -> dg.ExecuteInProcessResult:
-    return dg.materialize(INCREMENTAL_STREAMS_ASSETS, resources=make_resources(database_url, devnet.url),
-                          raise_on_error=True)
+def run_incremental(database_url: str, devnet: DevnetServer, *, full: bool = False) -> dg.ExecuteInProcessResult:
+    return dg.materialize(STREAMS.assets("incremental"), resources=make_resources(database_url, devnet.url),
+                          tags={SWEEP_TAG: FULL_SWEEP} if full else None, raise_on_error=True)
 
 
 def metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
-    event = result.get_asset_materialization_events()[0]
-    return {k: v.value for k, v in event.materialization.metadata.items()}
+    """The plan's, the database snapshot's and the findings' metadata of one run, together."""
+    values: dict[str, Any] = {}
+    for node in ("stream_changes", "db_streams_incremental", "stream_incremental_discrepancies"):
+        (materialization,) = result.asset_materializations_for_node(node)
+        values.update({k: v.value for k, v in materialization.metadata.items()})
+    return values
 
 
 def unresolved_stream_incidents(engine: sa.Engine) -> set[tuple]:
@@ -71,15 +75,11 @@ def unresolved_stream_incidents(engine: sa.Engine) -> set[tuple]:
     return set(map(tuple, rows))
 
 
-def full_diff(engine: sa.Engine, database_url: str, devnet: DevnetServer, world: StreamsWorld) -> set[tuple]:
-    """What a full sweep of the current state finds: every database stream and the chain-only ones."""
-    db = snapshot_db(engine, SPEC, {"window_end": datetime.now(UTC) + timedelta(days=1)}).frame
-    rpc = make_resources(database_url, devnet.url)["soroban_rpc"]
-    with rpc.reader() as reader:  # type: ignore[attr-defined]
-        keys = [*db["stream_id"].map(int), *world.chain_only_ids]
-        chain = snapshot_chain(reader, SPEC, DEVNET.stream_contract_id, keys)
-    found = stream_findings(db, chain)
-    return set(map(tuple, found[INCIDENT_KEY].itertuples(index=False)))
+def full_diff(database_url: str, devnet: DevnetServer, engine: sa.Engine) -> set[tuple]:
+    """The unresolved incidents after a full sweep of the current state. Right after an
+    incremental run this must change nothing: the increment found what a full sweep finds."""
+    run_incremental(database_url, devnet, full=True)
+    return unresolved_stream_incidents(engine)
 
 
 def _plain_active_streams(world: StreamsWorld) -> list[int]:
@@ -98,9 +98,10 @@ def test_incremental_runs_check_what_changed_and_find_what_a_full_run_finds(
     expected = world.expected_findings()
     assert as_set(persisted_findings(engine, first.run_id)) == as_set(expected[expected["entity_type"] == "stream"])
     first_meta = metadata(first)
-    assert first_meta["mode"] == "full" and first_meta["full_sweep_reason"] == "no watermark yet"
+    assert first_meta["sweep_mode"] == "full" and first_meta["sweep_reason"] == "no watermark yet"
     assert first_meta["entities_checked"] == len(world.db) + len(world.chain_only_ids) - 1  # stream 8 unreadable
-    assert first_meta["escrow_solvency"].startswith("skipped")
+    # escrow solvency needs every stream: it is the nightly run's
+    assert not [a for a in STREAMS.assets("incremental") if "escrow" in a.key.to_user_string()]
 
     db_changed, chain_changed = _plain_active_streams(world)[:2]
     with engine.begin() as connection:
@@ -121,17 +122,17 @@ def test_incremental_runs_check_what_changed_and_find_what_a_full_run_finds(
     second = run_incremental(database_url, devnet)
 
     open_incident_ids = {2, 3, 4, 5, 6, 7, 8, *world.chain_only_ids}
-    expected_keys = {SPEC.layout.ledger_key(DEVNET.stream_contract_id, i)
+    expected_keys = {u64_entry_key(DEVNET.stream_contract_id, "Stream", i)
                      for i in open_incident_ids | {db_changed, chain_changed}}
     assert len(keys_requested) == 1 and set(keys_requested[0]) == expected_keys
     meta = metadata(second)
-    assert meta["mode"] == "incremental"
-    assert (meta["changed_keys/db_rows"], meta["changed_keys/events"], meta["changed_keys/open_incidents"]) == (
+    assert meta["sweep_mode"] == "incremental"
+    assert (meta["rows_written_since_watermark"], meta["values_named_by_events"], meta["open_incidents/streams"]) == (
         2, 1, len(open_incident_ids))
     assert meta["ledger_from"] == first_meta["ledger_to"] + 1 and meta["ledger_to"] == ledger.latest_ledger
 
     incidents = unresolved_stream_incidents(engine)
-    assert incidents == full_diff(engine, database_url, devnet, world)
+    assert incidents == full_diff(database_url, devnet, engine)
     assert ("stream_2", "released", "VALUE_MISMATCH") not in incidents
     assert {(f"stream_{db_changed}", "status", "STATUS_MISMATCH"),
             (f"stream_{chain_changed}", "released", "VALUE_MISMATCH")} <= incidents
@@ -144,9 +145,9 @@ def test_a_watermark_out_of_retention_falls_back_to_a_full_sweep(
     ledger.close_ledger(ledger.retention_window + 1)
     result = run_incremental(database_url, devnet)
     meta = metadata(result)
-    assert meta["mode"] == "full" and "retention" in meta["full_sweep_reason"]
+    assert meta["sweep_mode"] == "full" and "retention" in meta["sweep_reason"]
     assert meta["entities_checked"] == len(world.db) + len(world.chain_only_ids) - 1
-    assert unresolved_stream_incidents(engine) == full_diff(engine, database_url, devnet, world)
+    assert unresolved_stream_incidents(engine) == full_diff(database_url, devnet, engine)
     with engine.connect() as connection:
         watermark = connection.execute(sa.text("SELECT ledger_sequence FROM recon.sweep_watermarks")).scalar_one()
     assert watermark == ledger.latest_ledger
@@ -162,5 +163,5 @@ def test_a_chain_behind_the_watermark_is_swept_in_full(
         connection.execute(sa.text("UPDATE recon.sweep_watermarks SET ledger_sequence = :ahead "
                                    "WHERE domain = 'streams'"), {"ahead": ledger.latest_ledger + 1_000})
     meta = metadata(run_incremental(database_url, devnet))
-    assert meta["mode"] == "full" and "behind the recorded ledger" in meta["full_sweep_reason"]
+    assert meta["sweep_mode"] == "full" and "behind the recorded ledger" in meta["sweep_reason"]
     assert meta["entities_checked"] == len(world.db) + len(world.chain_only_ids) - 1

@@ -17,15 +17,8 @@ import yaml
 
 from recon_demo.worlds.streams import StreamsWorld, build_streams_world, load_streams_into_ledger, write_streams_to_db
 from reconciliation_pipeline import localenv
-from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
-from reconciliation_pipeline.defs.streams.sharded import (
-    SHARD_ASSETS,
-    SHARDED_STREAMS_ASSETS,
-    SHARDED_STREAMS_JOBS,
-    streams_sharded_escrow_job,
-    streams_sharded_sweep_job,
-)
-from reconciliation_pipeline.partitions import SHARD_COUNT, daily_sharded_partitions, shard_of
+from reconciliation_pipeline.core.cadences import SHARD_COUNT, daily_sharded_partitions, shard_of
+from reconciliation_pipeline.defs.streams.definitions import STREAMS as STREAMS_DOMAIN
 from reconciliation_pipeline_tests.conftest import make_resources
 from soroban_devnet.ledger import DevnetLedger
 from soroban_devnet.server import DevnetServer
@@ -35,6 +28,8 @@ DEPLOY = localenv.PROJECT_ROOT / "deploy"
 FINDING = ["entity_type", "entity_id", "field", "drift_class", "severity", "db_value", "chain_value", "delta"]
 STREAMS = 1000
 """Enough for every shard to need two getLedgerEntries batches."""
+SWEEP_JOB = "streams_sharded_sweep"
+ESCROW_JOB = "streams_sharded_escrow"
 
 MULTIPROCESS = {
     "execution": {
@@ -43,7 +38,7 @@ MULTIPROCESS = {
                 "max_concurrent": 2,
                 # Steps fork from a server that imported the pipeline once, instead of each
                 # step importing Dagster, pandas and the SDK again.
-                "start_method": {"forkserver": {"preload_modules": ["reconciliation_pipeline.defs.streams.sharded"]}},
+                "start_method": {"forkserver": {"preload_modules": ["reconciliation_pipeline.defs.streams.definitions"]}},
             }
         }
     }
@@ -52,9 +47,8 @@ MULTIPROCESS = {
 
 def sharded_job(name: str, database_url: str, rpc_url: str) -> dg.JobDefinition:
     """The job rebuilt in every step process (the multiprocess executor reconstructs it)."""
-    defs = dg.Definitions(
-        assets=SHARDED_STREAMS_ASSETS, jobs=SHARDED_STREAMS_JOBS, resources=make_resources(database_url, rpc_url)
-    )
+    defs = dg.Definitions.merge(STREAMS_DOMAIN.definitions,
+                                dg.Definitions(resources=make_resources(database_url, rpc_url)))
     return defs.resolve_job_def(name)
 
 
@@ -96,8 +90,10 @@ def instance(pg_admin_url: str, tmp_path: Path) -> Iterator[dg.DagsterInstance]:
 
 def run_partition(instance: dg.DagsterInstance, job_name: str, partition: str, database_url: str,
                   devnet: DevnetServer) -> dg.ExecutionResult:
+    # Step processes import this module by name; the tests are not installed, so they get the root.
     job = dg.build_reconstructable_job(
-        __name__, sharded_job.__name__, reconstructable_args=(job_name, database_url, devnet.url)
+        __name__, sharded_job.__name__, reconstructable_args=(job_name, database_url, devnet.url),
+        reconstructor_working_directory=str(Path(__file__).resolve().parents[3]),
     )
     with dg.execute_job(job, instance, run_config=MULTIPROCESS, tags={"dagster/partition": partition}) as result:
         assert result.success, [e.message for e in result.all_events if e.is_failure]
@@ -137,11 +133,11 @@ def test_a_four_shard_backfill_finds_what_one_run_finds_and_each_shard_reads_onl
     requests = {}
     for partition in shards:
         ledger.reset_counters()
-        run_partition(instance, streams_sharded_sweep_job.name, partition, database_url, devnet)
+        run_partition(instance, SWEEP_JOB, partition, database_url, devnet)
         requests[partition] = ledger.request_counts["getLedgerEntries"]
-    run_partition(instance, streams_sharded_escrow_job.name, yesterday, database_url, devnet)
+    run_partition(instance, ESCROW_JOB, yesterday, database_url, devnet)
 
-    single = dg.materialize(STREAMS_ASSETS, resources=make_resources(database_url, devnet.url), partition_key=yesterday)
+    single = dg.materialize(STREAMS_DOMAIN.assets("nightly"), resources=make_resources(database_url, devnet.url), partition_key=yesterday)
     found = persisted_findings(engine)
     unsharded = found[found["run_id"] == single.run_id]
     sharded = found[found["partition_key"].str.startswith(f"{yesterday}|")]
@@ -168,9 +164,9 @@ def test_rerunning_one_shard_replaces_only_its_findings_and_resolves_none_of_the
     resources = make_resources(database_url, devnet.url)
     with dg.instance_for_test() as instance:
         for shard in range(SHARD_COUNT):
-            dg.materialize(SHARD_ASSETS, resources=resources, partition_key=f"{yesterday}|{shard}", instance=instance)
+            dg.materialize(STREAMS_DOMAIN.assets("sharded"), resources=resources, partition_key=f"{yesterday}|{shard}", instance=instance)
         before = persisted_findings(engine)
-        rerun = dg.materialize(SHARD_ASSETS, resources=resources, partition_key=f"{yesterday}|2", instance=instance)
+        rerun = dg.materialize(STREAMS_DOMAIN.assets("sharded"), resources=resources, partition_key=f"{yesterday}|2", instance=instance)
     after = persisted_findings(engine)
     assert as_rows(after) == as_rows(before)
     runs_before, runs_after = runs_by_partition(before), runs_by_partition(after)
@@ -191,7 +187,7 @@ def test_the_deployment_files_parse_and_the_run_config_fits_the_sweep_job() -> N
     }
     documents = {f.relative_to(DEPLOY).as_posix(): list(yaml.safe_load_all(f.read_text())) for f in files}
     assert all(docs and all(isinstance(d, dict) for d in docs) for docs in documents.values())
-    job = sharded_job(streams_sharded_sweep_job.name, "postgresql://unused", "http://unused")
+    job = sharded_job(SWEEP_JOB, "postgresql://unused", "http://unused")
     result = dg.validate_run_config(job, documents["celery/run_config.yaml"][0])
     assert result["ops"]["stream_shard_repairs"]["config"] == {"apply": True, "dry_run": False}
     assert documents["celery/worker.yaml"][0]["execution"]["config"] == {

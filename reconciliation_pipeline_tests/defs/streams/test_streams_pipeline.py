@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from recon_demo.identities import DEVNET
 from recon_demo.worlds.streams import StreamsWorld, build_streams_world, load_streams_into_ledger, write_streams_to_db
 from reconciliation_pipeline.chain.keys import u64_entry_key
-from reconciliation_pipeline.defs.streams.assets import STREAMS_ASSETS
+from reconciliation_pipeline.defs.streams.definitions import STREAMS
 from reconciliation_pipeline_tests.conftest import make_resources
 from soroban_devnet.ledger import DevnetLedger, FaultConfig
 from soroban_devnet.server import DevnetServer
@@ -32,7 +32,7 @@ def world(engine: sa.Engine, ledger: DevnetLedger, reference_time: datetime) -> 
 def run_streams(database_url: str, devnet: DevnetServer, partition: str, *,
                 apply: bool = False, dry_run: bool = False, **rpc: int) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        STREAMS_ASSETS,
+        STREAMS.assets("nightly"),
         resources=make_resources(database_url, devnet.url, **rpc),
         partition_key=partition,
         run_config={"ops": {"stream_repairs": {"config": {"apply": apply, "dry_run": dry_run}}}},
@@ -162,10 +162,10 @@ def test_reading_n_streams_costs_ceil_n_over_200_requests(
     write_streams_to_db(engine, world)
     load_streams_into_ledger(ledger, world)
     ledger.reset_counters()
-    streams_and_chain = [a for a in STREAMS_ASSETS if a.key.path[0] in ("db_streams", "chain_streams")]
+    streams_and_chain = [a for a in STREAMS.assets("nightly") if a.key.path[0] in ("db_streams", "chain_streams")]
     result = dg.materialize(streams_and_chain, resources=make_resources(database_url, devnet.url),
                             partition_key=yesterday)
-    keys_read = len(result.output_for_node("chain_streams"))
+    keys_read = len(result.output_for_node("chain_streams").frame)
     assert keys_read == 1001  # 1000 database streams + 1 discovered from its stream_created event
     assert ledger.request_counts["getLedgerEntries"] == -(-keys_read // 200) == 6
 
@@ -177,7 +177,7 @@ def test_failed_batches_become_read_errors_and_the_rest_is_reconciled(
     ledger.faults = FaultConfig(failure_rate=0.5, failure_seed=3, methods=frozenset({"getLedgerEntries"}))
     result = run_streams(database_url, devnet, yesterday, max_attempts=1)
     assert result.success
-    chain = result.output_for_node("chain_streams")
+    chain = result.output_for_node("chain_streams").frame
     failed = chain[chain["read_error"].fillna("").str.startswith("read failed")]
     read_ok = chain[chain["read_status"] == "ok"]
     assert len(failed) > 0 and len(read_ok) > 0

@@ -1,0 +1,210 @@
+"""What the steps of a reconciliation hand each other: small typed results.
+
+Every value an asset passes downstream is one of these dataclasses; nothing
+travels in `DataFrame.attrs` or in tuples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from reconciliation_pipeline.core.findings import empty_findings
+
+if TYPE_CHECKING:
+    from reconciliation_pipeline.chain.reader import ChainReader
+    from reconciliation_pipeline.core.drift_store import RunInfo
+    from reconciliation_pipeline.core.repairs import RepairOutcome
+    from reconciliation_pipeline.core.run_budget import RunBudget
+    from reconciliation_pipeline.core.scopes import Shard
+    from reconciliation_pipeline.core.watermarks import SweepPlan
+    from reconciliation_pipeline.resources import ReconSettingsResource, StellarContractsResource
+
+
+@dataclass(frozen=True)
+class DbSnapshot:
+    """One source's rows as the database held them when `taken_at`."""
+
+    source: str
+    frame: pd.DataFrame
+    taken_at: datetime
+    scope: str
+    """Which rows: every row, a day's window, one shard, what changed since the watermark."""
+    only_keys: tuple[str, ...] | None = None
+    """The run was restricted to these keys (a sensor's run): it never replaces a partition."""
+    counts: Mapping[str, int] = field(default_factory=dict)
+    invariant_findings: pd.DataFrame = field(default_factory=empty_findings)
+    """The source's invariants, validated once when the snapshot was taken."""
+
+
+@dataclass(frozen=True)
+class ChainSnapshot:
+    """One entity's entries as the chain held them at `ledger_sequence`, a row per key read.
+
+    `frame` has the entity's key column, its decoded columns and the read's
+    columns (`read_status`, `read_error`, `raw_xdr`, `ledger_key`,
+    `last_modified_ledger`, `live_until_ledger`, `ledger_sequence`).
+    """
+
+    entity: str
+    frame: pd.DataFrame
+    ledger_sequence: int | None
+    requests: int
+    failed_batches: int
+    contract_id: str | None = None
+    """The contract a `DataKey` entity was read on (ledger keys are rebuilt from it)."""
+    not_read_invalid: pd.Series = field(default_factory=lambda: pd.Series([], dtype=object))
+    """Database keys never read because the address their ledger key needs is invalid."""
+    discovered: int = 0
+    """Keys only the chain knew of (from events or an index)."""
+    mode: str | None = None
+    """For an incremental scope: `incremental` or `full`."""
+    invariant_findings: pd.DataFrame = field(default_factory=empty_findings)
+    """The chain side's invariants on the decoded entries, validated once when read."""
+    unreadable_events: tuple[str, ...] = ()
+    """Ids of events whose key could not be read while discovering chain-only keys."""
+    skipped: str | None = None
+    """Why nothing was read (the run compares nothing), or None."""
+
+
+@dataclass(frozen=True)
+class RowKeys:
+    """Ledger keys built per row, aligned with the rows; `absent` is what a key absent on
+    chain means (None: missing; a value: that value, e.g. a contract holding 0 USDC)."""
+
+    keys: pd.Series
+    absent: pd.Series | None = None
+    context: pd.DataFrame | None = None
+    """Columns kept beside the read (e.g. the holder kind)."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Which entities a step compared (their incidents may resolve) and how many it could not."""
+
+    entities: pd.DataFrame
+    """(entity_type, entity_id)."""
+    unchecked: int = 0
+    not_read: int = 0
+    """Of `unchecked`: left unread at the run's time limit."""
+
+    @classmethod
+    def none(cls) -> Checked:
+        return cls(pd.DataFrame({"entity_type": pd.Series(dtype=object), "entity_id": pd.Series(dtype=object)}))
+
+    @classmethod
+    def of(cls, entity_type: str, entity_ids: pd.Series, unchecked: int = 0, not_read: int = 0) -> Checked:
+        return cls(pd.DataFrame({"entity_type": entity_type, "entity_id": entity_ids.astype(object).to_numpy()}),
+                   unchecked, not_read)
+
+    @classmethod
+    def combine(cls, parts: list[Checked]) -> Checked:
+        frames = [p.entities for p in parts if len(p.entities)]
+        entities = pd.concat(frames, ignore_index=True).drop_duplicates() if frames else cls.none().entities
+        return cls(entities.reset_index(drop=True), sum(p.unchecked for p in parts), sum(p.not_read for p in parts))
+
+
+@dataclass(frozen=True)
+class ExtraFindings:
+    """A hook's findings and the entities they settle."""
+
+    findings: pd.DataFrame = field(default_factory=empty_findings)
+    checked: Checked = field(default_factory=Checked.none)
+    ledger_sequence: int | None = None
+
+
+@dataclass(frozen=True)
+class AggregateResult:
+    """A cross-entity check's frame (e.g. solvency per token) and its findings."""
+
+    name: str
+    frame: pd.DataFrame
+    findings: pd.DataFrame
+    checked: Checked
+    ledger_sequence: int | None = None
+    db_snapshot_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """A domain step's output: its value (handed to the steps that name it) and what it reports."""
+
+    value: Any
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    checks: tuple[dg.AssetCheckResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class DomainDiff:
+    """Everything one run of a domain found, and what it compared."""
+
+    findings: pd.DataFrame
+    checked: Checked
+    ledger_sequence: int | None
+    db_snapshot_at: datetime | None
+    repair_plan: pd.DataFrame
+    skipped: str | None = None
+    """Why nothing was compared (a past-day streaks backfill), or None."""
+
+
+@dataclass(frozen=True)
+class RepairsDone:
+    plan: pd.DataFrame
+    outcome: RepairOutcome
+
+
+@dataclass
+class DomainInputs:
+    """The results a step receives from the steps before it, by role."""
+
+    sources: dict[str, DbSnapshot] = field(default_factory=dict)
+    chains: dict[str, ChainSnapshot] = field(default_factory=dict)
+    steps: dict[str, Any] = field(default_factory=dict)
+    aggregates: dict[str, AggregateResult] = field(default_factory=dict)
+    plan: SweepPlan | None = None
+    diff: DomainDiff | None = None
+
+    def rows_of(self, name: str) -> pd.DataFrame:
+        """The rows of a source or of a step whose value holds a frame."""
+        if name in self.sources:
+            return self.sources[name].frame
+        value = self.steps[name]
+        return value.frame if hasattr(value, "frame") else value
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step may use: the run, its resources and its settings. No step reads Dagster directly."""
+
+    run: RunInfo
+    engine: Engine
+    contracts: StellarContractsResource
+    settings: ReconSettingsResource
+    log: Any
+    budget: RunBudget
+    open_reader: Callable[[], Any]
+    """A context manager giving a `ChainReader` bounded by the run's budget."""
+    partition_window: dg.TimeWindow | None
+    """The run's time window (a range of days for a range backfill)."""
+    partition_keys: tuple[str, ...]
+    shard: Shard | None
+    tags: Mapping[str, str]
+    config: Any = None
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    progress_label: str = ""
+
+    @contextmanager
+    def reader(self) -> Iterator[ChainReader]:
+        with self.open_reader() as reader:
+            yield reader
+
+    @property
+    def window_end(self) -> datetime | None:
+        return self.partition_window.end if self.partition_window is not None else None

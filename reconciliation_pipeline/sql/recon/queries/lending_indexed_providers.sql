@@ -1,0 +1,6 @@
+-- Liquidity providers the indexed deposit/withdraw events name, as of the end of a window.
+SELECT DISTINCT address AS key
+FROM recon.lending_events
+WHERE event_type IN ('deposit', 'withdraw')
+  AND decode_error IS NULL
+  AND ledger_closed_at < :window_end
