@@ -219,3 +219,48 @@ def test_backfill_over_a_date_range_keeps_each_partition_separate(
     run_streams(database_url, devnet, days[1])
     counts_after = persisted_findings(engine).groupby("partition_key").size()
     assert counts_after.to_dict() == counts_before.to_dict()
+
+
+def _escrow_state(engine: sa.Engine, token: str) -> str:
+    return incidents(engine).set_index(["entity_id", "drift_class"])["state"][(token, "INVARIANT_VIOLATION")]
+
+
+def test_unread_streams_make_escrow_solvency_not_established_and_keep_its_incident(
+    world: StreamsWorld, ledger: DevnetLedger, database_url: str, engine: sa.Engine,
+    devnet: DevnetServer, yesterday: str,
+) -> None:
+    eurc = world.identities.eurc_contract_id
+    run_streams(database_url, devnet, yesterday)
+    assert _escrow_state(engine, eurc) == "open"
+    # One EURC stream's batch (200 streams) fails on every attempt; the escrow's balance reads.
+    owing = world.db[(world.db["token"] == eurc) & world.db["status"].isin(["active", "paused"])]
+    poisoned = u64_entry_key(DEVNET.stream_contract_id, "Stream", int(owing.iloc[0]["stream_id"]))
+    ledger.faults = FaultConfig(poison_keys=frozenset({poisoned}))
+
+    partial = run_streams(database_url, devnet, yesterday)
+
+    escrow = partial.output_for_node("chain_stream_escrow")
+    row = escrow.frame.set_index("token").loc[eurc]
+    assert row["read_status"] == "ok" and row["unreadable_streams"] > 0 and row["solvent"] is None
+    assert eurc not in set(escrow.checked.entities["entity_id"])
+    found = persisted_findings(engine, partial.run_id).query("entity_type == 'escrow' and entity_id == @eurc")
+    assert found["drift_class"].tolist() == ["CHAIN_READ_ERROR"]
+    assert found.iloc[0]["details"]["error"].startswith("solvency could not be established")
+    assert _escrow_state(engine, eurc) == "open"
+
+
+@pytest.mark.parametrize("failure_rate", [0.1, 0.25, 0.5])
+def test_no_failure_rate_resolves_an_escrow_shortfall(
+    world: StreamsWorld, ledger: DevnetLedger, database_url: str, engine: sa.Engine,
+    devnet: DevnetServer, yesterday: str, failure_rate: float,
+) -> None:
+    eurc = world.identities.eurc_contract_id
+    run_streams(database_url, devnet, yesterday)
+    ledger.faults = FaultConfig(failure_rate=failure_rate, failure_seed=11, methods=frozenset({"getLedgerEntries"}))
+    partial = run_streams(database_url, devnet, yesterday, max_attempts=1)
+    escrow = persisted_findings(engine, partial.run_id).query("entity_type == 'escrow' and entity_id == @eurc")
+    assert len(escrow) == 1
+    if escrow.iloc[0]["drift_class"] == "INVARIANT_VIOLATION":
+        unread = escrow.iloc[0]["details"]["unreadable_streams"]
+        assert escrow.iloc[0]["details"]["shortfall_is_lower_bound"] is (unread > 0)
+    assert _escrow_state(engine, eurc) != "resolved"
