@@ -22,6 +22,7 @@ from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings
 from reconciliation_pipeline.core.alerts import AlertingResource
 from reconciliation_pipeline.core.drift_store import IncidentPolicy
 from reconciliation_pipeline.core.metrics import PushgatewayResource
+from reconciliation_pipeline.core.missing_guard import MissingGuard
 
 
 def sqlalchemy_url(database_url: str, driver: str = "psycopg") -> str:
@@ -136,6 +137,10 @@ class ReconSettingsResource(dg.ConfigurableResource):
     """Text: `EnvVar` has no float form, and parsing here gives an error that names the variable."""
     usdc_balance_tolerance: int = 10
     """Base units (1 USDC = 10,000,000): 10 is 0.000001 USDC."""
+    max_missing_share: str = "0.5"
+    """Text, like the odds threshold. A read whose share of keys missing on chain is above this fails."""
+    missing_share_jump: str = "0.25"
+    """A read whose missing share is this far above the entity's recent median fails."""
     streak_qualifying_minutes: int = 30
     """A deployment-wide rule, not run config: a run with another threshold would "repair"
     every projection to a rule the app does not use."""
@@ -143,6 +148,7 @@ class ReconSettingsResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.incident_policy()
         self.odds_threshold()
+        self.missing_guard()
         for value, variable in ((self.run_time_limit_s, "RUN_TIME_LIMIT_SECONDS"),
                                 (self.nightly_run_time_limit_s, "NIGHTLY_RUN_TIME_LIMIT_SECONDS")):
             if value <= 0:
@@ -177,6 +183,20 @@ class ReconSettingsResource(dg.ConfigurableResource):
             )
         return value
 
+    def missing_guard(self) -> MissingGuard:
+        """The mass-missing guard's ceiling and jump, each a share in (0, 1]."""
+        shares = {}
+        for variable, text in (("RECON_MAX_MISSING_SHARE", self.max_missing_share),
+                               ("RECON_MISSING_SHARE_JUMP", self.missing_share_jump)):
+            try:
+                shares[variable] = float(text)
+            except ValueError:
+                shares[variable] = math.nan
+            if not 0.0 < shares[variable] <= 1.0:
+                raise dg.DagsterInvariantViolationError(
+                    f"{variable} must be a share of keys between 0 and 1 (e.g. 0.5), got {text!r}")
+        return MissingGuard(max_share=shares["RECON_MAX_MISSING_SHARE"], jump=shares["RECON_MISSING_SHARE_JUMP"])
+
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     """Every resource key, bound once, each setting from its environment variable."""
@@ -209,6 +229,8 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             odds_mismatch_threshold=dg.EnvVar("ODDS_MISMATCH_THRESHOLD"),
             usdc_balance_tolerance=dg.EnvVar.int("USDC_BALANCE_TOLERANCE"),
             streak_qualifying_minutes=dg.EnvVar.int("STREAK_QUALIFYING_MINUTES"),
+            max_missing_share=dg.EnvVar("RECON_MAX_MISSING_SHARE"),
+            missing_share_jump=dg.EnvVar("RECON_MISSING_SHARE_JUMP"),
         ),
         "alerting": AlertingResource(webhook_url=dg.EnvVar("ALERT_WEBHOOK_URL")),
         "pushgateway": PushgatewayResource(pushgateway_url=dg.EnvVar("PROMETHEUS_PUSHGATEWAY_URL")),

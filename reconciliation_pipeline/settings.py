@@ -58,6 +58,13 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
                "Absolute YES-odds gap (0 to 1) above which the database's odds and the AMM's disagree."),
     EnvSetting("USDC_BALANCE_TOLERANCE", "10",
                "Base units (1 USDC = 10,000,000) a user's balance may differ from the chain before it is a finding."),
+    EnvSetting("RECON_MAX_MISSING_SHARE", "0.5",
+               "Share (0 to 1) of a read's database keys that may be missing on chain; above it the run fails "
+               "closed (a wrong contract id, another network, a lagging node), nothing persisted. Reads of fewer "
+               "than 20 keys are exempt."),
+    EnvSetting("RECON_MISSING_SHARE_JUMP", "0.25",
+               "How far (0 to 1) a read's missing share may rise above the median of that entity's last 5 reads "
+               "before the run fails closed the same way."),
     EnvSetting("ALERT_WEBHOOK_URL", "",
                "Slack-compatible incoming webhook for drift and run-failure alerts; a secret, never logged. "
                "Empty: alerts go to the structured log only."),

@@ -30,6 +30,7 @@ from reconciliation_pipeline.core.events import read_named
 from reconciliation_pipeline.core.findings import concat_findings, empty_findings, findings_frame, with_domain
 from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata, markdown_table, read_metadata
 from reconciliation_pipeline.core.metrics import DomainRunMetrics, PushgatewayResource, findings_by_class_and_severity
+from reconciliation_pipeline.core.missing_guard import MassMissingError, MissingRead, guard_read
 from reconciliation_pipeline.core.results import (
     AggregateResult,
     ChainSnapshot,
@@ -41,6 +42,8 @@ from reconciliation_pipeline.core.results import (
 )
 from reconciliation_pipeline.core.scopes import UPDATED_AT, Changed, RowFilter
 from reconciliation_pipeline.core.snapshots import (
+    READ_MISSING,
+    READ_OK,
     READ_UNCHANGED,
     data_key_ledger_keys,
     decoded_rows,
@@ -73,6 +76,8 @@ from reconciliation_pipeline.core.watermarks import (
 )
 
 NO_CRITICAL_DRIFT = "no_critical_drift"
+ANSWERED = (READ_OK, READ_MISSING, READ_UNCHANGED)
+"""Read statuses of keys the RPC answered (an entry, no entry, or an entry known unchanged)."""
 CHAIN_VALUES_COPYABLE = "chain_values_copyable"
 
 
@@ -296,6 +301,9 @@ def chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity,
         frame, stats = read_entries(reader, entity, key, entity.kind, keys, ledger_keys, absent=absent,
                                     context=context, versions=versions,
                                     progress=batch_progress(ctx, f"chain_{entity.name}"))
+    if skipped is None:
+        incident_keys = plan.incident_keys.get(entity.name, ()) if plan is not None else ()
+        _guard_missing(ctx, spec, scope, entity, frame, known, incident_keys, contract_id, stats.latest_ledger)
     snapshot = ChainSnapshot(
         entity=entity.name, frame=frame, ledger_sequence=stats.latest_ledger, requests=stats.requests,
         failed_batches=stats.failed_batches, contract_id=contract_id, not_read_invalid=not_read_invalid,
@@ -313,6 +321,30 @@ def chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity,
     ctx.log.info(f"chain_{entity.name}: {len(frame)} entries read in {stats.requests} requests at ledger "
                  f"{stats.latest_ledger} ({len(new_keys)} known only on chain)")
     return Output(snapshot, metadata, checks)
+
+
+def _guard_missing(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity, frame: pd.DataFrame,
+                   known: pd.Series, incident_keys: tuple[Any, ...], contract_id: str | None,
+                   latest_ledger: int | None) -> None:
+    """Fails the step (nothing persisted) when the database's keys are missing on chain en masse.
+
+    Only keys the database's rows asked for count, and only those that were answered; keys with
+    open incidents are left out (their absence is already known)."""
+    asked = {str(k) for k in known} - {str(k) for k in incident_keys}
+    answered = frame[frame[entity.key].astype(str).isin(asked) & frame["read_status"].isin(ANSWERED)]
+    read = MissingRead(
+        domain=spec.domain, entity=entity.name, scope=scope.name, keys=len(answered),
+        missing=int((answered["read_status"] == READ_MISSING).sum()), contract_id=contract_id,
+        contract_variable=entity.key_source.contract.upper() if isinstance(entity.key_source, DataKey) else None,
+        latest_ledger=latest_ledger,
+    )
+    try:
+        guard_read(ctx.engine, read, ctx.settings.missing_guard(), ctx.run.run_id)
+    except MassMissingError as error:
+        ctx.log.error(str(error))
+        raise dg.Failure(description=str(error), metadata={
+            "keys": read.keys, "missing": read.missing, "missing_share": round(read.share, 4),
+            "contract_id": contract_id, "latest_ledger": latest_ledger}) from error
 
 
 # -- aggregates ---------------------------------------------------------------------

@@ -8,3 +8,19 @@ ALTER TABLE recon.repair_audit ADD CONSTRAINT repair_audit_action_check
     CHECK (action IN ('applied', 'skipped', 'failed', 'refused'));
 ALTER TABLE recon.runs ADD COLUMN repairs_refused INTEGER NOT NULL DEFAULT 0;
 
+-- Per entity read: how many of the database's keys were asked for and how many were missing on
+-- chain. The mass-missing guard compares a read with this history; a read it refused is kept
+-- (accepted = false) but is never history.
+CREATE TABLE recon.chain_reads (
+    run_id      TEXT NOT NULL,
+    domain      TEXT NOT NULL,
+    entity      TEXT NOT NULL,
+    scope       TEXT NOT NULL,
+    keys        BIGINT NOT NULL,
+    missing     BIGINT NOT NULL,
+    accepted    BOOLEAN NOT NULL,
+    read_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, domain, entity)
+);
+CREATE INDEX chain_reads_history_idx ON recon.chain_reads (domain, entity, scope, read_at DESC);
+COMMENT ON TABLE recon.chain_reads IS 'Per run and entity: keys read from the database''s rows and how many were missing on chain; the mass-missing guard''s history.';
