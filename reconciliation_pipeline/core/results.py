@@ -42,6 +42,9 @@ class DbSnapshot:
     counts: Mapping[str, int] = field(default_factory=dict)
     invariant_findings: pd.DataFrame = field(default_factory=empty_findings)
     """The source's invariants, validated once when the snapshot was taken."""
+    duplicate_keys: tuple[str, ...] = ()
+    """Keys several rows share: their rows are not in `frame` (which one is right is unknown), so
+    they are neither read, compared, repaired nor counted checked; each has its own finding."""
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from reconciliation_pipeline.core.results import (
     AggregateResult,
     ChainSnapshot,
     Checked,
+    DbSnapshot,
     DomainDiff,
     DomainInputs,
     RepairsDone,
@@ -216,20 +217,43 @@ def db_step(ctx: StepContext, spec: DomainSpec, scope: Scope, source: Source, pl
         changed=_changed_filter(spec, scope, source, plan) if plan is not None else None,
         only_keys=only_keys,
     )
-    snapshot = snapshot_db(ctx.engine, source, row_filter)
+    snapshot = _without_duplicate_keys(snapshot_db(ctx.engine, source, row_filter), source)
     checks: tuple[dg.AssetCheckResult, ...] = ()
     if source.invariants is not None:
         check, found = invariants_result(source.invariants, source, source.key_column, snapshot.frame, "database")
-        snapshot = replace(snapshot, invariant_findings=found)
+        snapshot = replace(snapshot, invariant_findings=concat_findings([snapshot.invariant_findings, found]))
         checks = (check,)
     metadata: dict[str, Any] = {**frame_metadata(snapshot.frame), "snapshot_at": snapshot.taken_at.isoformat(),
-                                "rows_in_scope": snapshot.scope, **snapshot.counts}
+                                "rows_in_scope": snapshot.scope, "duplicate_keys": len(snapshot.duplicate_keys),
+                                **snapshot.counts}
     since = row_filter.changed.since if row_filter.changed is not None else None
     if since is not None:
         written = pd.to_datetime(snapshot.frame[UPDATED_AT], utc=True) > pd.Timestamp(since)
         metadata["rows_written_since_watermark"] = int(written.sum())
     ctx.log.info(f"db_{source.name}: {len(snapshot.frame)} rows ({snapshot.scope})")
     return Output(snapshot, metadata, checks)
+
+
+def _without_duplicate_keys(snapshot: DbSnapshot, source: Source) -> DbSnapshot:
+    """The snapshot less the rows whose key other rows share, each such key an INVARIANT_VIOLATION."""
+    frame = snapshot.frame
+    key_text = frame[source.key_column].astype(str)
+    shared = key_text.duplicated(keep=False) & frame[source.key_column].notna()
+    if not shared.any():
+        return snapshot
+    counts = key_text[shared].value_counts().sort_index()
+    keys = pd.Series(counts.index, dtype=object)
+    found = findings_frame(
+        entity_type=source.entity_type, entity_id=source.entity_id_prefix + keys, entity_key=keys,
+        field=source.key_column, drift_class=DriftClass.INVARIANT_VIOLATION, severity=Severity.WARN,
+        db_value=pd.Series([str(n) for n in counts], dtype=object),
+        details=pd.Series([{"check": "unique_key", "side": "database", "rows": int(n),
+                            "reason": f"{n} rows of {source.name} share this {source.key_column}: which one is right "
+                                      "is unknown, so none is compared, repaired or counted checked"}
+                           for n in counts], dtype=object),
+    )
+    return replace(snapshot, frame=frame[~shared].reset_index(drop=True), invariant_findings=found,
+                   duplicate_keys=tuple(keys))
 
 
 # -- chain --------------------------------------------------------------------------
@@ -281,6 +305,9 @@ def chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity,
         extra = entity.kind.normalize(discovered) if len(discovered) else discovered
         known = entity.kind.normalize(readable[key]) if len(readable) else readable[key]
         new_keys = pd.Series(pd.Index(extra).difference(pd.Index(known)), dtype=object)
+        # A key the database holds twice is not chain-only: it is left out on both sides.
+        duplicates = _duplicate_keys(inputs, entity)
+        new_keys = new_keys[~new_keys.astype(str).isin(duplicates)].reset_index(drop=True)
         contract_id, absent, context = None, None, None
         if isinstance(entity.key_source, DataKey):
             contract_id = getattr(ctx.contracts, entity.key_source.contract)
@@ -321,6 +348,11 @@ def chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity,
     ctx.log.info(f"chain_{entity.name}: {len(frame)} entries read in {stats.requests} requests at ledger "
                  f"{stats.latest_ledger} ({len(new_keys)} known only on chain)")
     return Output(snapshot, metadata, checks)
+
+
+def _duplicate_keys(inputs: DomainInputs, entity: Entity) -> set[str]:
+    source = inputs.sources.get(entity.source_name)
+    return set(source.duplicate_keys) if source is not None else set()
 
 
 def _guard_missing(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity, frame: pd.DataFrame,
@@ -438,6 +470,7 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
             ledgers.append(chain.ledger_sequence)
     for source in spec.sources_of(scope):
         parts.append(_source_invariants(spec, scope, source, inputs))
+        checked.append(Checked(Checked.none().entities, unchecked=len(inputs.sources[source.name].duplicate_keys)))
     for aggregate in inputs.aggregates.values():
         parts.append(aggregate.findings)
         checked.append(aggregate.checked)

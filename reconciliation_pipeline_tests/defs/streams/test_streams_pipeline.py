@@ -264,3 +264,25 @@ def test_no_failure_rate_resolves_an_escrow_shortfall(
         unread = escrow.iloc[0]["details"]["unreadable_streams"]
         assert escrow.iloc[0]["details"]["shortfall_is_lower_bound"] is (unread > 0)
     assert _escrow_state(engine, eurc) != "resolved"
+
+
+def test_a_key_two_rows_share_is_one_finding_and_neither_row_is_compared(
+    world: StreamsWorld, database_url: str, engine: sa.Engine, devnet: DevnetServer, yesterday: str,
+) -> None:
+    """An app table without the reference schema's primary key: stream 2 (whose released amount
+    drifts) is written twice, once with a different total."""
+    with engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE streams DROP CONSTRAINT streams_pkey"))
+        connection.execute(sa.text(
+            "INSERT INTO streams SELECT id, sender_address, recipient_address, token_address, total_amount + 1, "
+            "released_amount, status, created_at, updated_at FROM streams WHERE id = 2"))
+    result = run_streams(database_url, devnet, yesterday)
+    found = persisted_findings(engine, result.run_id)
+    stream_2 = found[found["entity_id"] == "stream_2"]
+    assert stream_2[["field", "drift_class", "db_value"]].values.tolist() == [["stream_id", "INVARIANT_VIOLATION", "2"]]
+    assert stream_2.iloc[0]["details"]["rows"] == 2
+    expected = world.expected_findings()
+    assert as_set(found[found["entity_id"] != "stream_2"]) == as_set(expected[expected["entity_id"] != "stream_2"])
+    diff = result.output_for_node("stream_discrepancies")
+    assert "stream_2" not in set(diff.checked.entities["entity_id"])
+    assert result.output_for_node("db_streams").duplicate_keys == ("2",)
