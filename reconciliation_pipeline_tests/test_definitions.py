@@ -145,7 +145,8 @@ def test_markets_and_balances_are_swept_in_full_nightly_and_incrementally_otherw
 
 
 def test_alert_sensors_are_registered() -> None:
-    assert {s.name for s in defs.sensors} == {"drift_incident_alerts", "run_failure_alerts", "streak_change_sensor"}
+    assert {s.name for s in defs.sensors} == {"drift_incident_alerts", "run_failure_alerts", "streak_change_sensor",
+                                             "unfinished_run_alerts"}
 
 
 def test_lending_sweep_runs_every_five_minutes() -> None:

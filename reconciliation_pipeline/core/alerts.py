@@ -181,13 +181,18 @@ class RunFailureAlert:
     run_id: str
     message: str
     step_errors: tuple[str, ...]
+    unfinished_domains: tuple[str, ...] = ()
+    """Domains whose recon.runs row this failure left `running` (now marked `failed`)."""
 
     def record(self) -> dict[str, Any]:
         return {"event": "run_failure_alert", "severity": Severity.CRITICAL.value, "job_name": self.job_name,
-                "run_id": self.run_id, "message": self.message, "step_errors": list(self.step_errors)}
+                "run_id": self.run_id, "message": self.message, "step_errors": list(self.step_errors),
+                "unfinished_domains": list(self.unfinished_domains)}
 
     def webhook_payload(self) -> dict[str, Any]:
         errors = "\n".join(f"• {_clip(e, 300)}" for e in self.step_errors[:5]) or "(no step error recorded)"
+        if self.unfinished_domains:
+            errors += f"\nNever finished (marked failed in recon.runs): {', '.join(self.unfinished_domains)}"
         return {
             "text": f"[CRITICAL] run of {self.job_name} failed ({self.run_id})",
             "blocks": [
@@ -314,7 +319,36 @@ def _root_cause(error: Any) -> str:
     return str(error.message).strip()
 
 
-def run_failure_alert(context: dg.RunFailureSensorContext) -> RunFailureAlert:
+@dataclass(frozen=True)
+class UnfinishedRunAlert:
+    """A domain run left `running` in recon.runs although its Dagster run ended or is gone."""
+
+    run_id: str
+    domain: str
+    job_name: str | None
+    started_at: datetime
+    reason: str
+
+    def record(self) -> dict[str, Any]:
+        return {"event": "unfinished_run_alert", "severity": Severity.CRITICAL.value, "run_id": self.run_id,
+                "domain": self.domain, "job_name": self.job_name, "started_at": self.started_at.isoformat(),
+                "reason": self.reason}
+
+    def webhook_payload(self) -> dict[str, Any]:
+        return {
+            "text": f"[CRITICAL] {self.domain} run of {self.job_name} never finished ({self.run_id})",
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": _clip(
+                    f"Reconciliation run never finished: {self.domain}", _SLACK_HEADER_LIMIT)}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": _clip(
+                    f"*Run* `{self.run_id}` ({self.job_name}), started {self.started_at.isoformat()}\n{self.reason}",
+                    _SLACK_FIELD_LIMIT)}},
+            ],
+        }
+
+
+def run_failure_alert(context: dg.RunFailureSensorContext,
+                      unfinished_domains: tuple[str, ...] = ()) -> RunFailureAlert:
     step_errors = tuple(
         f"{event.step_key}: {_root_cause(event.event_specific_data.error)}"
         for event in context.get_step_failure_events()
@@ -325,4 +359,5 @@ def run_failure_alert(context: dg.RunFailureSensorContext) -> RunFailureAlert:
         run_id=context.dagster_run.run_id,
         message=context.failure_event.message or "run failed",
         step_errors=step_errors,
+        unfinished_domains=unfinished_domains,
     )

@@ -144,12 +144,15 @@ def _with_open_incidents(connection: Connection, domain: str, checked: pd.DataFr
 
 
 def persist_domain_run(
-    engine: Engine, run: RunInfo, domain: str, diff: DomainDiff, *, started_at: datetime, policy: IncidentPolicy
+    engine: Engine, run: RunInfo, domain: str, diff: DomainDiff, *, started_at: datetime, policy: IncidentPolicy,
+    steps_pending: int = 0,
 ) -> PersistSummary:
     """Write one domain's run: replaces the partition's findings, updates incidents.
 
     Only the incidents of entities the diff `checked` can be resolved; a run with
-    any entity it could not check (read errors, the time limit) is `partial`.
+    any entity it could not check (read errors, the time limit) is `partial`. With
+    `steps_pending` steps still to follow (repairs, a sync), the row stays `running` and
+    the last of them gives it that outcome (`core.run_status`).
     """
     findings, checked = diff.findings, diff.checked
     FindingsModel.validate(findings, lazy=True)
@@ -185,6 +188,7 @@ def persist_domain_run(
                 "domain": domain,
                 "finished_at": datetime.now(UTC),
                 "status": status,
+                "steps_pending": steps_pending,
                 "entities_checked": len(checked.entities),
                 "entities_unchecked": checked.unchecked,
                 "finding_counts": json.dumps(counts),

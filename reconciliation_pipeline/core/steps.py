@@ -21,7 +21,7 @@ import pandas as pd
 from reconciliation_pipeline.chain.addresses import valid_address_mask
 from reconciliation_pipeline.chain.keys import instance_key
 from reconciliation_pipeline.chain.reader import ChainReader, ProgressCallback, RetentionWindowError
-from reconciliation_pipeline.core import repairs
+from reconciliation_pipeline.core import repairs, run_status
 from reconciliation_pipeline.core.diff import diff_entity, invariant_findings, key_address_column, resolve_tolerances
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
 from reconciliation_pipeline.core.drift_store import persist_domain_run
@@ -443,7 +443,8 @@ def _blocked_repairs(plan: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame
 
 
 def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs: DomainInputs,
-                       pushgateway: PushgatewayResource, classes: tuple[DriftClass, ...]) -> Output:
+                       pushgateway: PushgatewayResource, classes: tuple[DriftClass, ...],
+                       steps_pending: int = 0) -> Output:
     """Every entity's diff, the aggregates and the domain's own findings, persisted in one
     transaction (findings replace the partition's, incidents open, confirm and resolve), the
     incremental watermark moved, metrics pushed, repairs planned."""
@@ -451,6 +452,7 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
     skipped = spec.hooks.skip_compare(ctx, inputs) if spec.hooks.skip_compare is not None else None
     if skipped is not None:
         ctx.log.info(f"{spec.domain}: nothing compared: {skipped}")
+        run_status.record_outcome(ctx.engine, ctx.run.run_id, spec.domain, "succeeded", steps_pending)
         diff = DomainDiff(empty_findings(), Checked.none(), None, None, repairs.empty_plan(), skipped=skipped)
         return Output(diff, {"skipped": skipped, "findings": 0}, _discrepancy_checks(spec, scope, diff))
     parts: list[pd.DataFrame] = []
@@ -497,7 +499,7 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
     scoped = any(s.only_keys is not None for s in inputs.sources.values())
     run = replace(ctx.run, partition_key=None) if scoped else ctx.run
     summary = persist_domain_run(ctx.engine, run, spec.domain, diff, started_at=started_at,
-                                 policy=ctx.settings.incident_policy())
+                                 policy=ctx.settings.incident_policy(), steps_pending=steps_pending)
     watermark = _finish_incremental(ctx, spec, scope, inputs, diff)
     metrics = DomainRunMetrics(
         domain=spec.domain, run_id=ctx.run.run_id, job_name=ctx.run.job_name, duration_s=ctx.budget.elapsed_s(),

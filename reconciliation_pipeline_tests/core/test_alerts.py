@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from recon_demo.worlds.markets import MarketsWorld, build_markets_world, load_markets_into_ledger, write_markets_to_db
+from reconciliation_pipeline.core import run_status
 from reconciliation_pipeline.core.alerts import AlertingResource, dispatch_incident_alerts
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.drift_store import IncidentPolicy, RunInfo, persist_domain_run
@@ -26,7 +27,7 @@ from reconciliation_pipeline.core.findings import findings_frame, with_domain
 from reconciliation_pipeline.core.repairs import empty_plan
 from reconciliation_pipeline.core.results import Checked, DomainDiff
 from reconciliation_pipeline.defs.alerting.definitions import drift_incident_alert_sensor, run_failure_alert_sensor
-from reconciliation_pipeline.resources import PostgresResource
+from reconciliation_pipeline.resources import PostgresResource, sqlalchemy_url
 from reconciliation_pipeline_tests.defs.markets.support import (
     MARKETS_ASSETS,
     frequent_resources,
@@ -246,19 +247,28 @@ def test_run_failure_sensor_posts_one_alert_for_a_failed_run(database_url: str) 
     instance = dg.DagsterInstance.ephemeral()
     failed = dg.materialize([broken], instance=instance, raise_on_error=False)
     assert not failed.success
-    with http_receiver() as webhook:
-        context = dg.build_run_status_sensor_context(
-            sensor_name="run_failure_alerts",
-            dagster_event=failed.get_run_failure_event(),
-            dagster_instance=instance,
-            dagster_run=failed.dagster_run,
-            resources={"alerting": AlertingResource(webhook_url=webhook.url)},
-        ).for_run_failure()
-        run_failure_alert_sensor(context)
+    engine = sa.create_engine(sqlalchemy_url(database_url))
+    # What a killed run leaves: its domain's row started and never finished.
+    run_status.mark_started(engine, failed.run_id, "streams", "nightly_reconciliation", "2026-11-30")
+    with http_receiver() as webhook, dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alerts",
+        dagster_event=failed.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=failed.dagster_run,
+        resources={"alerting": AlertingResource(webhook_url=webhook.url),
+                   "postgres": PostgresResource(database_url=database_url)},
+    ) as context:
+        run_failure_alert_sensor(context.for_run_failure())
     assert len(webhook.requests) == 1
     payload = json.loads(webhook.requests[0].body)
     assert payload["text"] == f"[CRITICAL] run of __ephemeral_asset_job__ failed ({failed.run_id})"
     assert "the RPC answered garbage" in payload["blocks"][1]["text"]["text"]
+    assert "Never finished (marked failed in recon.runs): streams" in payload["blocks"][1]["text"]["text"]
+    with engine.connect() as connection:
+        status, error = connection.execute(sa.text("SELECT status, error FROM recon.runs WHERE run_id = :r"),
+                                           {"r": failed.run_id}).one()
+    engine.dispose()
+    assert status == "failed" and "the Dagster run failed before this domain finished" in error
 
 
 @pytest.mark.parametrize("url", ["hooks.slack.com/services/x", "ftp://example.com/hook", "http://"])

@@ -24,3 +24,13 @@ CREATE TABLE recon.chain_reads (
 );
 CREATE INDEX chain_reads_history_idx ON recon.chain_reads (domain, entity, scope, read_at DESC);
 COMMENT ON TABLE recon.chain_reads IS 'Per run and entity: keys read from the database''s rows and how many were missing on chain; the mass-missing guard''s history.';
+
+-- A run's row is written when the domain's first step starts ('running') and gets its final
+-- status only when its last step ends: outcome is what the findings step concluded
+-- (succeeded / partial), steps_pending how many steps after it (repairs, the streak sync) have
+-- still to end. A run killed anywhere stays 'running' until the run-failure sensor (or the
+-- unfinished-run sensor) marks it 'failed' with the reason in error.
+ALTER TABLE recon.runs ADD COLUMN outcome TEXT CHECK (outcome IN ('succeeded', 'partial'));
+ALTER TABLE recon.runs ADD COLUMN steps_pending INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE recon.runs ADD COLUMN error TEXT;
+CREATE INDEX runs_running_idx ON recon.runs (started_at) WHERE status = 'running';
