@@ -65,12 +65,16 @@ class SorobanRpcResource(dg.ConfigurableResource):
     backoff_initial_ms: int = 1000
     request_timeout_ms: int = 10000
     batch_size: int = 200
+    max_response_bytes: int = 64 * 1024 * 1024
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if not self.rpc_url.startswith(("http://", "https://")):
             raise dg.DagsterInvariantViolationError(
                 f"SOROBAN_RPC_URL must be an http(s) URL, got {self.rpc_url!r}"
             )
+        if self.max_response_bytes < 1024:
+            raise dg.DagsterInvariantViolationError(
+                f"RPC_MAX_RESPONSE_BYTES must be at least 1024, got {self.max_response_bytes}")
         self.reader_settings()
 
     def reader_settings(self) -> ReaderSettings:
@@ -80,6 +84,7 @@ class SorobanRpcResource(dg.ConfigurableResource):
             max_attempts=self.max_attempts,
             backoff_initial_s=self.backoff_initial_ms / 1000,
             request_timeout_s=self.request_timeout_ms / 1000,
+            max_response_bytes=self.max_response_bytes,
         )
 
     @contextmanager
@@ -211,6 +216,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             max_attempts=dg.EnvVar.int("RPC_MAX_ATTEMPTS"),
             backoff_initial_ms=dg.EnvVar.int("RPC_BACKOFF_INITIAL_MS"),
             request_timeout_ms=dg.EnvVar.int("RPC_REQUEST_TIMEOUT_MS"),
+            max_response_bytes=dg.EnvVar.int("RPC_MAX_RESPONSE_BYTES"),
         ),
         "contracts": StellarContractsResource(
             stream_contract_id=dg.EnvVar("STREAM_CONTRACT_ID"),

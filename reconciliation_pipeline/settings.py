@@ -46,6 +46,8 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("RPC_MAX_ATTEMPTS", "3", "Attempts per RPC request before its keys become CHAIN_READ_ERROR findings."),
     EnvSetting("RPC_BACKOFF_INITIAL_MS", "1000", "First retry delay; doubles on each further attempt (1 s, 2 s, 4 s)."),
     EnvSetting("RPC_REQUEST_TIMEOUT_MS", "10000", "Timeout of one RPC request."),
+    EnvSetting("RPC_MAX_RESPONSE_BYTES", "67108864",
+               "Largest RPC response read (64 MiB); a larger one is an error naming this variable, not retried."),
     EnvSetting("RECON_CONFIRM_AFTER_RUNS", "2", "Consecutive runs a drift must persist to be confirmed."),
     EnvSetting("RECON_CONFIRM_GRACE_MINUTES", "60", "A drift older than this is confirmed even without consecutive runs."),
     EnvSetting("RUN_TIME_LIMIT_SECONDS", "240",

@@ -88,6 +88,9 @@ class FaultConfig:
     failure_seed: int = 0
     methods: frozenset[str] | None = None
     poison_keys: frozenset[str] = frozenset()
+    lagging: bool = False
+    """getHealth answers -32603 as a real RPC does while its latest ledger is too old; every
+    other method keeps serving (so does a real one)."""
 
     def __post_init__(self) -> None:
         if self.latency_s < 0:
@@ -198,7 +201,10 @@ class DevnetLedger:
         retention_window: int = 120_960,
         clock: Callable[[], float] = time.time,
         protocol_version: int = 23,
+        max_events_limit: int = MAX_EVENTS_LIMIT,
     ) -> None:
+        """`max_events_limit`: the largest getEvents page this provider serves (real RPC: 10,000;
+        some providers set less)."""
         if not ledger_close_seconds > 0:
             raise ValueError("ledger_close_seconds must be > 0; use math.inf to close ledgers only by hand")
         if not 1 <= start_ledger < _LEDGER_LIMIT:
@@ -211,6 +217,7 @@ class DevnetLedger:
         self.ledger_close_seconds = ledger_close_seconds
         self.retention_window = retention_window
         self.protocol_version = protocol_version
+        self.max_events_limit = max_events_limit
         self._clock = clock
         self._created_at = clock()
         self._clock_closes = 0
@@ -426,6 +433,8 @@ class DevnetLedger:
     # -- built-in methods ---------------------------------------------------
 
     def _rpc_get_health(self, _params: Any) -> dict[str, Any]:
+        if self._faults.lagging:
+            raise RpcError(INTERNAL_ERROR, "latency (63s) since last known ledger closed is too high (>30s)")
         latest = self.latest_ledger
         return {
             "status": "healthy",
@@ -525,6 +534,8 @@ class DevnetLedger:
         start_ledger = _optional_uint32(params, "startLedger")
         end_ledger = _optional_uint32(params, "endLedger")
         cursor, limit = _parse_pagination(params.get("pagination"))
+        if limit > self.max_events_limit:
+            raise RpcError(INVALID_PARAMS, f"limit must not exceed {self.max_events_limit}")
         if cursor is not None:
             if start_ledger or end_ledger:
                 raise RpcError(INVALID_PARAMS, "ledger ranges and cursor cannot both be set")

@@ -235,6 +235,9 @@ class Entity:
     """Defaults to the source's."""
     address_columns: tuple[str, ...] = ()
     """Database columns holding Stellar addresses; invalid ones are INVALID_ADDRESS."""
+    muxed_accounts: bool = False
+    """An M... (muxed) address in the address columns is valid: the key builder reads its
+    underlying G... account (a USDC holder's trustline), and the finding says so."""
     chain_invariants: Invariants | None = None
     discovery: Discovery | None = None
     missing: Missing = Missing()

@@ -292,7 +292,7 @@ def chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity,
     rows = inputs.rows_of(entity.source_name)
     key = entity.key
     address_column = key_address_column(entity)
-    valid = (valid_address_mask(rows[address_column]) if address_column is not None
+    valid = (valid_address_mask(rows[address_column], allow_muxed=entity.muxed_accounts) if address_column is not None
              else pd.Series(True, index=rows.index, dtype=bool))
     readable = rows[valid]
     not_read_invalid = rows.loc[~valid, key].astype(object).reset_index(drop=True)

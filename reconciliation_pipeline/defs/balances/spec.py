@@ -80,6 +80,7 @@ HOLDING = Entity(
     compared=(ComparedField(rules.BALANCE_FIELD, Comparison.AMOUNT, tolerance=Setting("usdc_balance_tolerance")),),
     authority=Authority.CHAIN,
     address_columns=(rules.WALLET_FIELD,),
+    muxed_accounts=True,
     chain_invariants=Invariants(BalanceInvariants, "balance_invariants", BALANCE_TEXT, Severity.CRITICAL),
     missing=Missing(field="trustline", reason="no USDC trustline: the account cannot hold USDC"),
     description="Each compared wallet's USDC on chain: a G... account's USDC trustline, a C... contract's balance "
