@@ -210,7 +210,12 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             usdc_balance_tolerance=dg.EnvVar.int("USDC_BALANCE_TOLERANCE"),
             streak_qualifying_minutes=dg.EnvVar.int("STREAK_QUALIFYING_MINUTES"),
         ),
-        "alerting": AlertingResource(webhook_url=dg.EnvVar("ALERT_WEBHOOK_URL")),
+        "alerting": AlertingResource(
+            routes_file=dg.EnvVar("ALERT_ROUTES_FILE"),
+            webhook_url=dg.EnvVar("ALERT_WEBHOOK_URL"),
+            pagerduty_routing_key=dg.EnvVar("PAGERDUTY_ROUTING_KEY"),
+            smtp_password=dg.EnvVar("SMTP_PASSWORD"),
+        ),
         "pushgateway": PushgatewayResource(pushgateway_url=dg.EnvVar("PROMETHEUS_PUSHGATEWAY_URL")),
         # The only resource that can sign: bound to the streak sync alone.
         "streak_oracle": StreakOracleResource(

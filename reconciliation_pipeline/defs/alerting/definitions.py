@@ -1,16 +1,14 @@
-"""The alert sensors: drift incidents (CRITICAL at once, others once confirmed) and failed runs.
+"""The alert sensors: drift incidents (routed, grouped per run and route) and failed runs.
 
-The routing, the sinks and the once-only bookkeeping live in `core.alerts`.
+The routing, the channels and the once-only bookkeeping live in `core.alerts`;
+the routes come from `ALERT_ROUTES_FILE` (`core.alert_routes`) or the defaults.
 """
-
-import logging
 
 import dagster as dg
 
 from reconciliation_pipeline.core.alerts import (
-    LOG_SINK,
-    WEBHOOK_SINK,
     AlertingResource,
+    alert_run_failure,
     dispatch_incident_alerts,
     run_failure_alert,
 )
@@ -21,8 +19,9 @@ from reconciliation_pipeline.resources import PostgresResource
     name="drift_incident_alerts",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts on drift incidents: CRITICAL at once, other severities once confirmed; "
-    "each incident occurrence once (recorded in recon.alerts).",
+    description="Alerts on drift incidents as the alert routes say (by domain and severity, at once or once "
+    "confirmed): one message per run and route, resolved notices, nothing while acknowledged or exempt; each "
+    "incident occurrence once (recorded in recon.alerts).",
 )
 def drift_incident_alert_sensor(
     context: dg.SensorEvaluationContext,
@@ -37,12 +36,12 @@ def drift_incident_alert_sensor(
     name="run_failure_alerts",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts (log and webhook) when a run fails outright. Drift found by a successful "
-    "run is alerted from its incidents instead.",
+    description="Alerts the routes' run-failure channels when a run fails outright. Drift found by a "
+    "successful run is alerted from its incidents instead.",
 )
-def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerting: AlertingResource) -> None:
-    alert = run_failure_alert(context)
-    alerting.deliver((LOG_SINK, WEBHOOK_SINK), logging.ERROR, alert.record(), alert.webhook_payload(), context.log)
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext, postgres: PostgresResource,
+                             alerting: AlertingResource) -> None:
+    alert_run_failure(postgres.engine, alerting, run_failure_alert(context), context.log)
 
 
 defs = dg.Definitions(sensors=[drift_incident_alert_sensor, run_failure_alert_sensor])
