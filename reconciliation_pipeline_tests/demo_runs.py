@@ -15,7 +15,13 @@ import pytest
 import sqlalchemy as sa
 
 from recon_demo.identities import DEVNET
-from recon_demo.world import DemoWorld, WorldSizes, build_demo_world, load_demo_world_into_ledger, write_demo_world_to_db
+from recon_demo.world import (
+    DemoWorld,
+    WorldSizes,
+    build_demo_world,
+    load_demo_world_into_ledger,
+    write_demo_world_to_db,
+)
 from recon_demo.worlds.streaks import oracle_environment
 from reconciliation_pipeline.core.cadences import FREQUENT_JOB, NIGHTLY_JOB
 from reconciliation_pipeline.settings import ENV_SETTINGS
