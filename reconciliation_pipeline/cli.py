@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 
-from reconciliation_pipeline import localenv
+from reconciliation_pipeline import incidents, localenv
+from reconciliation_pipeline.api import command as api_command
 from reconciliation_pipeline.settings import render_env_example
 
 DEMO_COMMANDS = ("demo", "ui", "devnet", "env")
@@ -58,6 +59,8 @@ def parser() -> argparse.ArgumentParser:
         handler=lambda _: print(render_env_example(), end="") or 0
     )
     commands.add_parser("psql", help=cmd_psql.__doc__).set_defaults(handler=cmd_psql)
+    incidents.register(commands)
+    api_command.register(commands)
     commands.add_parser("stop", help=cmd_stop.__doc__).set_defaults(handler=cmd_stop)
     return root
 
