@@ -174,3 +174,21 @@ def test_a_launch_token_starts_a_dry_run_through_dagster_and_reads_its_discrepan
         released = connection.execute(sa.text("SELECT released_amount::text FROM streams WHERE id = 2")).scalar_one()
         states = set(connection.execute(sa.text("SELECT state FROM recon.repairs")).scalars())
     assert released == "25005000000" and states == {"planned"}
+
+
+def test_the_deploy_configuration_runs_the_api_with_its_variables_from_secrets() -> None:
+    import yaml
+
+    from reconciliation_pipeline.localenv import PROJECT_ROOT
+    from reconciliation_pipeline.settings import SETTINGS_BY_NAME
+
+    deployment, service = yaml.safe_load_all((PROJECT_ROOT / "deploy" / "k8s" / "api.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:2] == ["recon", "api"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert {e["name"] for e in container["env"]} <= set(SETTINGS_BY_NAME)
+    assert {s["secretRef"]["name"] for s in container["envFrom"]} == {"reconciliation-pipeline-env",
+                                                                       "reconciliation-api-tokens"}
+    assert not any(e["name"].endswith("TOKENS") for e in container["env"])  # tokens only from a secret
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert "\napi: setup" in (PROJECT_ROOT / "Makefile").read_text()

@@ -306,3 +306,13 @@ def test_a_channel_whose_secret_variable_is_unset_fails_at_start_naming_the_vari
     with pytest.raises(dg.DagsterInvariantViolationError, match="ALERT_ROUTES_FILE.*cannot be read"):
         with dg.build_resources({"alerting": AlertingResource(routes_file=str(missing))}):
             pass
+
+
+def test_the_example_routes_file_validates() -> None:
+    from reconciliation_pipeline.localenv import PROJECT_ROOT
+
+    routes = load_routes(str(PROJECT_ROOT / "deploy" / "alert_routes.example.yaml"))
+    assert [r.name for r in routes.routes] == ["page", "markets", "money", "everything-else"]
+    assert routes.secret_variables() == {"oncall-slack": "ALERT_WEBHOOK_URL", "markets-slack": "MARKETS_SLACK_WEBHOOK_URL",
+                                         "pagerduty": "PAGERDUTY_ROUTING_KEY", "finance-mail": "SMTP_PASSWORD"}
+    assert routes.route_for("markets", "CRITICAL").name == "page"
