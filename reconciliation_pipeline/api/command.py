@@ -13,15 +13,19 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from reconciliation_pipeline.settings import SETTINGS_BY_NAME
+
+if TYPE_CHECKING:
+    from reconciliation_pipeline.api.app import ApiSettings
 
 
 def _setting(env: Mapping[str, str], name: str) -> str:
     return env.get(name, SETTINGS_BY_NAME[name].default)
 
 
-def settings_from_environment(env: Mapping[str, str]):  # noqa: ANN201 - ApiSettings, imported lazily
+def settings_from_environment(env: Mapping[str, str]) -> ApiSettings:
     """The API's settings from environment variables; a bad token setting is a clear error."""
     from reconciliation_pipeline.api.app import ApiSettings
     from reconciliation_pipeline.api.auth import Tokens
