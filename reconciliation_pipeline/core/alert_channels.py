@@ -15,7 +15,7 @@ import json
 import logging
 import smtplib
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -127,13 +127,13 @@ class LogSender:
         return None
 
 
-def _post(url: str, payload: Mapping[str, Any], timeout_s: float, ok: Sequence[int] = ()) -> str | None:
-    """POST JSON; an error description naming only the URL's host, or None."""
+def _post(url: str, payload: Mapping[str, Any], timeout_s: float) -> str | None:
+    """POST JSON; an error description naming only the URL's host, or None (any 2xx: PagerDuty answers 202)."""
     try:
         response = requests.post(url, json=payload, timeout=timeout_s)
     except requests.RequestException as error:
         return f"{type(error).__name__} posting to {redact_url(url)}"
-    if not (200 <= response.status_code < 300 or response.status_code in ok):
+    if not 200 <= response.status_code < 300:
         return f"HTTP {response.status_code} from {redact_url(url)}"
     return None
 
