@@ -135,6 +135,8 @@ def listed(payload: dict) -> list[int]:
     return [int(i) for i in re.search(r"ANY\('\{([\d,]+)\}'\)", footer).group(1).split(",")]
 
 
+# The local SMTP server takes a login without TLS on purpose (it is on 127.0.0.1); aiosmtpd warns about it.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_a_first_run_sends_one_message_per_run_and_route_pages_and_mails_and_leaks_no_secret(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, engine: sa.Engine, ledger: DevnetLedger,
     devnet: DevnetServer, reference_time: datetime, caplog: pytest.LogCaptureFixture,
