@@ -238,7 +238,12 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             max_missing_share=dg.EnvVar("RECON_MAX_MISSING_SHARE"),
             missing_share_jump=dg.EnvVar("RECON_MISSING_SHARE_JUMP"),
         ),
-        "alerting": AlertingResource(webhook_url=dg.EnvVar("ALERT_WEBHOOK_URL")),
+        "alerting": AlertingResource(
+            routes_file=dg.EnvVar("ALERT_ROUTES_FILE"),
+            webhook_url=dg.EnvVar("ALERT_WEBHOOK_URL"),
+            pagerduty_routing_key=dg.EnvVar("PAGERDUTY_ROUTING_KEY"),
+            smtp_password=dg.EnvVar("SMTP_PASSWORD"),
+        ),
         "pushgateway": PushgatewayResource(pushgateway_url=dg.EnvVar("PROMETHEUS_PUSHGATEWAY_URL")),
         # The only resource that can sign: bound to the streak sync alone.
         "streak_oracle": StreakOracleResource(

@@ -68,8 +68,30 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
                "How far (0 to 1) a read's missing share may rise above the median of that entity's last 5 reads "
                "before the run fails closed the same way."),
     EnvSetting("ALERT_WEBHOOK_URL", "",
-               "Slack-compatible incoming webhook for drift and run-failure alerts; a secret, never logged. "
-               "Empty: alerts go to the structured log only."),
+               "Slack-compatible incoming webhook: without ALERT_ROUTES_FILE, the default route for drift and "
+               "run-failure alerts; with it, the webhook of slack channels that name no other variable. A secret, "
+               "never logged. Empty (and no routes file): alerts go to the structured log only.", secret=True),
+    EnvSetting("ALERT_ROUTES_FILE", "",
+               "Path of the alert routes file (YAML): channels (log, slack, pagerduty, email), routes by domain "
+               "and severity, suppression interval, runbook links (README, Alert routing). Empty: the default "
+               "routes (CRITICAL at once, WARN once confirmed; log and ALERT_WEBHOOK_URL)."),
+    EnvSetting("PAGERDUTY_ROUTING_KEY", "",
+               "Routing key of the PagerDuty Events API v2 integration that pagerduty channels use unless they "
+               "name another variable. A secret, never logged.", secret=True),
+    EnvSetting("SMTP_PASSWORD", "",
+               "Password of the SMTP account that email channels log in with unless they name another variable. "
+               "A secret, never logged.", secret=True),
+    EnvSetting("RECON_API_READ_TOKENS", "",
+               "Bearer tokens (comma-separated, at least 24 characters each) that may read the API: discrepancies, "
+               "incidents, runs. Secrets, never logged.", secret=True),
+    EnvSetting("RECON_API_LAUNCH_TOKENS", "",
+               "Bearer tokens (comma-separated) that may also launch reconciliations through the API. Secrets, "
+               "never logged. `recon api` refuses to start with no token at all.", secret=True),
+    EnvSetting("DAGSTER_WEBSERVER_URL", "http://127.0.0.1:3000",
+               "The Dagster webserver the API launches runs through (its GraphQL endpoint); `make ui` serves one "
+               "here."),
+    EnvSetting("RECON_API_HOST", "127.0.0.1", "Address `recon api` (`make api`) listens on."),
+    EnvSetting("RECON_API_PORT", "8080", "Port `recon api` (`make api`) listens on."),
     EnvSetting("PROMETHEUS_PUSHGATEWAY_URL", "",
                "http(s)://host:port of a Prometheus Pushgateway for run metrics. Empty: Dagster metadata only."),
     EnvSetting("STREAK_SYNC_ENABLED", "false",

@@ -236,7 +236,9 @@ def diff_entity(
     checked_ids = pd.concat([entity.entity_ids(pd.Series(keys, dtype=object)), entity.entity_ids(db.loc[invalid, key])],
                             ignore_index=True)
     not_read = int(unread.sum())
-    return concat_findings(parts), Checked.of(entity.entity_type, checked_ids, len(errors) + not_read, not_read)
+    missed = entity.entity_ids(pd.concat([errors, frame.loc[unread, key]], ignore_index=True).astype(object))
+    return concat_findings(parts), Checked.of(entity.entity_type, checked_ids, len(errors) + not_read, not_read,
+                                              unchecked_ids=missed)
 
 
 def invariant_findings(

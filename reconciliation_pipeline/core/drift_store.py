@@ -1,13 +1,17 @@
 """Persisting a domain's findings: run record, discrepancies and incidents.
 
 Everything for one (run, domain) is written in one transaction, so analysts
-never see a run's findings without its incidents or the other way round.
+never see a run's findings without its incidents or the other way round:
+the findings (with their asset and amount at stake when they are money), the
+incidents they open, confirm or resolve (each transition also written to
+`recon.incident_events`), the exemptions live rules grant, and the coverage of
+the entities the run knew of.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,8 +19,11 @@ import pandas as pd
 from sqlalchemy.engine import Connection, Engine
 
 from reconciliation_pipeline.core import sql
-from reconciliation_pipeline.core.findings import FindingsModel, counts_by_class
+from reconciliation_pipeline.core.coverage import record_coverage
+from reconciliation_pipeline.core.findings import MONEY_COLUMNS, FindingsModel, counts_by_class
 from reconciliation_pipeline.core.results import DomainDiff
+
+INCIDENT_KEY = ["entity_type", "entity_id", "field", "drift_class"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,10 @@ class PersistSummary:
     opened_or_seen: int
     confirmed: int
     resolved: int
+    opened: int = 0
+    """Incidents this run opened or reopened (of `opened_or_seen`)."""
+    exempt: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INCIDENT_KEY))
+    """The incident keys of this run's findings that a live exemption rule matched."""
 
 
 def _none_if_missing(value: Any) -> Any:
@@ -75,9 +86,24 @@ def _finding_params(run: RunInfo, findings: pd.DataFrame, db_snapshot_at: dateti
             "db_snapshot_at": db_snapshot_at,
             "partition_key": run.partition_key,
             "details": json.dumps({"entity_key": r["entity_key"], **r["details"]}, default=str),
+            **_money_params(r),
         }
         for r in records
     ]
+
+
+def _money_params(record: dict[str, Any]) -> dict[str, Any]:
+    """The money columns of one finding; the amount as text so no driver rounds it."""
+    values = {name: _none_if_missing(record.get(name)) for name in MONEY_COLUMNS}
+    values["asset_decimals"] = None if values["asset_decimals"] is None else int(values["asset_decimals"])
+    values["amount_at_stake"] = None if values["amount_at_stake"] is None else str(int(values["amount_at_stake"]))
+    return values
+
+
+def _changed_ledgers(details: pd.Series) -> list[int | None]:
+    """The `last_modified_ledger` a finding's entry carries, when known: when the chain side last changed."""
+    ledgers = details.map(lambda d: d.get("last_modified_ledger") if isinstance(d, dict) else None)
+    return [None if _none_if_missing(v) is None else int(v) for v in ledgers]
 
 
 def _text_array(values: pd.Series) -> list[str | None]:
@@ -92,11 +118,12 @@ def _record_incidents(
     checked: pd.DataFrame,
     policy: IncidentPolicy,
     seen_at: datetime,
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int, int]:
+    """Open or update, confirm and resolve incidents; every transition is an `incident_events` row."""
     base = {"domain": domain, "run_id": run.run_id, "seen_at": seen_at}
     # One incident per (entity, field, class): the first finding of each wins.
-    unique = findings.drop_duplicates(["entity_type", "entity_id", "field", "drift_class"])
-    seen = 0
+    unique = findings.drop_duplicates(INCIDENT_KEY)
+    seen = opened = 0
     if len(unique):
         seen = connection.execute(
             sql.query("recon/queries/upsert_incidents.sql"),
@@ -110,8 +137,15 @@ def _record_incidents(
                 "db_values": _text_array(unique["db_value"]),
                 "chain_values": _text_array(unique["chain_value"]),
                 "deltas": _text_array(unique["delta"]),
+                "asset_codes": _text_array(unique["asset_code"]),
+                "asset_issuers": _text_array(unique["asset_issuer"]),
+                "asset_contract_ids": _text_array(unique["asset_contract_id"]),
+                "asset_decimals": [None if _none_if_missing(v) is None else int(v) for v in unique["asset_decimals"]],
+                "amounts": _text_array(unique["amount_at_stake"]),
+                "changed_ledgers": _changed_ledgers(unique["details"]),
             },
         ).rowcount
+        opened = connection.execute(sql.query("recon/queries/incident_opened_events.sql"), base).rowcount
     confirmed = connection.execute(
         sql.query("recon/queries/confirm_incidents.sql"),
         {**base, "confirm_after_runs": policy.confirm_after_runs, "grace_minutes": policy.grace_minutes},
@@ -127,7 +161,20 @@ def _record_incidents(
                 "entity_ids": _text_array(resolvable["entity_id"]),
             },
         ).rowcount
-    return seen, confirmed, resolved
+    return seen, opened, confirmed, resolved
+
+
+def _apply_exemptions(connection: Connection, run: RunInfo, domain: str, seen_at: datetime) -> pd.DataFrame:
+    """Mark this run's findings and incidents that a live exemption rule matches (and clear incidents
+    whose rule expired or was revoked); returns the exempt findings' incident keys."""
+    params = {"domain": domain, "run_id": run.run_id, "seen_at": seen_at}
+    if not connection.execute(sql.query("recon/queries/live_exemption_rules.sql"), params).scalar_one():
+        # No rule to match: only incidents exempted before (their rule has since lapsed) change.
+        connection.execute(sql.query("recon/queries/clear_incident_exemptions.sql"), params)
+        return pd.DataFrame(columns=INCIDENT_KEY)
+    connection.execute(sql.query("recon/queries/exempt_incidents.sql"), params)
+    rows = connection.execute(sql.query("recon/queries/exempt_findings.sql"), params).tuples().all()
+    return pd.DataFrame(rows, columns=INCIDENT_KEY, dtype=object).drop_duplicates()
 
 
 def _with_open_incidents(connection: Connection, domain: str, checked: pd.DataFrame) -> pd.DataFrame:
@@ -179,8 +226,10 @@ def persist_domain_run(
         params = _finding_params(run, findings, diff.db_snapshot_at)
         if params:
             connection.execute(sql.query("recon/queries/insert_finding.sql"), params)
-        seen, confirmed, resolved = _record_incidents(connection, run, domain, findings, checked.entities, policy,
-                                                      seen_at)
+        seen, opened, confirmed, resolved = _record_incidents(connection, run, domain, findings, checked.entities,
+                                                              policy, seen_at)
+        exempt = _apply_exemptions(connection, run, domain, seen_at)
+        record_coverage(connection, domain, run.run_id, checked, seen_at)
         connection.execute(
             sql.query("recon/queries/finish_run.sql"),
             {
@@ -201,4 +250,6 @@ def persist_domain_run(
         opened_or_seen=seen,
         confirmed=confirmed,
         resolved=resolved,
+        opened=opened,
+        exempt=exempt,
     )

@@ -22,15 +22,18 @@ from reconciliation_pipeline.chain.addresses import valid_address_mask
 from reconciliation_pipeline.chain.keys import instance_key
 from reconciliation_pipeline.chain.reader import ChainReader, ProgressCallback, RetentionWindowError
 from reconciliation_pipeline.core import repairs, run_status
+from reconciliation_pipeline.core.coverage import coverage_summary
 from reconciliation_pipeline.core.diff import diff_entity, invariant_findings, key_address_column, resolve_tolerances
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
-from reconciliation_pipeline.core.drift_store import persist_domain_run
+from reconciliation_pipeline.core.drift_store import INCIDENT_KEY, persist_domain_run
 from reconciliation_pipeline.core.entry_versions import ComparedEntries, finish_sweep, known_versions
 from reconciliation_pipeline.core.events import read_named
 from reconciliation_pipeline.core.findings import concat_findings, empty_findings, findings_frame, with_domain
+from reconciliation_pipeline.core.latency import fill_chain_change_times, run_latency
 from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata, markdown_table, read_metadata
 from reconciliation_pipeline.core.metrics import DomainRunMetrics, PushgatewayResource, findings_by_class_and_severity
 from reconciliation_pipeline.core.missing_guard import MassMissingError, MissingRead, guard_read
+from reconciliation_pipeline.core.money import stamp_money
 from reconciliation_pipeline.core.results import (
     AggregateResult,
     ChainSnapshot,
@@ -472,7 +475,9 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
             ledgers.append(chain.ledger_sequence)
     for source in spec.sources_of(scope):
         parts.append(_source_invariants(spec, scope, source, inputs))
-        checked.append(Checked(Checked.none().entities, unchecked=len(inputs.sources[source.name].duplicate_keys)))
+        duplicates = pd.Series(inputs.sources[source.name].duplicate_keys, dtype=object)
+        checked.append(Checked.of(source.entity_type, pd.Series([], dtype=object), unchecked=len(duplicates),
+                                  unchecked_ids=source.entity_id_prefix + duplicates))
     for aggregate in inputs.aggregates.values():
         parts.append(aggregate.findings)
         checked.append(aggregate.checked)
@@ -485,6 +490,7 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
     findings = with_domain(concat_findings(parts), spec.domain)
     if spec.hooks.decorate is not None and len(findings):
         findings = spec.hooks.decorate(findings, inputs)
+    findings = stamp_money(findings, spec, inputs, ctx.contracts)
     plan = repairs.empty_plan()
     if plans_repairs(spec, scope):
         plans = [repairs.plan_field_repairs(spec.domain, e, findings) for e in spec.entities_of(scope)]
@@ -501,6 +507,9 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
     summary = persist_domain_run(ctx.engine, run, spec.domain, diff, started_at=started_at,
                                  policy=ctx.settings.incident_policy(), steps_pending=steps_pending)
     watermark = _finish_incremental(ctx, spec, scope, inputs, diff)
+    with ctx.reader() as reader:
+        fill_chain_change_times(ctx.engine, reader, spec.domain)
+    exempt = _exempt_mask(findings, summary.exempt)
     metrics = DomainRunMetrics(
         domain=spec.domain, run_id=ctx.run.run_id, job_name=ctx.run.job_name, duration_s=ctx.budget.elapsed_s(),
         status=summary.status, findings=findings_by_class_and_severity(findings),
@@ -511,7 +520,9 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
             "time_limit": diff.checked.not_read,
         },
         entities_checked=len(diff.checked.entities), entities_unchecked=diff.checked.unchecked,
-        finished_at_unix=time.time(),
+        finished_at_unix=time.time(), findings_exempt=int(exempt.sum()),
+        coverage=coverage_summary(ctx.engine, spec.domain, datetime.now(UTC)),
+        latency=run_latency(ctx.engine, spec.domain, ctx.run.run_id),
     )
     pushed = pushgateway.push(metrics, ctx.log)
     ctx.log.info(
@@ -526,6 +537,7 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
         "entities_unchecked": diff.checked.unchecked,
         "entities_not_read_time_limit": diff.checked.not_read,
         "incidents_opened_or_seen": summary.opened_or_seen,
+        "incidents_opened": summary.opened,
         "incidents_confirmed": summary.confirmed,
         "incidents_resolved": summary.resolved,
         "ledger_sequence": diff.ledger_sequence,
@@ -534,16 +546,28 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
         **metrics.as_metadata(),
         "metrics_pushed": pushed,
     }
-    return Output(diff, metadata, _discrepancy_checks(spec, scope, diff))
+    return Output(diff, metadata, _discrepancy_checks(spec, scope, diff, exempt))
 
 
-def _discrepancy_checks(spec: DomainSpec, scope: Scope, diff: DomainDiff) -> tuple[dg.AssetCheckResult, ...]:
-    """`no_critical_drift`, and where repairs copy chain values, the blocking `chain_values_copyable`."""
+def _exempt_mask(findings: pd.DataFrame, exempt_keys: pd.DataFrame) -> pd.Series:
+    """Which findings a live exemption rule covers (persisting matched them)."""
+    if exempt_keys.empty or findings.empty:
+        return pd.Series(False, index=findings.index, dtype=bool)
+    keys = pd.MultiIndex.from_frame(findings[INCIDENT_KEY].astype(str))
+    return pd.Series(keys.isin(pd.MultiIndex.from_frame(exempt_keys[INCIDENT_KEY].astype(str))), index=findings.index)
+
+
+def _discrepancy_checks(spec: DomainSpec, scope: Scope, diff: DomainDiff,
+                        exempt: pd.Series | None = None) -> tuple[dg.AssetCheckResult, ...]:
+    """`no_critical_drift` (exempt findings are known cases: they do not fail it), and where repairs
+    copy chain values, the blocking `chain_values_copyable`."""
     findings, plan = diff.findings, diff.repair_plan
-    critical = findings[findings["severity"] == Severity.CRITICAL.value]
+    live = findings if exempt is None else findings[~exempt]
+    critical = live[live["severity"] == Severity.CRITICAL.value]
     checks = [dg.AssetCheckResult(
         check_name=NO_CRITICAL_DRIFT, passed=critical.empty, severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"critical_findings": len(critical), "sample": markdown_table(
+        metadata={"critical_findings": len(critical), "critical_findings_exempt": int(
+            (findings["severity"] == Severity.CRITICAL.value).sum()) - len(critical), "sample": markdown_table(
             critical[["entity_id", "field", "drift_class", "db_value", "chain_value"]], "No critical drift.")},
     )]
     if copies_chain_values(spec, scope):

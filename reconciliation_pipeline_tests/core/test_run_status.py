@@ -99,9 +99,12 @@ def test_rows_a_finished_run_left_running_are_failed_and_alerted_once(
                 "alerting": AlertingResource(webhook_url=webhook.url),
             }) as context:
                 unfinished_run_alert_sensor(context)
-    texts = sorted(json.loads(r.body)["text"] for r in webhook.requests)
-    assert texts == ["[CRITICAL] lending run of lending_sweep never finished (gone)",
-                     f"[CRITICAL] streams run of __ephemeral_asset_job__ never finished ({succeeded.run_id})"]
+    bodies = sorted((json.loads(r.body) for r in webhook.requests), key=lambda b: b["text"])
+    assert [b["text"] for b in bodies] == [f"[CRITICAL] run of __ephemeral_asset_job__ failed ({succeeded.run_id})",
+                                           "[CRITICAL] run of lending_sweep failed (gone)"]
+    details = [b["blocks"][1]["text"]["text"] for b in bodies]
+    assert "succeeded without running this domain's last steps" in details[0] and "streams" in details[0]
+    assert "has no such run" in details[1] and "lending" in details[1]
     with engine.connect() as connection:
         statuses = dict(connection.execute(sa.text("SELECT run_id, status FROM recon.runs")).all())
     assert statuses == {succeeded.run_id: "failed", "gone": "failed", "young": "running"}

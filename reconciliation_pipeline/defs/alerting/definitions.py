@@ -1,21 +1,20 @@
-"""The alert sensors: drift incidents (CRITICAL at once, others once confirmed), failed runs and
-runs that never finished.
+"""The alert sensors: drift incidents (routed, grouped per run and route), failed runs and runs
+that never finished.
 
-The routing, the sinks and the once-only bookkeeping live in `core.alerts`; a run's row in
-`recon.runs` lives in `core.run_status`.
+The routing, the channels and the once-only bookkeeping live in `core.alerts`; the routes come
+from `ALERT_ROUTES_FILE` (`core.alert_routes`) or the defaults. A run's row in `recon.runs`
+lives in `core.run_status`.
 """
 
-import logging
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from reconciliation_pipeline.core import run_status
 from reconciliation_pipeline.core.alerts import (
-    LOG_SINK,
-    WEBHOOK_SINK,
     AlertingResource,
-    UnfinishedRunAlert,
+    RunFailureAlert,
+    alert_run_failure,
     dispatch_incident_alerts,
     run_failure_alert,
 )
@@ -29,8 +28,9 @@ UNFINISHED_GRACE = timedelta(minutes=2)
     name="drift_incident_alerts",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts on drift incidents: CRITICAL at once, other severities once confirmed; "
-    "each incident occurrence once (recorded in recon.alerts).",
+    description="Alerts on drift incidents as the alert routes say (by domain and severity, at once or once "
+    "confirmed): one message per run and route, resolved notices, nothing while acknowledged or exempt; each "
+    "incident occurrence once (recorded in recon.alerts).",
 )
 def drift_incident_alert_sensor(
     context: dg.SensorEvaluationContext,
@@ -48,8 +48,8 @@ def drift_incident_alert_sensor(
     # Runs executed in their own process (`recon demo`, `dagster job execute`) belong to no code
     # location; without this the sensor never sees them fail.
     monitor_all_code_locations=True,
-    description="Alerts (log and webhook) when a run fails outright. Drift found by a successful "
-    "run is alerted from its incidents instead.",
+    description="Alerts the routes' run-failure channels when a run fails outright, and marks its recon.runs rows "
+    "still 'running' failed. Drift found by a successful run is alerted from its incidents instead.",
 )
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, postgres: PostgresResource,
                              alerting: AlertingResource) -> None:
@@ -57,8 +57,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, postgres: Post
     unfinished = run_status.mark_run_failed(
         postgres.engine, context.dagster_run.run_id,
         f"the Dagster run failed before this domain finished: {context.failure_event.message or 'run failed'}")
-    alert = run_failure_alert(context, tuple(unfinished))
-    alerting.deliver((LOG_SINK, WEBHOOK_SINK), logging.ERROR, alert.record(), alert.webhook_payload(), context.log)
+    alert_run_failure(postgres.engine, alerting, run_failure_alert(context, tuple(unfinished)), context.log)
 
 
 def _why_unfinished(status: dg.DagsterRunStatus | None) -> str | None:
@@ -88,9 +87,11 @@ def unfinished_run_alert_sensor(context: dg.SensorEvaluationContext, postgres: P
         reason = _why_unfinished(dagster_run.status if dagster_run is not None else None)
         if reason is None or not run_status.mark_failed(engine, row.run_id, row.domain, reason):
             continue
-        alert = UnfinishedRunAlert(row.run_id, row.domain, row.job_name, row.started_at, reason)
-        alerting.deliver((LOG_SINK, WEBHOOK_SINK), logging.ERROR, alert.record(), alert.webhook_payload(),
-                         context.log)
+        alert = RunFailureAlert(job_name=row.job_name or "(unknown job)", run_id=row.run_id,
+                                message=f"{row.domain} started {row.started_at.isoformat()} and never finished: "
+                                        f"{reason}",
+                                step_errors=(), unfinished_domains=(row.domain,))
+        alert_run_failure(engine, alerting, alert, context.log)
         alerted += 1
     return dg.SensorResult(skip_reason=dg.SkipReason(f"{alerted} unfinished runs alerted"))
 

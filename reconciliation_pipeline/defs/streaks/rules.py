@@ -348,7 +348,8 @@ def projection_findings(ctx: StepContext, inputs: DomainInputs) -> ExtraFindings
                                   implausible_session_findings(truth.implausible),
                                   shared_wallet_findings(truth.players)]),
         checked=Checked.of(PROJECTION_ENTITY, "user_" + valid["user_id"].astype(str),
-                           unchecked=int((~computed["computable"]).sum())),
+                           unchecked=int((~computed["computable"]).sum()),
+                           unchecked_ids="user_" + computed.loc[~computed["computable"], "user_id"].astype(str)),
     )
 
 

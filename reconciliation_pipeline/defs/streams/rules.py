@@ -203,7 +203,8 @@ def escrow_solvency(ctx: StepContext, inputs: DomainInputs) -> StepResult:
         name="stream_escrow",
         frame=solvency,
         findings=concat_findings([escrow_findings(solvency), escrow_read_error_findings(solvency)]),
-        checked=Checked.of(ESCROW_ENTITY_TYPE, established["token"], unchecked=len(solvency) - len(established)),
+        checked=Checked.of(ESCROW_ENTITY_TYPE, established["token"], unchecked=len(solvency) - len(established),
+                           unchecked_ids=solvency.loc[solvency["solvent"].isna(), "token"]),
         ledger_sequence=max(ledgers, default=None),
         db_snapshot_at=inputs.sources[STREAMS].taken_at,
     )

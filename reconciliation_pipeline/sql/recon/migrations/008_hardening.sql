@@ -34,3 +34,16 @@ ALTER TABLE recon.runs ADD COLUMN outcome TEXT CHECK (outcome IN ('succeeded', '
 ALTER TABLE recon.runs ADD COLUMN steps_pending INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE recon.runs ADD COLUMN error TEXT;
 CREATE INDEX runs_running_idx ON recon.runs (started_at) WHERE status = 'running';
+
+COMMENT ON COLUMN recon.runs.repairs_refused IS 'Stored repairs refused because they differ from this run''s plan (nothing ran).';
+COMMENT ON COLUMN recon.runs.outcome IS 'What the findings step concluded (succeeded / partial); the status once every later step ended.';
+COMMENT ON COLUMN recon.runs.steps_pending IS 'Steps after the findings step (repairs, the streak sync) this run has still to end.';
+COMMENT ON COLUMN recon.runs.error IS 'Why the run failed: the failing step''s error, or what the run-failure / unfinished-run sensor saw.';
+COMMENT ON COLUMN recon.chain_reads.run_id IS 'The Dagster run that read.';
+COMMENT ON COLUMN recon.chain_reads.domain IS 'The reconciliation domain.';
+COMMENT ON COLUMN recon.chain_reads.entity IS 'The entity of the domain''s spec that was read.';
+COMMENT ON COLUMN recon.chain_reads.scope IS 'The scope of the read (nightly, incremental, ...): history is per scope.';
+COMMENT ON COLUMN recon.chain_reads.keys IS 'Database keys the read asked for and the RPC answered (keys with open incidents left out).';
+COMMENT ON COLUMN recon.chain_reads.missing IS 'Of those, keys with no entry on chain.';
+COMMENT ON COLUMN recon.chain_reads.accepted IS 'False when the mass-missing guard refused the read (the run failed; not history).';
+COMMENT ON COLUMN recon.chain_reads.read_at IS 'When the read was recorded.';
