@@ -146,6 +146,9 @@ class ReconSettingsResource(dg.ConfigurableResource):
     """Text, like the odds threshold. A read whose share of keys missing on chain is above this fails."""
     missing_share_jump: str = "0.25"
     """A read whose missing share is this far above the entity's recent median fails."""
+    sweep_chunk_rows: int = 25_000
+    """Rows per chunk of a streaming full sweep (`core.streaming`): what memory holds of each
+    side at a time, a few chunks deep. 0 turns streaming off: full sweeps hold whole frames."""
     streak_qualifying_minutes: int = 30
     """A deployment-wide rule, not run config: a run with another threshold would "repair"
     every projection to a rule the app does not use."""
@@ -158,6 +161,9 @@ class ReconSettingsResource(dg.ConfigurableResource):
                                 (self.nightly_run_time_limit_s, "NIGHTLY_RUN_TIME_LIMIT_SECONDS")):
             if value <= 0:
                 raise dg.DagsterInvariantViolationError(f"{variable} must be a positive number of seconds, got {value}")
+        if self.sweep_chunk_rows < 0:
+            raise dg.DagsterInvariantViolationError(
+                f"sweep_chunk_rows must be 0 (no streaming) or a positive number of rows, got {self.sweep_chunk_rows}")
         if self.usdc_balance_tolerance < 0:
             raise dg.DagsterInvariantViolationError(
                 f"USDC_BALANCE_TOLERANCE must be a non-negative number of base units, got {self.usdc_balance_tolerance}"

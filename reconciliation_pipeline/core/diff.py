@@ -7,6 +7,7 @@ merged frame, and each compared field is one column operation.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pandas as pd
@@ -23,7 +24,6 @@ from reconciliation_pipeline.core.snapshots import (
     READ_OK,
     READ_UNCHANGED,
     data_key_ledger_keys,
-    decoded_rows,
 )
 from reconciliation_pipeline.core.spec import Comparison, DataKey, Entity, InstanceOf, PerRow, Setting
 
@@ -202,15 +202,32 @@ def key_address_column(entity: Entity) -> str | None:
     return None
 
 
-def diff_entity(
+@dataclass(frozen=True)
+class EntityDiff:
+    """One entity's findings and, by key, what they settled."""
+
+    findings: pd.DataFrame
+    compared_keys: pd.Series
+    """Keys compared (their incidents may resolve), invalid-address rows included."""
+    missed_keys: pd.Series
+    """Keys known but not checked: read errors, then keys not read at the time limit."""
+    not_read: int
+
+    def checked(self, entity: Entity) -> Checked:
+        return Checked.of(entity.entity_type, entity.entity_ids(self.compared_keys), len(self.missed_keys),
+                          self.not_read, unchecked_ids=entity.entity_ids(self.missed_keys))
+
+
+def diff_entity_keys(
     entity: Entity, db: pd.DataFrame, chain: ChainSnapshot, tolerances: Mapping[str, int]
-) -> tuple[pd.DataFrame, Checked]:
-    """One entity's findings and the entities it settled.
+) -> EntityDiff:
+    """One entity's findings and the keys it settled.
 
     Rows whose ledger key needs an address that is invalid were never read: they are
     INVALID_ADDRESS on that column (and checked: that is what they are). Entries left
     `unchanged` (an incremental skip) are in neither side; entries not read before the
-    run's time limit are not checked, which is different from any finding.
+    run's time limit are not checked, which is different from any finding. The chain
+    side's invariants are not validated here: the chain step validated them once.
     """
     key = entity.key
     frame = chain.frame
@@ -228,17 +245,19 @@ def diff_entity(
                                             entity.invalid_address_severity)
     parts = [invalid_found, diff_snapshots(entity, compared_db, compared_chain, contract_id=chain.contract_id,
                                            tolerances=tolerances)]
-    if entity.chain_invariants is not None:
-        parts.append(invariant_findings(entity, key, entity.chain_invariants.model, decoded_rows(compared_chain),
-                                        side="chain", severity=entity.chain_invariants.severity))
     errors = compared_chain.loc[compared_chain["read_status"] == READ_ERROR, key]
     keys = pd.Index(compared_db[key]).union(pd.Index(compared_chain[key])).difference(pd.Index(errors))
-    checked_ids = pd.concat([entity.entity_ids(pd.Series(keys, dtype=object)), entity.entity_ids(db.loc[invalid, key])],
-                            ignore_index=True)
-    not_read = int(unread.sum())
-    missed = entity.entity_ids(pd.concat([errors, frame.loc[unread, key]], ignore_index=True).astype(object))
-    return concat_findings(parts), Checked.of(entity.entity_type, checked_ids, len(errors) + not_read, not_read,
-                                              unchecked_ids=missed)
+    compared = pd.concat([pd.Series(keys, dtype=object), db.loc[invalid, key].astype(object)], ignore_index=True)
+    missed = pd.concat([errors, frame.loc[unread, key]], ignore_index=True).astype(object)
+    return EntityDiff(concat_findings(parts), compared, missed, int(unread.sum()))
+
+
+def diff_entity(
+    entity: Entity, db: pd.DataFrame, chain: ChainSnapshot, tolerances: Mapping[str, int]
+) -> tuple[pd.DataFrame, Checked]:
+    """One entity's findings and the entities it settled (`diff_entity_keys`)."""
+    diff = diff_entity_keys(entity, db, chain, tolerances)
+    return diff.findings, diff.checked(entity)
 
 
 def invariant_findings(

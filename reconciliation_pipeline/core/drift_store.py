@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.coverage import record_coverage
 from reconciliation_pipeline.core.findings import MONEY_COLUMNS, FindingsModel, counts_by_class
-from reconciliation_pipeline.core.results import DomainDiff
+from reconciliation_pipeline.core.results import Checked, DomainDiff
 
 INCIDENT_KEY = ["entity_type", "entity_id", "field", "drift_class"]
 
@@ -115,7 +115,7 @@ def _record_incidents(
     run: RunInfo,
     domain: str,
     findings: pd.DataFrame,
-    checked: pd.DataFrame,
+    checked: Checked,
     policy: IncidentPolicy,
     seen_at: datetime,
 ) -> tuple[int, int, int, int]:
@@ -177,17 +177,14 @@ def _apply_exemptions(connection: Connection, run: RunInfo, domain: str, seen_at
     return pd.DataFrame(rows, columns=INCIDENT_KEY, dtype=object).drop_duplicates()
 
 
-def _with_open_incidents(connection: Connection, domain: str, checked: pd.DataFrame) -> pd.DataFrame:
+def _with_open_incidents(connection: Connection, domain: str, checked: Checked) -> pd.DataFrame:
     """The checked entities that have unresolved incidents. A sweep checks a million
     entities and few have incidents: sending only those keeps the resolve statement small."""
-    if checked.empty:
-        return checked
+    if not checked.count:
+        return checked.entities
     open_entities = connection.execute(sql.query("recon/queries/open_incident_entities.sql"),
                                        {"domain": domain}).tuples().all()
-    if not open_entities:
-        return checked.iloc[0:0]
-    pairs = pd.MultiIndex.from_arrays([checked["entity_type"].astype(str), checked["entity_id"].astype(str)])
-    return checked[pairs.isin(pd.MultiIndex.from_tuples(open_entities))]
+    return checked.compared_among((str(t), str(i)) for t, i in open_entities)
 
 
 def persist_domain_run(
@@ -226,7 +223,7 @@ def persist_domain_run(
         params = _finding_params(run, findings, diff.db_snapshot_at)
         if params:
             connection.execute(sql.query("recon/queries/insert_finding.sql"), params)
-        seen, opened, confirmed, resolved = _record_incidents(connection, run, domain, findings, checked.entities,
+        seen, opened, confirmed, resolved = _record_incidents(connection, run, domain, findings, checked,
                                                               policy, seen_at)
         exempt = _apply_exemptions(connection, run, domain, seen_at)
         record_coverage(connection, domain, run.run_id, checked, seen_at)
@@ -238,7 +235,7 @@ def persist_domain_run(
                 "finished_at": datetime.now(UTC),
                 "status": status,
                 "steps_pending": steps_pending,
-                "entities_checked": len(checked.entities),
+                "entities_checked": checked.count,
                 "entities_unchecked": checked.unchecked,
                 "finding_counts": json.dumps(counts),
             },

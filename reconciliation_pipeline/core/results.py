@@ -6,13 +6,14 @@ travels in `DataFrame.attrs` or in tuples.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from reconciliation_pipeline.core.repairs import RepairOutcome
     from reconciliation_pipeline.core.run_budget import RunBudget
     from reconciliation_pipeline.core.scopes import Shard
+    from reconciliation_pipeline.core.streaming import StoredRows, StreamedDiff
     from reconciliation_pipeline.core.watermarks import SweepPlan
     from reconciliation_pipeline.resources import ReconSettingsResource, StellarContractsResource
 
@@ -45,6 +47,15 @@ class DbSnapshot:
     duplicate_keys: tuple[str, ...] = ()
     """Keys several rows share: their rows are not in `frame` (which one is right is unknown), so
     they are neither read, compared, repaired nor counted checked; each has its own finding."""
+    stored: StoredRows | None = None
+    """A streaming full sweep: the rows are in this key-ordered columnar file, not in `frame`
+    (which then holds no rows, only the columns); `core.streaming` reads them chunk by chunk."""
+    rows: int | None = None
+    """How many rows the snapshot holds, where `frame` does not hold them all."""
+
+    @property
+    def row_count(self) -> int:
+        return len(self.frame) if self.rows is None else self.rows
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,9 @@ class ChainSnapshot:
     """Ids of events whose key could not be read while discovering chain-only keys."""
     skipped: str | None = None
     """Why nothing was read (the run compares nothing), or None."""
+    streamed: StreamedDiff | None = None
+    """A streaming full sweep: the entity was diffed chunk by chunk as it was read; `frame` then
+    holds only the entries the findings are about, and this holds the findings and what was checked."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +107,21 @@ def _no_entities() -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
+class KeyedEntities:
+    """Entities of one type named by their u64 keys (`entity_id = prefix + key`): a million
+    of them are 8 MB of keys, not a frame of a million strings."""
+
+    entity_type: str
+    prefix: str
+    keys: np.ndarray
+    """uint64, each key once."""
+
+    def entity_ids(self) -> Iterator[str]:
+        prefix = self.prefix
+        return (prefix + str(key) for key in self.keys.tolist())
+
+
+@dataclass(frozen=True)
 class Checked:
     """Which entities a step compared (their incidents may resolve) and how many it could not."""
 
@@ -104,6 +133,49 @@ class Checked:
     unchecked_entities: pd.DataFrame = field(default_factory=_no_entities)
     """(entity_type, entity_id) of the unchecked entities where the step knows them (coverage counts
     them as known but not checked)."""
+    keyed: tuple[KeyedEntities, ...] = ()
+    """Compared entities held by key (a streaming sweep), beside `entities`; never the same entity
+    as a row of `entities`."""
+    keyed_unchecked: tuple[KeyedEntities, ...] = ()
+    """Known but not compared entities held by key, beside `unchecked_entities`."""
+
+    @property
+    def count(self) -> int:
+        """How many entities were compared."""
+        return len(self.entities) + sum(len(k.keys) for k in self.keyed)
+
+    def compared_among(self, pairs: Iterable[tuple[str, str]]) -> pd.DataFrame:
+        """The compared entities that are among `pairs` of (entity_type, entity_id)."""
+        wanted = set(pairs)
+        frame = self.entities
+        if not wanted:
+            return frame.iloc[0:0]
+        index = pd.MultiIndex.from_arrays([frame["entity_type"].astype(str), frame["entity_id"].astype(str)])
+        found = [frame[index.isin(list(wanted))]]
+        for part in self.keyed:
+            candidates = [int(entity_id[len(part.prefix):]) for entity_type, entity_id in wanted
+                          if entity_type == part.entity_type and entity_id.startswith(part.prefix)
+                          and entity_id[len(part.prefix):].isdigit()]
+            hits = part.keys[np.isin(part.keys, np.array(candidates, dtype=np.uint64))]
+            found.append(pd.DataFrame({"entity_type": pd.Series([part.entity_type] * len(hits), dtype=object),
+                                       "entity_id": pd.Series([part.prefix + str(k) for k in hits.tolist()],
+                                                              dtype=object)}))
+        found = [f for f in found if len(f)]
+        return pd.concat(found, ignore_index=True) if found else frame.iloc[0:0]
+
+    def known(self) -> Iterator[tuple[str, str, bool]]:
+        """(entity_type, entity_id, compared) of every entity the step knew of, each once; one
+        compared by one part and missed by another was compared."""
+        compared = self.entities.assign(checked=True)
+        missed = self.unchecked_entities.assign(checked=False)
+        frames = pd.concat([frame for frame in (compared, missed) if len(frame)] or [compared], ignore_index=True)
+        frames = frames.drop_duplicates(["entity_type", "entity_id"], keep="first")
+        yield from zip(frames["entity_type"].astype(str), frames["entity_id"].astype(str),
+                       frames["checked"].astype(bool), strict=True)
+        for parts, compared_flag in ((self.keyed, True), (self.keyed_unchecked, False)):
+            for part in parts:
+                for entity_id in part.entity_ids():
+                    yield part.entity_type, entity_id, compared_flag
 
     @classmethod
     def none(cls) -> Checked:
@@ -125,7 +197,8 @@ class Checked:
                 else _no_entities()
 
         return cls(union([p.entities for p in parts]), sum(p.unchecked for p in parts),
-                   sum(p.not_read for p in parts), union([p.unchecked_entities for p in parts]))
+                   sum(p.not_read for p in parts), union([p.unchecked_entities for p in parts]),
+                   tuple(k for p in parts for k in p.keyed), tuple(k for p in parts for k in p.keyed_unchecked))
 
 
 @dataclass(frozen=True)
@@ -187,6 +260,13 @@ class DomainInputs:
     aggregates: dict[str, AggregateResult] = field(default_factory=dict)
     plan: SweepPlan | None = None
     diff: DomainDiff | None = None
+
+    def fold(self, entity: str, aggregate: str) -> Any:
+        """The running aggregate a streaming sweep of `entity` folded for `aggregate`, or None."""
+        chain = self.chains.get(entity)
+        if chain is None or chain.streamed is None:
+            return None
+        return chain.streamed.folds.get(aggregate)
 
     def rows_of(self, name: str) -> pd.DataFrame:
         """The rows of a source or of a step whose value holds a frame."""

@@ -102,36 +102,63 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+@dataclass(frozen=True)
+class DbChunks:
+    """A source's rows in key order, one canonical frame per chunk, and its counts."""
+
+    columns: list[str]
+    chunks: Iterator[pd.DataFrame]
+    counts: dict[str, int]
+
+
+@contextmanager
+def db_chunks(
+    engine: Engine, source: Source, row_filter: RowFilter = RowFilter(), *, chunk_rows: int = DB_SNAPSHOT_CHUNK_ROWS
+) -> Iterator[DbChunks]:
+    """The source's query within the filter through a server-side cursor, `chunk_rows` rows at a
+    time, each chunk converted (amounts exact ints, keys canonical) before the next is fetched, so
+    the driver's text and the Row objects of only one chunk are alive. Text columns that repeat in
+    the first chunk hold one object per distinct value. Rows come in key order."""
+    with _gc_paused(), engine.connect() as connection:
+        counts = {name: int(connection.execute(source.sql.query(query)).scalar_one())
+                  for name, query in source.counts.items()}
+        result = connection.execution_options(yield_per=chunk_rows).execute(snapshot_statement(source, row_filter))
+        columns = list(result.keys())
+
+        def chunks() -> Iterator[pd.DataFrame]:
+            shared: dict[str, dict[str, str]] | None = None
+            # The size is passed explicitly: SQLAlchemy 2.1's partitions() without one ignores
+            # yield_per and fetches every row at once.
+            for rows in result.partitions(chunk_rows):
+                values = _column_values(rows, columns)
+                if shared is None:
+                    candidates = {c: v for c, v in values.items()
+                                  if c not in (source.key_column, *source.amount_columns)}
+                    shared = {column: {} for column in _repetitive_text_columns(candidates)}
+                yield _db_chunk_frame(values, source, shared)
+
+        yield DbChunks(columns, chunks(), counts)
+
+
+def empty_db_frame(source: Source, columns: list[str]) -> pd.DataFrame:
+    """No rows, but the query's columns (and the canonical key dtype)."""
+    return _db_chunk_frame(_column_values([], columns), source, {})
+
+
 def snapshot_db(
     engine: Engine, source: Source, row_filter: RowFilter = RowFilter(), *, chunk_rows: int = DB_SNAPSHOT_CHUNK_ROWS
 ) -> DbSnapshot:
     """Run the source's query within the filter; amounts become exact ints, keys canonical.
 
-    The query streams through a server-side cursor `chunk_rows` rows at a time and
-    each chunk is converted before the next is fetched, so the driver's text and
-    the Row objects of only one chunk are alive beside the frame. Text columns that
-    repeat in the first chunk hold one object per distinct value.
+    The rows stream in chunks (`db_chunks`), so memory holds the frame built so far plus one
+    chunk, not every row at once in the driver, as Row objects and as the frame.
     """
     taken_at = datetime.now(UTC)
-    chunks: list[pd.DataFrame] = []
-    shared: dict[str, dict[str, str]] | None = None
-    with _gc_paused(), engine.connect() as connection:
-        result = connection.execution_options(yield_per=chunk_rows).execute(snapshot_statement(source, row_filter))
-        columns = list(result.keys())
-        # The size is passed explicitly: SQLAlchemy 2.1's partitions() without one ignores
-        # yield_per and fetches every row at once.
-        for rows in result.partitions(chunk_rows):
-            values = _column_values(rows, columns)
-            if shared is None:
-                candidates = {c: v for c, v in values.items() if c not in (source.key_column, *source.amount_columns)}
-                shared = {column: {} for column in _repetitive_text_columns(candidates)}
-            chunks.append(_db_chunk_frame(values, source, shared))
-        counts = {name: int(connection.execute(source.sql.query(query)).scalar_one())
-                  for name, query in source.counts.items()}
-    # No rows is still a frame with the query's columns (and the canonical key dtype).
-    frame = pd.concat(chunks, ignore_index=True) if chunks else _db_chunk_frame(_column_values([], columns), source, {})
+    with db_chunks(engine, source, row_filter, chunk_rows=chunk_rows) as snapshot:
+        chunks = list(snapshot.chunks)
+    frame = pd.concat(chunks, ignore_index=True) if chunks else empty_db_frame(source, snapshot.columns)
     return DbSnapshot(source=source.name, frame=frame, taken_at=taken_at, scope=row_filter.describe(),
-                      only_keys=row_filter.only_keys, counts=counts)
+                      only_keys=row_filter.only_keys, counts=snapshot.counts)
 
 
 def data_key_ledger_keys(key_source: DataKey, key_kind: KeyKind, contract_id: str, keys: Sequence[Any]) -> list[str]:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 import pandera.pandas as pa
@@ -430,6 +430,16 @@ class Aggregate:
     entities: tuple[str, ...]
     label: str
     """Its findings' partition key in a sharded scope: `<day>|<label>`."""
+    fold: Callable[[], Fold] | None = None
+    """A streaming sweep's running form: a new, empty fold that each chunk of (database rows,
+    chain entries) is added to as it is diffed; `run` then reads the fold instead of whole
+    frames (`DomainInputs.fold`). None: the domain's full sweeps are not streamed."""
+
+
+class Fold(Protocol):
+    """A cross-entity check as a running aggregate: exact sums per group, added chunk by chunk."""
+
+    def add(self, db_rows: pd.DataFrame, chain_rows: pd.DataFrame) -> None: ...
 
 
 @dataclass(frozen=True)

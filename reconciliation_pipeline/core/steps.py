@@ -21,7 +21,7 @@ import pandas as pd
 from reconciliation_pipeline.chain.addresses import valid_address_mask
 from reconciliation_pipeline.chain.keys import instance_key
 from reconciliation_pipeline.chain.reader import ChainReader, ProgressCallback, RetentionWindowError
-from reconciliation_pipeline.core import repairs, run_status
+from reconciliation_pipeline.core import repairs, run_status, streaming
 from reconciliation_pipeline.core.coverage import coverage_summary
 from reconciliation_pipeline.core.diff import diff_entity, invariant_findings, key_address_column, resolve_tolerances
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
@@ -111,19 +111,24 @@ def invariants_result(
     database side, ERROR on the chain: a contract breaking its own invariants)."""
     frame = invariants.rows(frame)
     found = invariant_findings(identity, key_column, invariants.model, frame, side=side, severity=invariants.severity)
+    return invariants_check(invariants, found, len(frame), side), found
+
+
+def invariants_check(invariants: Invariants, found: pd.DataFrame, rows_checked: int,
+                     side: str) -> dg.AssetCheckResult:
+    """The check reporting one side's invariant findings over `rows_checked` rows."""
     database = side == "database"
-    check = dg.AssetCheckResult(
+    return dg.AssetCheckResult(
         check_name=invariants.check,
         passed=found.empty,
         severity=dg.AssetCheckSeverity.WARN if database else dg.AssetCheckSeverity.ERROR,
         metadata={
             "violations": len(found),
-            "rows_checked": len(frame),
+            "rows_checked": rows_checked,
             "sample": markdown_table(found[["entity_id", "field", "db_value" if database else "chain_value"]],
                                      f"Every row satisfies: {invariants.description}."),
         },
     )
-    return check, found
 
 
 # -- plan ---------------------------------------------------------------------------
@@ -220,6 +225,8 @@ def db_step(ctx: StepContext, spec: DomainSpec, scope: Scope, source: Source, pl
         changed=_changed_filter(spec, scope, source, plan) if plan is not None else None,
         only_keys=only_keys,
     )
+    if streaming.streams(ctx, spec, scope, source, plan, only_keys):
+        return streaming.stored_db_step(ctx, source, row_filter)
     snapshot = _without_duplicate_keys(snapshot_db(ctx.engine, source, row_filter), source)
     checks: tuple[dg.AssetCheckResult, ...] = ()
     if source.invariants is not None:
@@ -291,6 +298,9 @@ def _discovered_keys(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: E
 def chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity, inputs: DomainInputs) -> Output:
     """The entity's entries for every row of its source (and every key only the chain knows),
     read 200 per request within the run's budget, decoded strictly, invariants checked once."""
+    stored = inputs.sources.get(entity.source_name)
+    if stored is not None and stored.stored is not None:
+        return streaming.streamed_chain_step(ctx, spec, scope, entity, inputs)
     skipped = spec.hooks.skip_compare(ctx, inputs) if spec.hooks.skip_compare is not None else None
     rows = inputs.rows_of(entity.source_name)
     key = entity.key
@@ -365,11 +375,24 @@ def _guard_missing(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Ent
 
     Only keys the database's rows asked for count, and only those that were answered; keys with
     open incidents are left out (their absence is already known)."""
+    answered, missing = answered_and_missing(entity, frame, known, incident_keys)
+    guard_missing_read(ctx, spec, scope, entity, answered, missing, contract_id, latest_ledger)
+
+
+def answered_and_missing(entity: Entity, frame: pd.DataFrame, known: pd.Series,
+                         incident_keys: tuple[Any, ...]) -> tuple[int, int]:
+    """Of the database's keys (less those with open incidents): how many the RPC answered, and how
+    many of those are missing on chain."""
     asked = {str(k) for k in known} - {str(k) for k in incident_keys}
     answered = frame[frame[entity.key].astype(str).isin(asked) & frame["read_status"].isin(ANSWERED)]
+    return len(answered), int((answered["read_status"] == READ_MISSING).sum())
+
+
+def guard_missing_read(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity, answered: int,
+                       missing: int, contract_id: str | None, latest_ledger: int | None) -> None:
     read = MissingRead(
-        domain=spec.domain, entity=entity.name, scope=scope.name, keys=len(answered),
-        missing=int((answered["read_status"] == READ_MISSING).sum()), contract_id=contract_id,
+        domain=spec.domain, entity=entity.name, scope=scope.name, keys=answered, missing=missing,
+        contract_id=contract_id,
         contract_variable=entity.key_source.contract.upper() if isinstance(entity.key_source, DataKey) else None,
         latest_ledger=latest_ledger,
     )
@@ -461,13 +484,18 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
     parts: list[pd.DataFrame] = []
     checked: list[Checked] = []
     ledgers: list[int] = []
+    # A streaming sweep diffed as it read: from here on its frames hold only the rows findings name.
+    inputs = streaming.finding_rows(inputs)
     for entity in spec.entities_of(scope):
         chain = inputs.chains[entity.name]
         if spec.hooks.exclude_chain_keys is not None:
             excluded = spec.hooks.exclude_chain_keys(entity.name, inputs)
             chain = replace(chain, frame=chain.frame[~chain.frame[entity.key].isin(excluded)])
-        found, settled = diff_entity(entity, inputs.rows_of(entity.source_name), chain,
-                                     resolve_tolerances(entity, ctx.settings))
+        if chain.streamed is not None:
+            found, settled = chain.streamed.findings, chain.streamed.checked
+        else:
+            found, settled = diff_entity(entity, inputs.rows_of(entity.source_name), chain,
+                                         resolve_tolerances(entity, ctx.settings))
         parts += [found, chain.invariant_findings[chain.invariant_findings["entity_key"].isin(
             chain.frame[entity.key].astype(str))], _unreadable_event_findings(entity, chain)]
         checked.append(settled)
@@ -506,6 +534,7 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
     run = replace(ctx.run, partition_key=None) if scoped else ctx.run
     summary = persist_domain_run(ctx.engine, run, spec.domain, diff, started_at=started_at,
                                  policy=ctx.settings.incident_policy(), steps_pending=steps_pending)
+    streaming.remove_stored(inputs)
     watermark = _finish_incremental(ctx, spec, scope, inputs, diff)
     with ctx.reader() as reader:
         fill_chain_change_times(ctx.engine, reader, spec.domain)
@@ -519,21 +548,21 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
                 lambda e: isinstance(e, str) and e.startswith("undecodable")).sum()) for chain in inputs.chains.values()),
             "time_limit": diff.checked.not_read,
         },
-        entities_checked=len(diff.checked.entities), entities_unchecked=diff.checked.unchecked,
+        entities_checked=diff.checked.count, entities_unchecked=diff.checked.unchecked,
         finished_at_unix=time.time(), findings_exempt=int(exempt.sum()),
         coverage=coverage_summary(ctx.engine, spec.domain, datetime.now(UTC)),
         latency=run_latency(ctx.engine, spec.domain, ctx.run.run_id),
     )
     pushed = pushgateway.push(metrics, ctx.log)
     ctx.log.info(
-        f"{spec.domain}: {summary.findings} findings ({summary.status}); {len(diff.checked.entities)} entities "
+        f"{spec.domain}: {summary.findings} findings ({summary.status}); {diff.checked.count} entities "
         f"compared, {diff.checked.unchecked} not checked ({diff.checked.not_read} at the time limit); incidents "
         f"confirmed {summary.confirmed}, resolved {summary.resolved}; {len(plan)} repairs planned"
     )
     metadata = {
         **findings_metadata(findings, classes),
         "run_status": summary.status,
-        "entities_checked": len(diff.checked.entities),
+        "entities_checked": diff.checked.count,
         "entities_unchecked": diff.checked.unchecked,
         "entities_not_read_time_limit": diff.checked.not_read,
         "incidents_opened_or_seen": summary.opened_or_seen,

@@ -8,6 +8,7 @@ computed from the chain (authoritative) and, for comparison, from the database.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -62,37 +63,60 @@ def owed_by_token(streams: pd.DataFrame) -> pd.Series:
     return unreleased.groupby(owing["token"]).sum().astype(object)
 
 
-def _unreadable_streams_by_token(chain_streams: pd.DataFrame, db_streams: pd.DataFrame,
-                                 tokens: pd.Series) -> pd.Series:
-    """Per token, how many of its streams the chain read could not decode or fetch.
-
-    An unreadable entry has no token of its own: the database says whose it is. One the
-    database does not know could belong to any token, so it counts against every one.
-    """
-    unreadable = chain_streams.loc[chain_streams["read_status"] == READ_ERROR, ["stream_id"]].merge(
-        db_streams[["stream_id", "token"]], on="stream_id", how="left")
-    attributed = unreadable["token"].dropna()
-    per_token = attributed.groupby(attributed).size()
-    unattributed = len(unreadable) - len(attributed)
-    return pd.Series([int(per_token.get(t, 0)) + unattributed for t in tokens], index=tokens.index, dtype=object)
+def _add_to(totals: dict[str, int], per_token: pd.Series) -> None:
+    for token, amount in per_token.items():
+        totals[str(token)] = totals.get(str(token), 0) + int(amount)
 
 
-def escrow_solvency_frame(chain_streams: pd.DataFrame, db_streams: pd.DataFrame, balances: pd.DataFrame) -> pd.DataFrame:
+@dataclass
+class EscrowTotals:
+    """What escrow solvency needs from the streams, as exact running sums: per token, what active
+    and paused streams owe per chain and per database, and the streams the chain read could not
+    decode or fetch. Added to chunk by chunk in a streaming sweep (rows of one key range on both
+    sides at a time), or all at once from whole frames."""
+
+    owed_on_chain: dict[str, int] = field(default_factory=dict)
+    owed_in_db: dict[str, int] = field(default_factory=dict)
+    unreadable: dict[str, int] = field(default_factory=dict)
+    unattributed: int = 0
+    """Unreadable entries the database does not know: they could belong to any token."""
+    tokens: set[str] = field(default_factory=set)
+    """Every token a decoded entry or a database row names."""
+
+    def add(self, db_rows: pd.DataFrame, chain_rows: pd.DataFrame) -> None:
+        decoded = decoded_rows(chain_rows)
+        _add_to(self.owed_on_chain, owed_by_token(decoded))
+        _add_to(self.owed_in_db, owed_by_token(db_rows))
+        unreadable = chain_rows.loc[chain_rows["read_status"] == READ_ERROR, ["stream_id"]].merge(
+            db_rows[["stream_id", "token"]], on="stream_id", how="left")
+        attributed = unreadable["token"].dropna()
+        _add_to(self.unreadable, attributed.groupby(attributed).size())
+        self.unattributed += len(unreadable) - len(attributed)
+        self.tokens |= {t for t in (*decoded["token"], *db_rows["token"]) if isinstance(t, str)}
+
+    @classmethod
+    def of(cls, chain_streams: pd.DataFrame, db_streams: pd.DataFrame) -> EscrowTotals:
+        totals = cls()
+        totals.add(db_streams, chain_streams)
+        return totals
+
+
+def escrow_solvency_frame(totals: EscrowTotals, balances: pd.DataFrame) -> pd.DataFrame:
     """One row per token: balance, what is owed per chain and per database, the shortfall.
 
     `solvent` is None (not established) when the balance is unreadable, or when some of the
     token's streams are and the streams that were read do not already exceed the balance: what
     was not read could only add to what is owed, so a partial sum proves a shortfall but never
-    solvency.
+    solvency. An unreadable entry has no token of its own: the database says whose it is; one
+    the database does not know counts against every token.
     """
-    decoded = decoded_rows(chain_streams)
-    owed_chain = owed_by_token(decoded)
-    owed_db = owed_by_token(db_streams)
     frame = balances.copy()
-    frame["owed_on_chain"] = pd.Series([int(owed_chain.get(t, 0)) for t in frame["token"]], index=frame.index,
+    frame["owed_on_chain"] = pd.Series([totals.owed_on_chain.get(t, 0) for t in frame["token"]], index=frame.index,
                                        dtype=object)
-    frame["owed_in_db"] = pd.Series([int(owed_db.get(t, 0)) for t in frame["token"]], index=frame.index, dtype=object)
-    frame["unreadable_streams"] = _unreadable_streams_by_token(chain_streams, db_streams, frame["token"])
+    frame["owed_in_db"] = pd.Series([totals.owed_in_db.get(t, 0) for t in frame["token"]], index=frame.index,
+                                    dtype=object)
+    frame["unreadable_streams"] = pd.Series([totals.unreadable.get(t, 0) + totals.unattributed for t in frame["token"]],
+                                            index=frame.index, dtype=object)
     readable = frame["read_status"] != READ_ERROR
     frame["surplus"] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
     frame.loc[readable, "surplus"] = (frame.loc[readable, "balance"] - frame.loc[readable, "owed_on_chain"]).astype(object)
@@ -189,13 +213,13 @@ def _solvency_check(solvency: pd.DataFrame) -> dg.AssetCheckResult:
 def escrow_solvency(ctx: StepContext, inputs: DomainInputs) -> StepResult:
     """Reads the escrow's balance of every token the streams use and sets it against what they
     owe: findings for tokens it cannot cover or whose balance could not be read."""
-    chain_streams = inputs.chains[STREAMS].frame
-    db_streams = inputs.sources[STREAMS].frame
-    tokens = sorted(set(decoded_rows(chain_streams)["token"]) | set(db_streams["token"]))
-    tokens = [t for t in tokens if isinstance(t, str) and t.startswith("C")]
+    totals = inputs.fold(STREAMS, "stream_escrow")
+    if totals is None:
+        totals = EscrowTotals.of(inputs.chains[STREAMS].frame, inputs.sources[STREAMS].frame)
+    tokens = sorted(t for t in totals.tokens if t.startswith("C"))
     with ctx.reader() as reader:
         balances = read_escrow_balances(reader, ctx.contracts.stream_contract_id, tokens)
-    solvency = escrow_solvency_frame(chain_streams, db_streams, balances)
+    solvency = escrow_solvency_frame(totals, balances)
     # A token whose solvency was not established is not checked: its open incident stays open.
     established = solvency[solvency["solvent"].notna()]
     ledgers = [int(x) for x in solvency["ledger_sequence"].dropna()]

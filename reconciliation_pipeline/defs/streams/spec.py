@@ -126,6 +126,7 @@ ESCROW_SOLVENCY = Aggregate(
     "Asset Contract), beside what active and paused streams still owe according to the chain and to the database.",
     entities=("streams",),
     label="escrow",
+    fold=rules.EscrowTotals,
 )
 
 SPEC = DomainSpec(
