@@ -211,6 +211,7 @@ def read_entries(
     data: dict[str, list[Any]] = {column: [] for column in columns}
     positions: list[int] = []
     decode = entity.layout.decode
+    decode_many = entity.layout.decode_many
     returned: set[str] = set()
     shared: dict[str, dict[str, str]] = {}
     """Per decoded text column that repeats (judged on the first batch): one object per value."""
@@ -230,14 +231,16 @@ def read_entries(
 
     def on_batch(entries: list[tuple[str, FetchedEntry]]) -> None:
         rows = []
-        for ledger_key, fetched in entries:
+        batch = decode_many([(k, f.data_xdr) for k, f in entries]) if decode_many is not None else None
+        for index, (ledger_key, fetched) in enumerate(entries):
             returned.add(ledger_key)
             meta = {
                 "last_modified_ledger": fetched.last_modified_ledger,
                 "live_until_ledger": fetched.live_until_ledger,
                 "ledger_sequence": fetched.read_at_ledger,
             }
-            decoded_values, error_text = _decode_entry(decode, ledger_key, fetched.data_xdr)
+            decoded_values, error_text = (batch[index] if batch is not None
+                                          else _decode_entry(decode, ledger_key, fetched.data_xdr))
             for position in positions_of[ledger_key]:
                 if versions is not None and versions.unchanged(key_list[position], fetched.last_modified_ledger):
                     rows.append((position, {}, {**meta, "read_status": READ_UNCHANGED}))

@@ -13,7 +13,7 @@ domain's Dagster definitions; nothing else wires assets by hand.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pandas as pd
 import pandera.pandas as pa
 
+from reconciliation_pipeline.chain.layouts import StructLayout
+from reconciliation_pipeline.chain.templates import StructTemplates
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.money import MoneyField, TokenColumn
 from reconciliation_pipeline.core.sql import PIPELINE_SQL, SqlFolder
@@ -172,11 +174,16 @@ class Layout:
 
     decode: Callable[[str], dict[str, Any]]
     columns: tuple[str, ...]
+    decode_many: Callable[[Sequence[tuple[str, str]]], list[tuple[dict[str, Any] | None, str | None]]] | None = None
+    """Decodes a batch of (ledger key, entry) at once, each to its values or its error text, exactly
+    as `decode` and the key check one by one would (`chain.templates`); None: one by one."""
 
     @classmethod
     def of(cls, value: Any) -> Layout:
-        """A layout declared as data (`chain.layouts.StructLayout` / `ScalarLayout`)."""
-        return cls(decode=value.decode, columns=value.columns)
+        """A layout declared as data (`chain.layouts.StructLayout` / `ScalarLayout`); a struct's
+        entries decode a batch at a time by byte templates."""
+        many = StructTemplates(value).decode_many if isinstance(value, StructLayout) else None
+        return cls(decode=value.decode, columns=value.columns, decode_many=many)
 
 
 @dataclass(frozen=True)
