@@ -81,9 +81,11 @@ def _serve_devnet(
     from soroban_devnet.server import DevnetServer
 
     ledger = DevnetLedger()
-    load_streams_into_ledger(ledger, build_streams_world(n, reference_time=reference))
-    # Without the world's RPC burst: every holder is read, as in a healthy sweep.
-    load_balances_into_ledger(ledger, build_balances_world(users))
+    if n:
+        load_streams_into_ledger(ledger, build_streams_world(n, reference_time=reference))
+    if users:
+        # Without the world's RPC burst: every holder is read, as in a healthy sweep.
+        load_balances_into_ledger(ledger, build_balances_world(users))
     ledger.register_method("devnetCounters", lambda _p: {"requests": dict(ledger.request_counts)})
     ledger.faults = FaultConfig(latency_s=latency_s, methods=frozenset({"getLedgerEntries"}))
     with DevnetServer(ledger) as server:
@@ -125,13 +127,16 @@ def _seed_database(database_url: str, n: int, users: int, reference: datetime, d
     try:
         sql.apply_reference_app_schema(engine)
         sql.apply_recon_migrations(engine)
-        write_streams_to_db(engine, build_streams_world(n, reference_time=reference))
-        with engine.begin() as connection:
-            connection.execute(DEMO_SQL.query("bench/age_streams.sql"))
-            touched = connection.execute(
-                DEMO_SQL.query("bench/touch_streams.sql"), {"every": max(1, round(1 / drift_share))}
-            ).rowcount
-        drifted_users = _write_users(engine, users, drift_share)
+        touched = drifted_users = 0
+        if n:
+            write_streams_to_db(engine, build_streams_world(n, reference_time=reference))
+            with engine.begin() as connection:
+                connection.execute(DEMO_SQL.query("bench/age_streams.sql"))
+                touched = connection.execute(
+                    DEMO_SQL.query("bench/touch_streams.sql"), {"every": max(1, round(1 / drift_share))}
+                ).rowcount
+        if users:
+            drifted_users = _write_users(engine, users, drift_share)
     finally:
         engine.dispose()
     return {"streams_touched": touched, "users_drifted": drifted_users}
@@ -298,14 +303,16 @@ def main() -> int:
     from reconciliation_pipeline import localenv
 
     command = "python benchmarks/full_sweep.py " + " ".join(sys.argv[1:])
-    users = users_for_wallets(args.n)
+    # Only the chosen groups' worlds are seeded (a 5M streams run need not seed 5M users).
+    streams_n = args.n if "streams" in args.groups else 0
+    users = users_for_wallets(args.n) if "balances" in args.groups else 0
     reference = datetime.now(UTC)
     partition_key = f"{reference - timedelta(days=1):%Y-%m-%d}"
 
     ctx = mp.get_context("spawn")
     port_queue: mp.Queue = ctx.Queue()
     stop = ctx.Event()
-    devnet = ctx.Process(target=_serve_devnet, args=(args.n, users, args.latency_ms / 1000, reference, port_queue,
+    devnet = ctx.Process(target=_serve_devnet, args=(streams_n, users, args.latency_ms / 1000, reference, port_queue,
                                                      stop), daemon=True)
     started = time.perf_counter()
     devnet.start()  # seeds the chain side while this process seeds the database
@@ -315,7 +322,7 @@ def main() -> int:
     localenv.drop_database(admin_url, DATABASE)
     localenv.ensure_database(admin_url, DATABASE)
     database_url = localenv.with_database(admin_url, DATABASE)
-    drift = _seed_database(database_url, args.n, users, reference, args.drift_share)
+    drift = _seed_database(database_url, streams_n, users, reference, args.drift_share)
     print(f"  database seeded after {time.perf_counter() - started:.1f} s; {drift['streams_touched']:,} streams "
           f"and {drift['users_drifted']:,} users drifted", flush=True)
     rpc_url = port_queue.get(timeout=3 * 3600)

@@ -240,7 +240,7 @@ def read_entries(
                 "ledger_sequence": fetched.read_at_ledger,
             }
             decoded_values, error_text = (batch[index] if batch is not None
-                                          else _decode_entry(decode, ledger_key, fetched.data_xdr))
+                                          else decode_entry(decode, ledger_key, fetched.data_xdr))
             for position in positions_of[ledger_key]:
                 if versions is not None and versions.unchanged(key_list[position], fetched.last_modified_ledger):
                     rows.append((position, {}, {**meta, "read_status": READ_UNCHANGED}))
@@ -277,7 +277,7 @@ def read_entries(
     return frame, ReadStats(result.latest_ledger, result.requests, result.failed_batches)
 
 
-def _decode_entry(decode: Callable[[str], dict[str, Any]], ledger_key: str,
+def decode_entry(decode: Callable[[str], dict[str, Any]], ledger_key: str,
                   data_xdr: str) -> tuple[dict[str, Any] | None, str | None]:
     """The entry's canonical values, or why it is not the entry its key names / does not decode.
 

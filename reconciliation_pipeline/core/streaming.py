@@ -92,9 +92,25 @@ SUMMED_READ_METADATA = ("dagster/row_count", "rpc_requests", "failed_batches", "
                         "entries_unchanged", "keys_not_read_invalid_address")
 
 
+STALE_SWEEP_S = 2 * 24 * 3600
+"""A stored snapshot this old belongs to a run that stopped before its findings step (the
+longest run budget is hours): the next sweep removes it."""
+
+
 def sweep_directory(run_id: str) -> Path:
     """Where a run's stored snapshots live (removed once its findings are persisted)."""
     return Path(tempfile.gettempdir()) / "recon-sweeps" / run_id
+
+
+def _remove_stale_sweeps(now: float) -> None:
+    root = sweep_directory("x").parent
+    for directory in root.glob("*") if root.exists() else ():
+        try:
+            stale = now - directory.stat().st_mtime > STALE_SWEEP_S
+        except FileNotFoundError:
+            continue
+        if stale:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 # -- which runs stream ------------------------------------------------------------------
@@ -225,6 +241,7 @@ def stored_db_step(ctx: StepContext, source: Source, row_filter: RowFilter) -> O
     from reconciliation_pipeline.core.steps import Output, _without_duplicate_keys, invariants_check
 
     taken_at = datetime.now(UTC)
+    _remove_stale_sweeps(taken_at.timestamp())
     writer = _StoredRowsWriter(sweep_directory(ctx.run.run_id) / f"{source.name}.parquet", source)
     duplicates: list[str] = []
     duplicate_found: list[pd.DataFrame] = []

@@ -14,7 +14,7 @@ from reconciliation_pipeline.chain import fastxdr
 from reconciliation_pipeline.chain.keys import enum_key
 from reconciliation_pipeline.chain.layouts import SAC_BALANCE
 from reconciliation_pipeline.chain.templates import StructTemplates
-from reconciliation_pipeline.core.snapshots import _decode_entry
+from reconciliation_pipeline.core.snapshots import decode_entry
 from reconciliation_pipeline.defs.streams.spec import STREAM_LAYOUT
 from reconciliation_pipeline_tests.chain.test_fastxdr import CONTRACT_ID, I128, STREAMS, U64, _stream_value
 from soroban_devnet.entries import contract_data_entry
@@ -35,7 +35,7 @@ def _flipped(entry: str, position: int, value: int) -> str:
 
 
 def _reference(layout: Any, pairs: list[tuple[str, str]]) -> list[tuple[Any, Any]]:
-    return [_decode_entry(layout.decode, key, entry) for key, entry in pairs]
+    return [decode_entry(layout.decode, key, entry) for key, entry in pairs]
 
 
 CHANGES = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=4)
@@ -87,3 +87,23 @@ def test_a_batch_of_one_shape_is_read_through_its_template() -> None:
     pairs = [_stream(i, {**row, "total": 2**127 - i, "released": -(2**127) + i}) for i in range(2, 50)]
     assert decoder.decode_many(pairs) == _reference(STREAM_LAYOUT, pairs)
     assert sum(map(len, decoder.templates.values())) == 1  # nothing fell back to learn again
+
+
+@settings(max_examples=60, deadline=None)
+@given(balances=st.lists(st.tuples(ADDRESS_HOLDERS, I128), min_size=1, max_size=6), flips=CHANGES)
+def test_usdc_holdings_batches_decode_exactly_as_one_by_one(balances: list[tuple[str, int]],
+                                                            flips: list[tuple[int, int]]) -> None:
+    from reconciliation_pipeline.defs.balances import rules
+
+    pairs = []
+    for holder, amount in balances:
+        value = scval.to_struct({"amount": scval.to_int128(amount), "authorized": scval.to_bool(True),
+                                 "clawback": scval.to_bool(False)})
+        key = fastxdr.address_entry_key(CONTRACT_ID, "Balance", holder)
+        pairs.append((key, contract_data_entry(CONTRACT_ID, enum_key("Balance", scval.to_address(holder)),
+                                               value).to_xdr()))
+    pairs += [(pairs[0][0], "AAAAAQ=="), (pairs[0][0], "%%%")]
+    for _ in range(2):  # the second pass reads through the learned templates
+        batch = [(key, _flipped(entry, *flips[i]) if i < len(flips) and entry.startswith("AAAA") and len(entry) > 8
+                  else entry) for i, (key, entry) in enumerate(pairs)]
+        assert rules.decode_usdc_holdings(batch) == [decode_entry(rules.decode_usdc_holding, k, e) for k, e in batch]

@@ -13,6 +13,7 @@ contract with no balance entry on the SAC holds 0 (what the SAC's own
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -21,8 +22,9 @@ from reconciliation_pipeline.chain import fastxdr, strkey
 from reconciliation_pipeline.chain.decode import DecodeError
 from reconciliation_pipeline.chain.keys import sac_balance_key, trustline_key
 from reconciliation_pipeline.chain.layouts import SAC_BALANCE
+from reconciliation_pipeline.chain.templates import StructTemplates
 from reconciliation_pipeline.core.results import DomainInputs, RowKeys
-from reconciliation_pipeline.core.snapshots import READ_MISSING, READ_OK
+from reconciliation_pipeline.core.snapshots import READ_MISSING, READ_OK, decode_entry
 from reconciliation_pipeline.resources import StellarContractsResource
 
 BALANCE_FIELD = "usdc_balance"
@@ -58,6 +60,24 @@ def decode_usdc_holding(entry_data_b64: str) -> dict[str, Any]:
         return {BALANCE_FIELD: fastxdr.trustline_balance(entry_data_b64)}
     except fastxdr.XdrError as exc:
         raise DecodeError(str(exc)) from exc
+
+
+_SAC_BALANCES = StructTemplates(SAC_BALANCE)
+_CONTRACT_DATA_PREFIX = base64.b64encode(fastxdr._U32.pack(fastxdr.CONTRACT_DATA) + bytes(4))[:8].decode()
+"""How a contract-data entry (extension 0) starts in base64: those go through the SAC templates."""
+
+
+def decode_usdc_holdings(pairs: Sequence[tuple[str, str]]) -> list[tuple[dict[str, Any] | None, str | None]]:
+    """`decode_usdc_holding` for a batch of (ledger key, entry): SAC balance entries by byte
+    templates (`chain.templates`), trustlines (already a few struct reads each) one by one;
+    the same values and error texts as one by one."""
+    results: list[tuple[dict[str, Any] | None, str | None]] = [
+        (None, None) if entry.startswith(_CONTRACT_DATA_PREFIX) else decode_entry(decode_usdc_holding, key, entry)
+        for key, entry in pairs]
+    sac = [i for i, (_, entry) in enumerate(pairs) if entry.startswith(_CONTRACT_DATA_PREFIX)]
+    for position, (values, error) in zip(sac, _SAC_BALANCES.decode_many([pairs[i] for i in sac]), strict=True):
+        results[position] = ({BALANCE_FIELD: values["amount"]} if values is not None else None, error)
+    return results
 
 
 def holder_kinds(wallets: pd.Series) -> pd.Series:
