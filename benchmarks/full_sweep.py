@@ -200,6 +200,26 @@ def _steps(instance: Any, run_id: str, sampler: RssSampler) -> dict[str, dict[st
     return steps
 
 
+def _sampled_peak(instance: Any, run_id: str, sampler: RssSampler, started_at: float) -> str:
+    """When the highest RSS sample was taken: in which step, or between steps (loading or storing a value)."""
+    if not sampler.samples:
+        return "no samples"
+    at, rss = max(sampler.samples, key=lambda sample: sample[1])
+    import dagster as dg
+
+    started: dict[str, float] = {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            started[event.step_key] = record.timestamp
+        elif event.step_key in started and started[event.step_key] <= at <= record.timestamp and \
+                event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            return f"{rss / 2**20:,.0f} MiB at {at - started_at:.1f} s, in {event.step_key}"
+    return f"{rss / 2**20:,.0f} MiB at {at - started_at:.1f} s, between steps"
+
+
 def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> None:
     """Materialize one group in this (fresh) process and print its figures as JSON."""
     import dagster as dg
@@ -220,6 +240,7 @@ def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> N
     streams = group == "streams"
     instance = dg.DagsterInstance.ephemeral()
     with RssSampler() as sampler:
+        started_at = time.time()
         started = time.perf_counter()
         result = dg.materialize(
             STREAMS.assets("nightly") if streams else BALANCES.assets("frequent"),
@@ -248,7 +269,8 @@ def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> N
         "chain_rows": row_count(chain_asset),
         "runs": runs,
         "steps": _steps(instance, result.run_id, sampler),
-        "in_flight": int(os.environ["RPC_MAX_IN_FLIGHT"]),  # what the run's reader was configured with
+        "in_flight": int(os.environ["RPC_MAX_IN_FLIGHT"]),
+        "sampled_peak": _sampled_peak(instance, result.run_id, sampler, started_at),  # what the run's reader was configured with
     }, default=str))
 
 
@@ -341,6 +363,7 @@ def main() -> int:
             for run in r["runs"]:
                 print(f"    persisted ({run['domain']}): {run['findings']:,} findings, status {run['status']}, "
                       f"{run['entities_checked']:,} checked, {run['entities_unchecked']:,} unchecked")
+            print(f"    highest RSS sample: {r['sampled_peak']}")
             for step, figures in r["steps"].items():
                 print(f"    {step}: {figures['seconds']:.2f} s, peak RSS {figures['peak_rss_mib']:,} MiB")
     finally:
