@@ -33,7 +33,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import resource
 import subprocess
 import sys
 import threading
@@ -200,6 +199,16 @@ def _steps(instance: Any, run_id: str, sampler: RssSampler) -> dict[str, dict[st
     return steps
 
 
+def peak_rss_mib() -> float:
+    """This process's own peak RSS (VmHWM). Not `ru_maxrss`: Linux keeps that across exec, so a
+    child started from a parent holding a seeded 1M world starts at the parent's size."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def _sampled_peak(instance: Any, run_id: str, sampler: RssSampler, started_at: float) -> str:
     """When the highest RSS sample was taken: in which step, or between steps (loading or storing a value)."""
     if not sampler.samples:
@@ -239,6 +248,7 @@ def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> N
     ))
     streams = group == "streams"
     instance = dg.DagsterInstance.ephemeral()
+    peak_before = peak_rss_mib()
     with RssSampler() as sampler:
         started_at = time.time()
         started = time.perf_counter()
@@ -252,6 +262,7 @@ def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> N
             instance=instance,
         )
         seconds = time.perf_counter() - started
+    peak_after = peak_rss_mib()
     db_asset, chain_asset = ("db_streams", "chain_streams") if streams else ("db_usdc_balances", "chain_usdc_balances")
 
     def row_count(asset: str) -> int:
@@ -264,13 +275,14 @@ def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> N
     engine.dispose()
     print(json.dumps({
         "seconds": seconds,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_rss_mib(),
         "db_rows": row_count(db_asset),
         "chain_rows": row_count(chain_asset),
         "runs": runs,
         "steps": _steps(instance, result.run_id, sampler),
         "in_flight": int(os.environ["RPC_MAX_IN_FLIGHT"]),
-        "sampled_peak": _sampled_peak(instance, result.run_id, sampler, started_at),  # what the run's reader was configured with
+        "sampled_peak": _sampled_peak(instance, result.run_id, sampler, started_at)
+        + f"; peak RSS {peak_before:,.0f} MiB before the run, {peak_after:,.0f} MiB at its end",  # what the run's reader was configured with
     }, default=str))
 
 
