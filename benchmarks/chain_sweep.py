@@ -134,7 +134,9 @@ def run_pipeline(url: str, n: int) -> dict[str, Any]:
         ledger_keys = data_key_ledger_keys(entity.key_source, entity.kind, contract_id, keys)
         frame, _ = read_entries(reader, entity, entity.key, entity.kind, pd.Series(keys, dtype=object),
                                 pd.Series(ledger_keys, dtype=object))
-        return frame
+        # Rows come in the order batches arrived (requests are concurrent): compare in key order.
+        order = pd.Index(frame[entity.key]).get_indexer(entity.kind.normalize(pd.Series(keys, dtype=object)))
+        return frame.iloc[order].reset_index(drop=True)
 
     stream_ids, holders = _entities(n)
     started = time.perf_counter()

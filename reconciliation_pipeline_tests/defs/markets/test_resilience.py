@@ -17,6 +17,7 @@ from recon_demo.worlds.balances import (
 )
 from recon_demo.worlds.markets import MarketsWorld, build_markets_world, load_markets_into_ledger, write_markets_to_db
 from reconciliation_pipeline.chain.reader import NOT_READ_TIME_LIMIT
+from reconciliation_pipeline.core.results import Checked
 from reconciliation_pipeline_tests.defs.markets.support import (
     as_set,
     frequent_resources,
@@ -45,15 +46,29 @@ def read_outcomes(result: dg.ExecuteInProcessResult) -> pd.DataFrame:
     """(entity_type, entity_id, outcome): `reconciled`, `failed` (read error) or `not_read` (time limit)."""
     parts = []
     for entity_type, (node, prefix) in CHAIN_FRAMES.items():
-        frame = result.output_for_node(node).frame
+        snapshot = result.output_for_node(node)
+        frame = snapshot.frame
         key = "user_id" if entity_type == "user" else "market_id"
         error = frame["read_error"].fillna("")
         outcome = pd.Series("reconciled", index=frame.index)
         outcome[error.str.startswith("read failed")] = "failed"
         outcome[error.str.endswith(NOT_READ_TIME_LIMIT)] = "not_read"
+        if snapshot.streamed is not None:
+            # A streaming sweep keeps only the entries its findings name: the rest are known by key.
+            parts.append(_streamed_outcomes(entity_type, snapshot.streamed.checked,
+                                            set(prefix + frame.loc[outcome == "failed", key].astype(str))))
+            continue
         parts.append(pd.DataFrame({"entity_type": entity_type, "entity_id": prefix + frame[key].astype(str),
                                    "outcome": outcome}))
     return pd.concat(parts, ignore_index=True)
+
+
+def _streamed_outcomes(entity_type: str, checked: Checked, failed: set[str]) -> pd.DataFrame:
+    compared = [i for part in checked.keyed for i in part.entity_ids()]
+    unchecked = [i for part in checked.keyed_unchecked for i in part.entity_ids()]
+    return pd.DataFrame({"entity_type": entity_type, "entity_id": [*compared, *unchecked],
+                         "outcome": ["reconciled"] * len(compared)
+                         + ["failed" if i in failed else "not_read" for i in unchecked]})
 
 
 def _entities(frame: pd.DataFrame) -> set[tuple[str, str]]:
