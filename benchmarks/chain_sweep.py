@@ -162,7 +162,7 @@ def _checksum(streams: list[dict[str, Any] | None], balances: list[dict[str, Any
 
     digest = hashlib.sha256()
     for row in [*streams, *balances]:
-        digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+        digest.update(json.dumps(row, sort_keys=True, default=str, allow_nan=False).encode())
     return digest.hexdigest()[:16]
 
 
@@ -174,7 +174,7 @@ def _child(variant: str, url: str, n: int) -> None:
     result["requests"] = after["requests"].get("getLedgerEntries", 0) - before["requests"].get("getLedgerEntries", 0)
     result["bytes_received"] = after["bytesSent"] - before["bytesSent"]
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(result))
+    print(json.dumps(result, allow_nan=False))
 
 
 def _run_child(variant: str, url: str, n: int) -> dict[str, Any]:

@@ -56,7 +56,7 @@ CHECK = textwrap.dedent('''
         "assets": len(list(definitions.resolve_asset_graph().get_all_asset_keys())),
         "sql_files": len(files), "sql_chars": sum(map(len, texts)),
         "migrations": applied, "unavailable": unavailable,
-    }))
+    }, allow_nan=False))
 ''')
 
 

@@ -98,7 +98,7 @@ def test_a_killed_run_is_failed_in_dagster_and_recon_runs_and_alerted_once(
             _wait_for("the run failure sensor's first tick",
                       lambda: _sensor_ticked(instance, "run_failure_alerts"), 120, log)
             job = subprocess.Popen([BIN / "dagster", "job", "execute", *CODE, "-j", "nightly_reconciliation",
-                                    "-c", run_config, "--tags", json.dumps({"dagster/partition": yesterday})],
+                                    "-c", run_config, "--tags", json.dumps({"dagster/partition": yesterday}, allow_nan=False)],
                                    cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    start_new_session=True)
 

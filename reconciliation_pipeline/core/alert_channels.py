@@ -11,7 +11,6 @@ payload carries them.
 
 from __future__ import annotations
 
-import json
 import logging
 import smtplib
 import ssl
@@ -25,6 +24,7 @@ import requests
 
 from reconciliation_pipeline.core.alert_routes import EmailChannel, PagerDutyChannel
 from reconciliation_pipeline.core.drift import Severity
+from reconciliation_pipeline.core.json_text import to_json
 from reconciliation_pipeline.core.metrics import redact_url
 
 if TYPE_CHECKING:
@@ -119,11 +119,11 @@ class LogSender:
 
     def send(self, batch: Batch, log: Logger) -> dict[int, str | None]:
         level = logging.INFO if batch.kind == RESOLVE else _LOG_LEVELS[batch.worst]
-        log.log(level, json.dumps(batch.record(), sort_keys=True, default=str))
+        log.log(level, to_json(batch.record(), sort_keys=True))
         return _all(batch, None)
 
     def send_run_failure(self, alert: RunFailureAlert, log: Logger) -> str | None:
-        log.error(json.dumps(alert.record(), sort_keys=True, default=str))
+        log.error(to_json(alert.record(), sort_keys=True))
         return None
 
 

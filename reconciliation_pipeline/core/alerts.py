@@ -28,7 +28,6 @@ from run status.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
@@ -69,6 +68,7 @@ from reconciliation_pipeline.core.alert_routes import (
     load_routes,
 )
 from reconciliation_pipeline.core.drift import Severity
+from reconciliation_pipeline.core.json_text import to_json
 from reconciliation_pipeline.core.metrics import is_http_url
 from reconciliation_pipeline.core.redaction import keep_out_of_logs, url_secrets
 
@@ -357,7 +357,7 @@ def _record_message(engine: Engine, sender: Sender, batch: Batch, results: Mappi
             "route": batch.route, "channel": sender.name, "channel_type": sender.channel_type, "kind": batch.kind,
             "run_id": batch.run_id, "incident_ids": [a.incident_id for a in batch.alerts],
             "status": "failed" if failed else "sent", "error": failed[0] if failed else None,
-            "payload": json.dumps(sender.payload(batch), default=str),
+            "payload": to_json(sender.payload(batch)),
         })
 
 
@@ -369,7 +369,7 @@ def _record(engine: Engine, items: list[_Due], status_of: Any) -> None:
             {"incident_id": d.alert.incident_id, "occurrence": d.alert.occurrence, "kind": d.kind,
              "severity": d.alert.severity, "route": d.route, "run_id": d.run_id, "status": status_of(d),
              "channels": list(d.channels), "sinks": d.delivered, "error": d.errors[-1] if d.errors else None,
-             "payload": json.dumps(d.alert.record(), default=str)}
+             "payload": to_json(d.alert.record())}
             for d in items
         ])
 
@@ -450,7 +450,7 @@ def alert_run_failure(engine: Engine, alerting: AlertingResource, alert: RunFail
                 "route": "run_failures", "channel": channel, "channel_type": sender.channel_type,
                 "kind": "run_failure", "run_id": alert.run_id, "incident_ids": [],
                 "status": "sent" if error is None else "failed", "error": error,
-                "payload": json.dumps(alert.record(), default=str)})
+                "payload": to_json(alert.record())})
     return delivered
 
 

@@ -10,17 +10,19 @@ the entities the run knew of.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.coverage import record_coverage
-from reconciliation_pipeline.core.findings import MONEY_COLUMNS, FindingsModel, counts_by_class
+from reconciliation_pipeline.core.finding_rows import StorableFindings, insert_params, missing, storable_findings
+from reconciliation_pipeline.core.findings import counts_by_class
+from reconciliation_pipeline.core.json_text import storable_text, to_json
 from reconciliation_pipeline.core.results import DomainDiff
 
 INCIDENT_KEY = ["entity_type", "entity_id", "field", "drift_class"]
@@ -55,49 +57,43 @@ class PersistSummary:
     """Incidents this run opened or reopened (of `opened_or_seen`)."""
     exempt: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INCIDENT_KEY))
     """The incident keys of this run's findings that a live exemption rule matched."""
+    storage_errors: int = 0
+    """Findings stored without their values because PostgreSQL could not store those (`core.finding_rows`)."""
 
 
 def _none_if_missing(value: Any) -> Any:
-    if value is None:
-        return None
+    return None if missing(value) else value
+
+
+def _insert_findings(connection: Connection, stored: StorableFindings, run_params: dict[str, Any]) -> StorableFindings:
+    """Insert the findings; one PostgreSQL rejects becomes a storage error, the others are inserted as they are.
+
+    The whole batch goes in one savepoint; only if PostgreSQL refuses it are the halves retried,
+    down to the single findings it refuses, so a clean run costs one statement."""
+    rejected: dict[int, str] = {}
+    _insert_range(connection, insert_params(stored, run_params), 0, len(stored.params), rejected)
+    if not rejected:
+        return stored
+    stored = stored.replace(rejected)
+    connection.execute(sql.query("recon/queries/insert_finding.sql"),
+                       [{**run_params, **stored.params[position].values} for position in sorted(rejected)])
+    return stored
+
+
+def _insert_range(connection: Connection, params: list[dict[str, Any]], start: int, stop: int,
+                  rejected: dict[int, str]) -> None:
+    if start >= stop:
+        return
     try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value
-
-
-def _finding_params(run: RunInfo, findings: pd.DataFrame, db_snapshot_at: datetime | None) -> list[dict[str, Any]]:
-    records = findings.to_dict("records")
-    return [
-        {
-            "run_id": run.run_id,
-            "domain": r["domain"],
-            "entity_type": r["entity_type"],
-            "entity_id": r["entity_id"],
-            "field": r["field"],
-            "drift_class": r["drift_class"],
-            "severity": r["severity"],
-            "db_value": _none_if_missing(r["db_value"]),
-            "chain_value": _none_if_missing(r["chain_value"]),
-            "delta": None if _none_if_missing(r["delta"]) is None else str(int(r["delta"])),
-            "ledger_sequence": None if _none_if_missing(r["ledger_sequence"]) is None else int(r["ledger_sequence"]),
-            "db_snapshot_at": db_snapshot_at,
-            "partition_key": run.partition_key,
-            "details": json.dumps({"entity_key": r["entity_key"], **r["details"]}, default=str),
-            **_money_params(r),
-        }
-        for r in records
-    ]
-
-
-def _money_params(record: dict[str, Any]) -> dict[str, Any]:
-    """The money columns of one finding; the amount as text so no driver rounds it."""
-    values = {name: _none_if_missing(record.get(name)) for name in MONEY_COLUMNS}
-    values["asset_decimals"] = None if values["asset_decimals"] is None else int(values["asset_decimals"])
-    values["amount_at_stake"] = None if values["amount_at_stake"] is None else str(int(values["amount_at_stake"]))
-    return values
+        with connection.begin_nested():
+            connection.execute(sql.query("recon/queries/insert_finding.sql"), params[start:stop])
+    except (sa.exc.DataError, sa.exc.IntegrityError) as error:
+        if stop - start == 1:
+            rejected[start] = f"PostgreSQL refused the finding: {str(error.orig).strip()}"
+            return
+        middle = (start + stop) // 2
+        _insert_range(connection, params, start, middle, rejected)
+        _insert_range(connection, params, middle, stop, rejected)
 
 
 def _changed_ledgers(details: pd.Series) -> list[int | None]:
@@ -107,7 +103,7 @@ def _changed_ledgers(details: pd.Series) -> list[int | None]:
 
 
 def _text_array(values: pd.Series) -> list[str | None]:
-    return [None if _none_if_missing(v) is None else str(v) for v in values]
+    return [None if missing(v) else storable_text(str(v)) for v in values]
 
 
 def _record_incidents(
@@ -201,10 +197,10 @@ def persist_domain_run(
     `steps_pending` steps still to follow (repairs, a sync), the row stays `running` and
     the last of them gives it that outcome (`core.run_status`).
     """
-    findings, checked = diff.findings, diff.checked
-    FindingsModel.validate(findings, lazy=True)
+    checked = diff.checked
+    stored = storable_findings(diff.findings)
     seen_at = datetime.now(UTC)
-    counts = counts_by_class(findings)
+    counts = counts_by_class(stored.findings)
     status = "partial" if checked.unchecked else "succeeded"
     with engine.begin() as connection:
         connection.execute(
@@ -223,11 +219,10 @@ def persist_domain_run(
             sql.query("recon/queries/delete_findings.sql"),
             {"domain": domain, "run_id": run.run_id, "partition_key": run.partition_key},
         )
-        params = _finding_params(run, findings, diff.db_snapshot_at)
-        if params:
-            connection.execute(sql.query("recon/queries/insert_finding.sql"), params)
-        seen, opened, confirmed, resolved = _record_incidents(connection, run, domain, findings, checked.entities,
-                                                              policy, seen_at)
+        stored = _insert_findings(connection, stored, {"run_id": run.run_id, "partition_key": run.partition_key,
+                                                       "db_snapshot_at": diff.db_snapshot_at})
+        seen, opened, confirmed, resolved = _record_incidents(connection, run, domain, stored.findings,
+                                                              checked.entities, policy, seen_at)
         exempt = _apply_exemptions(connection, run, domain, seen_at)
         record_coverage(connection, domain, run.run_id, checked, seen_at)
         connection.execute(
@@ -240,11 +235,11 @@ def persist_domain_run(
                 "steps_pending": steps_pending,
                 "entities_checked": len(checked.entities),
                 "entities_unchecked": checked.unchecked,
-                "finding_counts": json.dumps(counts),
+                "finding_counts": to_json(counts),
             },
         )
     return PersistSummary(
-        findings=len(findings),
+        findings=len(stored.findings),
         counts=counts,
         status=status,
         opened_or_seen=seen,
@@ -252,4 +247,5 @@ def persist_domain_run(
         resolved=resolved,
         opened=opened,
         exempt=exempt,
+        storage_errors=stored.storage_errors,
     )

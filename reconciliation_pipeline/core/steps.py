@@ -518,6 +518,7 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
             "decode": sum(int(chain.frame["read_error"].map(
                 lambda e: isinstance(e, str) and e.startswith("undecodable")).sum()) for chain in inputs.chains.values()),
             "time_limit": diff.checked.not_read,
+            "finding_storage": summary.storage_errors,
         },
         entities_checked=len(diff.checked.entities), entities_unchecked=diff.checked.unchecked,
         finished_at_unix=time.time(), findings_exempt=int(exempt.sum()),
@@ -530,9 +531,13 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
         f"compared, {diff.checked.unchecked} not checked ({diff.checked.not_read} at the time limit); incidents "
         f"confirmed {summary.confirmed}, resolved {summary.resolved}; {len(plan)} repairs planned"
     )
+    if summary.storage_errors:
+        ctx.log.warning(f"{spec.domain}: {summary.storage_errors} findings stored without their values (PostgreSQL "
+                        "could not store those); recon.discrepancies.details says why for each")
     metadata = {
         **findings_metadata(findings, classes),
         "run_status": summary.status,
+        "findings_stored_without_values": summary.storage_errors,
         "entities_checked": len(diff.checked.entities),
         "entities_unchecked": diff.checked.unchecked,
         "entities_not_read_time_limit": diff.checked.not_read,

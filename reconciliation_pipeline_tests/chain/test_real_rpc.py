@@ -101,7 +101,7 @@ def _answering_with_id(answer_id: object) -> Iterator[str]:
             self.rfile.read(int(self.headers["Content-Length"]))
             body = json.dumps({"jsonrpc": "2.0", "id": answer_id, "result": {
                 "id": "ab" * 32, "protocolVersion": 23, "sequence": 7, "closeTime": "1", "headerXdr": "",
-                "metadataXdr": ""}}).encode()
+                "metadataXdr": ""}}, allow_nan=False).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

@@ -7,7 +7,6 @@ and a `decode_error`, never dropped.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
@@ -19,6 +18,7 @@ from reconciliation_pipeline.chain.decode import DecodeError, as_address, as_i12
 from reconciliation_pipeline.chain.history import LedgerWindow
 from reconciliation_pipeline.chain.reader import ChainReader
 from reconciliation_pipeline.core import sql
+from reconciliation_pipeline.core.json_text import to_json
 
 LOAN_STATUSES = ("Active", "Repaid", "Defaulted", "Liquidated")
 """`LoanStatus` (CONTRACTS.md §2): the loan layout's status and the `loan_closed` event's value."""
@@ -149,7 +149,7 @@ def replace_event_partitions(engine: Engine, run_id: str, partition_keys: list[s
                 "addresses": _text(events["address"]),
                 "amounts": _text(events["amount"]),
                 "loan_statuses": _text(events["loan_status"]),
-                "topic_xdrs": [json.dumps(t) for t in events["topic_xdr"]],
+                "topic_xdrs": [to_json(t) for t in events["topic_xdr"]],
                 "value_xdrs": list(events["value_xdr"]),
                 "decode_errors": _text(events["decode_error"]),
             },

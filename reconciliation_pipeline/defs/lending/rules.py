@@ -17,7 +17,6 @@ compare-and-swap and an audit row. Nothing is ever written on chain.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -28,6 +27,7 @@ from reconciliation_pipeline.chain.reader import RetentionWindowError
 from reconciliation_pipeline.core import repairs
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass
 from reconciliation_pipeline.core.findings import concat_findings
+from reconciliation_pipeline.core.json_text import to_json
 from reconciliation_pipeline.core.metadata import frame_metadata, markdown_table
 from reconciliation_pipeline.core.results import Checked, DomainInputs, ExtraFindings, StepContext, StepResult
 from reconciliation_pipeline.core.snapshots import READ_OK
@@ -227,7 +227,7 @@ def _loan_json(rows: pd.DataFrame) -> pd.Series:
     """The chain's loan as the JSON the insert repair reads (amounts as exact decimal text)."""
     return pd.Series(
         [
-            json.dumps(
+            to_json(
                 {
                     "borrower": borrower,
                     "principal": str(principal),
