@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test bench ui api devnet psql stop env clean
+.PHONY: setup demo test bench ui api devnet migrate psql stop env clean
 
 $(STAMP): pyproject.toml devnet/pyproject.toml demo/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ api: setup       ## the API for the apps on RECON_API_HOST:RECON_API_PORT (needs
 
 devnet: setup    ## a seeded devnet in the foreground (prints the variables that point at it)
 	$(BIN)/recon devnet
+
+migrate: setup   ## apply the recon schema's migrations to DATABASE_URL (idempotent; no application table)
+	$(BIN)/recon migrate
 
 psql: setup      ## psql on the embedded app database
 	$(BIN)/recon psql

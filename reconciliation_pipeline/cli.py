@@ -1,4 +1,4 @@
-"""`recon`: the command behind `make demo`, `make ui`, `make psql`, `make stop`.
+"""`recon`: the command behind `make demo`, `make ui`, `make migrate`, `make psql`, `make stop`.
 
 The product's own commands live here. The demo's (`demo`, `ui`, `devnet`,
 `env`) come from the repository's demo package (`recon_demo.launcher`), which
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 
-from reconciliation_pipeline import incidents, localenv
+from reconciliation_pipeline import incidents, localenv, production
 from reconciliation_pipeline.api import command as api_command
 from reconciliation_pipeline.core.sql import read_sql
 from reconciliation_pipeline.settings import render_env_example
@@ -63,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("roles-sql", help="print the least-privileged role's GRANT script (run it as the database "
                         "owner)").set_defaults(handler=lambda _: print(read_sql(ROLES_SQL), end="") or 0)
     commands.add_parser("psql", help=cmd_psql.__doc__).set_defaults(handler=cmd_psql)
+    production.register(commands)
     incidents.register(commands)
     api_command.register(commands)
     commands.add_parser("stop", help=cmd_stop.__doc__).set_defaults(handler=cmd_stop)

@@ -16,6 +16,7 @@ from psycopg import sql as pgsql
 from sqlalchemy.engine import make_url
 
 from reconciliation_pipeline.core.sql import read_sql
+from reconciliation_pipeline.instance.home import ensure_dagster_home
 from reconciliation_pipeline.settings import EMBEDDED, ENV_SETTINGS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +26,10 @@ DAGSTER_HOME_DIR = LOCAL_DIR / "dagster_home"
 APP_DATABASE = "recon_app"
 DAGSTER_DATABASE = "dagster"
 _DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class MissingVariableError(RuntimeError):
+    """A variable without a default here: set it in the environment."""
 
 
 def start_embedded_postgres(data_dir: Path = PGDATA_DIR, *, keep_running: bool = True) -> str:
@@ -88,12 +93,8 @@ def dagster_storage_url(database_url: str) -> str:
 
 
 def prepare_dagster_home(home: Path = DAGSTER_HOME_DIR) -> Path:
-    """A Dagster home whose dagster.yaml is the repository's (a link, so edits apply)."""
-    home.mkdir(parents=True, exist_ok=True)
-    link = home / "dagster.yaml"
-    if not link.exists():
-        link.symlink_to(PROJECT_ROOT / "dagster.yaml")
-    return home
+    """A Dagster home whose dagster.yaml is the package's (a link, so edits apply)."""
+    return ensure_dagster_home(home)
 
 
 def embedded_database_environment() -> dict[str, str]:
@@ -112,9 +113,13 @@ def resolve_environment(env: Mapping[str, str], chain_defaults: Mapping[str, str
     """The pipeline's variables: those set in `env`, else their defaults.
 
     `chain_defaults` supplies SOROBAN_RPC_URL and the devnet's contract ids
-    for variables left unset. The embedded PostgreSQL starts only when
+    for variables left unset, but only while SOROBAN_RPC_URL is unset: with
+    your own RPC, nothing of the devnet's applies and a missing contract id or
+    issuer is an error naming it. The embedded PostgreSQL starts only when
     DATABASE_URL is unset.
     """
+    if "SOROBAN_RPC_URL" in env:
+        chain_defaults = {}
     resolved: dict[str, str] = {}
     if "DATABASE_URL" in env:
         resolved["DATABASE_URL"] = env["DATABASE_URL"]
@@ -135,5 +140,7 @@ def resolve_environment(env: Mapping[str, str], chain_defaults: Mapping[str, str
         elif setting.default != EMBEDDED:
             resolved[setting.name] = setting.default
         else:
-            raise RuntimeError(f"{setting.name} has no default here; set it in the environment")
+            raise MissingVariableError(
+                f"{setting.name} is not set, and with SOROBAN_RPC_URL set (your RPC) nothing of the devnet's "
+                f"applies: set it in the environment ({setting.description})")
     return resolved

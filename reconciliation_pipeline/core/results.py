@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from reconciliation_pipeline.core.run_budget import RunBudget
     from reconciliation_pipeline.core.scopes import Shard
     from reconciliation_pipeline.core.watermarks import SweepPlan
-    from reconciliation_pipeline.resources import ReconSettingsResource, StellarContractsResource
+    from reconciliation_pipeline.resources import ReconSettings, StellarContractsResource
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ class StepContext:
     run: RunInfo
     engine: Engine
     contracts: StellarContractsResource
-    settings: ReconSettingsResource
+    settings: ReconSettings
     log: Any
     budget: RunBudget
     open_reader: Callable[[], Any]
