@@ -72,7 +72,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except localenv.MissingVariableError as error:
+        print(f"recon {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -142,5 +142,5 @@ def resolve_environment(env: Mapping[str, str], chain_defaults: Mapping[str, str
         else:
             raise MissingVariableError(
                 f"{setting.name} is not set, and with SOROBAN_RPC_URL set (your RPC) nothing of the devnet's "
-                f"applies: set it in the environment ({setting.description})")
+                "applies: set it in the environment")
     return resolved

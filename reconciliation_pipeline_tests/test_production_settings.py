@@ -4,6 +4,9 @@ your RPC."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,3 +125,26 @@ def test_with_your_rpc_nothing_of_the_devnets_applies() -> None:
     resolved = localenv.resolve_environment(complete, {"STREAM_CONTRACT_ID": "C-devnet", "SOROBAN_RPC_URL": "x"})
     assert resolved["SOROBAN_RPC_URL"] == "https://rpc.example"
     assert resolved["STREAM_CONTRACT_ID"] == DEVNET.environment()["STREAM_CONTRACT_ID"]
+
+
+def test_with_your_rpc_and_no_stream_contract_every_command_names_it_and_writes_nothing(
+    app_only_database: str, tmp_path: Path
+) -> None:
+    engine = sa.create_engine(sqlalchemy_url(app_only_database))
+    before = sql.pending_migrations(engine), _tables(engine)
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DATABASE_URL": app_only_database,
+           "SOROBAN_RPC_URL": "http://127.0.0.1:9",
+           **{k: v for k, v in DEVNET.environment().items() if k != "STREAM_CONTRACT_ID"}}
+    recon = str(Path(sys.executable).with_name("recon"))
+    for command in (["run", "nightly_reconciliation"], ["env"], ["ui"]):
+        done = subprocess.run([recon, *command], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "STREAM_CONTRACT_ID" in done.stderr, (command, done.stderr[-2000:])
+    assert (sql.pending_migrations(engine), _tables(engine)) == before
+    engine.dispose()
+
+
+def _tables(engine: sa.Engine) -> set[tuple[str, str]]:
+    with engine.connect() as connection:
+        return set(connection.execute(sa.text(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")).tuples())
