@@ -23,7 +23,7 @@ import requests
 from stellar_sdk import SorobanServer, xdr
 from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import BaseRequestError, SorobanRpcErrorResponse
-from stellar_sdk.soroban_rpc import EventFilter, EventFilterType, EventInfo, GetEventsResponse
+from stellar_sdk.soroban_rpc import EventFilter, EventFilterType, EventInfo, GetEventsResponse, GetHealthResponse
 
 MAX_KEYS_PER_REQUEST = 200
 _INVALID_PARAMS = -32602
@@ -173,6 +173,13 @@ class ChainReader:
                 self._sleep(delay)
         return None, last_error, self.settings.max_attempts
 
+    def health(self) -> GetHealthResponse:
+        """`getHealth`: the ledgers the RPC's own database serves (events, transactions)."""
+        health, error, _ = self._with_retries(self.server.get_health)
+        if health is None:
+            raise RpcReadError(f"getHealth failed: {error}")
+        return health
+
     def latest_ledger(self) -> int:
         response, error, _ = self._with_retries(self.server.get_latest_ledger)
         if response is None:
@@ -260,9 +267,7 @@ class ChainReader:
         raises `RetentionWindowError` naming the oldest ledger available.
         Returns the events and the latest ledger the RPC reported.
         """
-        health, error, _ = self._with_retries(self.server.get_health)
-        if health is None:
-            raise RpcReadError(f"getHealth failed: {error}")
+        health = self.health()
         oldest, latest = health.oldest_ledger, health.latest_ledger
         start = oldest if start_ledger is None else start_ledger
         if start < oldest or start > latest:
