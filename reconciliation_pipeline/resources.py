@@ -139,6 +139,12 @@ class ReconSettingsResource(dg.ConfigurableResource):
     streak_qualifying_minutes: int = 30
     """A deployment-wide rule, not run config: a run with another threshold would "repair"
     every projection to a rule the app does not use."""
+    ttl_warning_ledgers: int = 120_960
+    """A live entry whose TTL runs out within this many ledgers is TTL_EXPIRING."""
+    origin_max_ledgers: int = 50
+    """Ledgers a run fetches to name the transaction behind chain-side findings."""
+    replay_max_ledgers: int = 34_560
+    """Ledgers a run replays from getLedgers metadata beyond getEvents's window."""
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.incident_policy()
@@ -151,6 +157,11 @@ class ReconSettingsResource(dg.ConfigurableResource):
             raise dg.DagsterInvariantViolationError(
                 f"USDC_BALANCE_TOLERANCE must be a non-negative number of base units, got {self.usdc_balance_tolerance}"
             )
+        for value, variable in ((self.ttl_warning_ledgers, "TTL_WARNING_LEDGERS"),
+                                (self.origin_max_ledgers, "ORIGIN_MAX_LEDGERS"),
+                                (self.replay_max_ledgers, "REPLAY_MAX_LEDGERS")):
+            if value < 0:
+                raise dg.DagsterInvariantViolationError(f"{variable} must be a non-negative number of ledgers, got {value}")
         if self.streak_qualifying_minutes < 1:
             raise dg.DagsterInvariantViolationError(
                 f"STREAK_QUALIFYING_MINUTES must be at least 1, got {self.streak_qualifying_minutes}"
@@ -209,6 +220,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             odds_mismatch_threshold=dg.EnvVar("ODDS_MISMATCH_THRESHOLD"),
             usdc_balance_tolerance=dg.EnvVar.int("USDC_BALANCE_TOLERANCE"),
             streak_qualifying_minutes=dg.EnvVar.int("STREAK_QUALIFYING_MINUTES"),
+            ttl_warning_ledgers=dg.EnvVar.int("TTL_WARNING_LEDGERS"),
+            origin_max_ledgers=dg.EnvVar.int("ORIGIN_MAX_LEDGERS"),
+            replay_max_ledgers=dg.EnvVar.int("REPLAY_MAX_LEDGERS"),
         ),
         "alerting": AlertingResource(webhook_url=dg.EnvVar("ALERT_WEBHOOK_URL")),
         "pushgateway": PushgatewayResource(pushgateway_url=dg.EnvVar("PROMETHEUS_PUSHGATEWAY_URL")),

@@ -406,6 +406,11 @@ class DevnetLedger:
                 self._open = previous
                 self._history_version[seq] += 1
 
+    def transaction_index(self, seq: int, tx: AppliedTransaction) -> int:
+        """The 1-based position of a transaction in its ledger (its application order)."""
+        with self.lock:
+            return next(i for i, t in enumerate(self._history.get(seq, []), start=1) if t is tx)
+
     def transactions_in(self, seq: int) -> list[AppliedTransaction]:
         with self.lock:
             return list(self._history.get(seq, []))

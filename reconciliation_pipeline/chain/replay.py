@@ -118,7 +118,7 @@ def served_oldest(error: Exception) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _fetch(reader: ChainReader, start: int, limit: int) -> GetLedgersResponse:
+def fetch_page(reader: ChainReader, start: int, limit: int) -> GetLedgersResponse:
     """One page, retried with the reader's backoff; a range the RPC does not serve raises
     `RetentionWindowError` at once."""
     settings = reader.settings
@@ -177,7 +177,7 @@ def replay(
     first = start
     if start > 1:
         try:  # the ledger before the range, for the first ledger's previous hash
-            page = _fetch(reader, start - 1, 1)
+            page = fetch_page(reader, start - 1, 1)
             result.requests += 1
             if page.ledgers and page.ledgers[0].sequence == start - 1:
                 previous_hash = page.ledgers[0].hash
@@ -192,7 +192,7 @@ def replay(
         while pending or next_start < end:
             while next_start < end and len(pending) < reader.settings.max_in_flight and not reader.past_deadline():
                 size = min(limit, end - next_start, MAX_PAGE_LEDGERS)
-                pending.append((next_start, size, pool.submit(_fetch, reader, next_start, size)))
+                pending.append((next_start, size, pool.submit(fetch_page, reader, next_start, size)))
                 next_start += size
             if not pending:
                 result.complete = False
@@ -308,14 +308,16 @@ def read_events(
     replay_end = min(stop, oldest + EVENTS_MARGIN)
     if replay_end - start > max_replay_ledgers:
         raise RetentionWindowError(
-            f"ledgers {start}..{replay_end - 1} are before getEvents's window (it serves ledgers from {oldest}); "
+            f"ledgers {start}..{replay_end - 1} are before getEvents's retention window (it serves ledgers from "
+            f"{oldest}); "
             f"replaying them from getLedgers would read {replay_end - start} ledgers, more than the "
             f"{max_replay_ledgers} a run may replay (REPLAY_MAX_LEDGERS)")
     try:
         replayed = replay(reader, start, replay_end, Watch(contracts=frozenset(contract_ids)), topics=topics)
     except RetentionWindowError as refused:
         raise RetentionWindowError(
-            f"ledgers from {start} are outside both windows: getEvents serves ledgers from {oldest} and {refused}"
+            f"ledgers from {start} are outside both retention windows: getEvents serves ledgers from {oldest} and "
+            f"{refused}"
         ) from refused
     if not replayed.complete:
         raise RpcReadError(f"the replay of ledgers {start}..{replay_end - 1} stopped at the run's time limit")

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.drift import Severity
+from reconciliation_pipeline.core.metadata import origin_text
 from reconciliation_pipeline.core.metrics import is_http_url, redact_url
 
 WEBHOOK_VARIABLE = "ALERT_WEBHOOK_URL"
@@ -116,11 +117,24 @@ class IncidentAlert:
         return ROUTES[self.severity]
 
     @property
+    def origin(self) -> str | None:
+        """Where the chain value came from: the ledger, its close time, the transaction and operation."""
+        return origin_text(self.details)
+
+    @property
+    def db_written_at(self) -> str | None:
+        return self.details.get("db_written_at")
+
+    @property
     def summary(self) -> str:
         text = f"[{self.severity}] {self.domain}: {self.entity_type} {self.entity_id} {self.drift_class} on {self.field}"
-        if self.db_value is None and self.chain_value is None:
-            return text
-        return f"{text} (database {self.db_value} vs chain {self.chain_value})"
+        if self.db_value is not None or self.chain_value is not None:
+            text = f"{text} (database {self.db_value} vs chain {self.chain_value})"
+        if self.origin is not None:
+            text = f"{text}; chain written in {self.origin}"
+        if self.db_written_at is not None:
+            text = f"{text}; database row written {self.db_written_at}"
+        return text
 
     def record(self) -> dict[str, Any]:
         """The structured-log form: flat keys, JSON-safe values."""
@@ -143,6 +157,8 @@ class IncidentAlert:
             "last_seen_at": _iso(self.last_seen_at),
             "consecutive_runs": self.consecutive_runs,
             "last_run_id": self.last_run_id,
+            "chain_written": self.origin,
+            "db_written_at": self.db_written_at,
             "details": dict(self.details),
         }
 
@@ -159,6 +175,10 @@ class IncidentAlert:
         ]
         if self.delta is not None:
             fields.append(("Delta (chain − database)", f"`{self.delta}`"))
+        if self.origin is not None:
+            fields.append(("Chain written", self.origin))
+        if self.db_written_at is not None:
+            fields.append(("Database row written", self.db_written_at))
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": _clip(
                 f"{self.severity} drift in {self.domain}: {self.entity_id}", _SLACK_HEADER_LIMIT)}},

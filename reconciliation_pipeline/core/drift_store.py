@@ -2,6 +2,9 @@
 
 Everything for one (run, domain) is written in one transaction, so analysts
 never see a run's findings without its incidents or the other way round.
+Findings in flight (`core.inflight`) are recorded with that status but open no
+incident: they are remembered in `recon.in_flight`, and only when the next run
+sees the same finding in flight again has it persisted, and is drift.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import pandas as pd
 from sqlalchemy.engine import Connection, Engine
 
 from reconciliation_pipeline.core import sql
-from reconciliation_pipeline.core.findings import FindingsModel, counts_by_class
+from reconciliation_pipeline.core.drift import FindingStatus
+from reconciliation_pipeline.core.findings import FindingsModel, counts_by_class, drifting
 from reconciliation_pipeline.core.results import DomainDiff
 
 
@@ -44,6 +48,7 @@ class PersistSummary:
     opened_or_seen: int
     confirmed: int
     resolved: int
+    in_flight: int = 0
 
 
 def _none_if_missing(value: Any) -> Any:
@@ -75,6 +80,7 @@ def _finding_params(run: RunInfo, findings: pd.DataFrame, db_snapshot_at: dateti
             "db_snapshot_at": db_snapshot_at,
             "partition_key": run.partition_key,
             "details": json.dumps({"entity_key": r["entity_key"], **r["details"]}, default=str),
+            "status": r["status"],
         }
         for r in records
     ]
@@ -143,6 +149,47 @@ def _with_open_incidents(connection: Connection, domain: str, checked: pd.DataFr
     return checked[pairs.isin(pd.MultiIndex.from_tuples(open_entities))]
 
 
+_INCIDENT_KEY = ["entity_type", "entity_id", "field", "drift_class"]
+
+
+def promote_persisting(engine: Engine, domain: str, run_id: str, findings: pd.DataFrame) -> pd.DataFrame:
+    """In-flight findings that an earlier run saw in flight too have persisted: they are drift."""
+    in_flight = findings["status"] == FindingStatus.IN_FLIGHT.value
+    if not in_flight.any():
+        return findings
+    with engine.connect() as connection:
+        earlier = connection.execute(sql.query("recon/queries/in_flight_read.sql"),
+                                     {"domain": domain, "run_id": run_id}).tuples().all()
+    if not earlier:
+        return findings
+    keys = pd.MultiIndex.from_frame(findings[_INCIDENT_KEY].astype(str))
+    persisted = in_flight & keys.isin(pd.MultiIndex.from_tuples(earlier, names=_INCIDENT_KEY))
+    details = [{**d, "in_flight_persisted": d.get("in_flight")} if p else d
+               for d, p in zip(findings["details"], persisted, strict=True)]
+    return findings.assign(status=findings["status"].mask(persisted, FindingStatus.DRIFT.value),
+                           details=pd.Series(details, index=findings.index, dtype=object))
+
+
+def _remember_in_flight(connection: Connection, run: RunInfo, domain: str, in_flight: pd.DataFrame,
+                        checked: pd.DataFrame, seen_at: datetime) -> None:
+    """What this run saw in flight replaces what was remembered for the entities it checked."""
+    remembered = connection.execute(sql.query("recon/queries/in_flight_read.sql"),
+                                    {"domain": domain, "run_id": ""}).tuples().all()
+    if remembered and len(checked):
+        pairs = pd.MultiIndex.from_arrays([checked["entity_type"].astype(str), checked["entity_id"].astype(str)])
+        settled = checked[pairs.isin(pd.MultiIndex.from_tuples([(t, i) for t, i, _, _ in remembered]))]
+        if len(settled):
+            connection.execute(sql.query("recon/queries/in_flight_forget.sql"), {
+                "domain": domain, "entity_types": _text_array(settled["entity_type"]),
+                "entity_ids": _text_array(settled["entity_id"])})
+    if len(in_flight):
+        unique = in_flight.drop_duplicates(_INCIDENT_KEY)
+        connection.execute(sql.query("recon/queries/in_flight_record.sql"), {
+            "domain": domain, "run_id": run.run_id, "seen_at": seen_at,
+            "entity_types": _text_array(unique["entity_type"]), "entity_ids": _text_array(unique["entity_id"]),
+            "fields": _text_array(unique["field"]), "drift_classes": _text_array(unique["drift_class"])})
+
+
 def persist_domain_run(
     engine: Engine, run: RunInfo, domain: str, diff: DomainDiff, *, started_at: datetime, policy: IncidentPolicy
 ) -> PersistSummary:
@@ -150,6 +197,8 @@ def persist_domain_run(
 
     Only the incidents of entities the diff `checked` can be resolved; a run with
     any entity it could not check (read errors, the time limit) is `partial`.
+    Entities with a finding in flight keep their incidents as they were: the next
+    run settles them.
     """
     findings, checked = diff.findings, diff.checked
     FindingsModel.validate(findings, lazy=True)
@@ -176,8 +225,14 @@ def persist_domain_run(
         params = _finding_params(run, findings, diff.db_snapshot_at)
         if params:
             connection.execute(sql.query("recon/queries/insert_finding.sql"), params)
-        seen, confirmed, resolved = _record_incidents(connection, run, domain, findings, checked.entities, policy,
+        in_flight = findings[findings["status"] == FindingStatus.IN_FLIGHT.value]
+        settled = checked.entities
+        if len(in_flight) and len(settled):
+            moving = pd.MultiIndex.from_frame(in_flight[["entity_type", "entity_id"]].astype(str))
+            settled = settled[~pd.MultiIndex.from_frame(settled.astype(str)).isin(moving)]
+        seen, confirmed, resolved = _record_incidents(connection, run, domain, drifting(findings), settled, policy,
                                                       seen_at)
+        _remember_in_flight(connection, run, domain, in_flight, checked.entities, seen_at)
         connection.execute(
             sql.query("recon/queries/finish_run.sql"),
             {
@@ -188,6 +243,7 @@ def persist_domain_run(
                 "entities_checked": len(checked.entities),
                 "entities_unchecked": checked.unchecked,
                 "finding_counts": json.dumps(counts),
+                "in_flight": len(in_flight),
             },
         )
     return PersistSummary(
@@ -197,4 +253,5 @@ def persist_domain_run(
         opened_or_seen=seen,
         confirmed=confirmed,
         resolved=resolved,
+        in_flight=len(in_flight),
     )

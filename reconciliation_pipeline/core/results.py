@@ -42,6 +42,9 @@ class DbSnapshot:
     counts: Mapping[str, int] = field(default_factory=dict)
     invariant_findings: pd.DataFrame = field(default_factory=empty_findings)
     """The source's invariants, validated once when the snapshot was taken."""
+    ledger_at_snapshot: int | None = None
+    """The chain's latest ledger when the snapshot was taken: an entry modified after it may be a
+    write in flight (None when the RPC could not say)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,10 @@ class ChainSnapshot:
     """Ids of events whose key could not be read while discovering chain-only keys."""
     skipped: str | None = None
     """Why nothing was read (the run compares nothing), or None."""
+    read_started_at: datetime | None = None
+    """When the read began: a row written after it may be a write in flight."""
+    discovery_source: str | None = None
+    """Where chain-only keys' events came from: getEvents, getLedgers (metadata replay) or both."""
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ def test_events_come_from_the_window_that_serves_them(short_events: DevnetLedger
                               end_ledger=top - 2_000, max_replay_ledgers=100_000)
             both = read_events(reader, contract_ids=[WATCHED], topics=None, start_ledger=top - 6_000,
                                end_ledger=None, max_replay_ledgers=100_000)
-            with pytest.raises(RetentionWindowError, match=r"outside both windows: getEvents serves ledgers from "
+            with pytest.raises(RetentionWindowError, match=r"outside both retention windows: getEvents serves ledgers from "
                                rf"{top - 999} and getLedgers does not serve ledger {top - 20_000}: the oldest ledger "
                                rf"it serves is {top - 9_999}"):
                 read_events(reader, contract_ids=[WATCHED], topics=None, start_ledger=top - 20_000, end_ledger=None,

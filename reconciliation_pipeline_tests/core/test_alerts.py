@@ -135,17 +135,26 @@ def test_critical_alerts_at_once_the_rest_once_confirmed_and_each_incident_once(
 
 
 def test_an_alert_is_well_formed_slack_json_naming_the_market(
-    world: MarketsWorld, database_url: str, engine: sa.Engine, devnet: DevnetServer
+    world: MarketsWorld, ledger: DevnetLedger, database_url: str, engine: sa.Engine, devnet: DevnetServer
 ) -> None:
     with http_receiver() as webhook:
         run_frequent(frequent_resources(database_url, devnet.url), MARKETS_ASSETS)
         tick(database_url, webhook.url, None)
     payload = next(json.loads(r.body) for r in webhook.requests if "market_4" in json.loads(r.body)["text"])
-    assert payload["text"] == "[CRITICAL] markets: market market_4 VALUE_MISMATCH on winning_outcome (database 0 vs chain 1)"
+    with engine.connect() as connection:
+        origin, written = connection.execute(sa.text(
+            "SELECT details->'origin', details->>'db_written_at' FROM recon.discrepancies "
+            "WHERE entity_id = 'market_4' AND field = 'winning_outcome'")).one()
+    # The chain value's origin is the devnet transaction that wrote the market's instance entry.
+    assert origin["tx_hash"] in {tx.tx_hash for tx in ledger.transactions_in(origin["ledger"])}
+    written_in = f"ledger {origin['ledger']} ({origin['closed_at']}) by tx {origin['tx_hash'][:12]}… op 0"
+    assert payload["text"] == ("[CRITICAL] markets: market market_4 VALUE_MISMATCH on winning_outcome (database 0 vs "
+                               f"chain 1); chain written in {written_in}; database row written {written}")
     header, section, details, context = payload["blocks"]
     assert header == {"type": "header", "text": {"type": "plain_text", "text": "CRITICAL drift in markets: market_4"}}
     fields = {f["text"].split("\n")[0]: f["text"].split("\n", 1)[1] for f in section["fields"]}
     assert fields["*Database*"] == "`0`" and fields["*Chain*"] == "`1`"
+    assert fields["*Chain written*"] == written_in and fields["*Database row written*"] == written
     assert all(f["type"] == "mrkdwn" and len(f["text"]) <= 2000 for f in section["fields"])
     facts = json.loads(details["text"]["text"].split("```")[1])
     title = world.db.set_index("market_id").at[4, "title"]

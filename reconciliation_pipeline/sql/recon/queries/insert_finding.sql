@@ -1,6 +1,6 @@
 INSERT INTO recon.discrepancies (run_id, domain, entity_type, entity_id, field, drift_class, severity,
                                  db_value, chain_value, delta, ledger_sequence, db_snapshot_at,
-                                 partition_key, details)
+                                 partition_key, details, status)
 VALUES (:run_id, :domain, :entity_type, :entity_id, :field, :drift_class, :severity,
         :db_value, :chain_value, CAST(:delta AS numeric), :ledger_sequence, :db_snapshot_at,
-        :partition_key, CAST(:details AS jsonb))
+        :partition_key, CAST(:details AS jsonb), :status)
