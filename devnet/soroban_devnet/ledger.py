@@ -264,8 +264,11 @@ class DevnetLedger:
         # The hash chain starts below the oldest ledger any window can reach and grows as ledgers close.
         self._chain_base = max(1, start_ledger - max(self.retention_window, self.ledger_retention_window))
         self._chain: list[bytes] = []
-        self._meta_cache: dict[int, tuple[int, bytes]] = {}
+        self._meta_cache: dict[int, tuple[int, bytes, str]] = {}
+        """Per ledger: (history version, LedgerCloseMeta XDR, its base64), built once per change."""
         self.request_counts: collections.Counter[str] = collections.Counter()
+        self.ledgers_requested: collections.Counter[int] = collections.Counter()
+        """getLedgers requests by the first ledger they asked for."""
         self.bytes_sent = 0
         self._faults = FaultConfig()
         self._failure_rng = random.Random(0)
@@ -323,6 +326,10 @@ class DevnetLedger:
     def ledger_close_time(self, seq: int) -> int:
         """Unix close time: `start_ledger` closed at creation, the others evenly spaced."""
         return math.floor(self._created_at + (seq - self.start_ledger) * self._close_spacing)
+
+    def ledger_closed_by(self, unix_seconds: float) -> int:
+        """The last ledger that closed at or before a moment (close times are evenly spaced)."""
+        return self.start_ledger + math.floor((unix_seconds - self._created_at) / self._close_spacing)
 
     def _previous_hash(self, seq: int) -> bytes:
         """The hash of ledger `seq - 1` (below the chain's base: a fixed genesis hash)."""
@@ -395,6 +402,14 @@ class DevnetLedger:
         default): entries written inside are last modified in that ledger."""
         with self.lock:
             seq = self.latest_ledger if ledger is None else ledger
+            if not self.record_history:  # bulk seeding: state and events only
+                tx = AppliedTransaction(tx_hash=tx_hash or "")
+                previous, self._open = self._open, (seq, tx)
+                try:
+                    yield tx
+                finally:
+                    self._open = previous
+                return
             _, tx = self._tx(seq, tx_hash, None)
             tx.successful = successful
             if contract_id is not None:
@@ -405,6 +420,12 @@ class DevnetLedger:
             finally:
                 self._open = previous
                 self._history_version[seq] += 1
+
+    def record_raw_transaction(self, seq: int, tx_hash: str, envelope: bytes, result: bytes, meta: bytes) -> None:
+        """A transaction given as its XDR (traffic the devnet did not apply itself, e.g. a benchmark's
+        public-network-shaped ledgers): served in its ledger's metadata, not applied to the state."""
+        with self.lock:
+            self._transactions(seq).append(AppliedTransaction(tx_hash=tx_hash, raw=(envelope, result, meta)))
 
     def transaction_index(self, seq: int, tx: AppliedTransaction) -> int:
         """The 1-based position of a transaction in its ledger (its application order)."""
@@ -417,11 +438,18 @@ class DevnetLedger:
 
     def ledger_close_meta(self, seq: int) -> bytes:
         """The ledger's `LedgerCloseMeta` XDR (built once per change of its history)."""
+        return self._cached_meta(seq)[1]
+
+    def ledger_close_meta_b64(self, seq: int) -> str:
+        """The same, base64-encoded as getLedgers serves it (encoded once)."""
+        return self._cached_meta(seq)[2]
+
+    def _cached_meta(self, seq: int) -> tuple[int, bytes, str]:
         with self.lock:
             version = self._history_version[seq]
             cached = self._meta_cache.get(seq)
             if cached is not None and cached[0] == version:
-                return cached[1]
+                return cached
             transactions = []
             for tx in self._history.get(seq, []):
                 envelope, result, meta = history.transaction_parts(tx, seq, 4 if self.meta_version == 2 else 3)
@@ -432,8 +460,9 @@ class DevnetLedger:
             meta_bytes = history.ledger_close_meta(
                 self.meta_version, self._hash(seq), self.ledger_header(seq), self._previous_hash(seq), transactions,
                 evicted)
-            self._meta_cache[seq] = (version, meta_bytes)
-            return meta_bytes
+            built = (version, meta_bytes, history.b64(meta_bytes))
+            self._meta_cache[seq] = built
+            return built
 
     # -- ledger entries -----------------------------------------------------
 
@@ -566,8 +595,8 @@ class DevnetLedger:
             seq = self.latest_ledger if ledger is None else ledger
             if not 1 <= seq < _LEDGER_LIMIT:
                 raise ValueError(f"ledger out of range: {seq}")
-            if tx_index == 0:
-                index, tx = 0, None
+            if tx_index == 0 or not self.record_history:
+                index, tx = (1 if tx_index is None else tx_index), None
             else:
                 opened = self._open is not None and self._open[0] == seq
                 index, tx = self._tx(seq, tx_hash, 1 if tx_index is None and tx_hash is None and not opened
@@ -609,6 +638,7 @@ class DevnetLedger:
     def reset_counters(self) -> None:
         with self.lock:
             self.request_counts.clear()
+            self.ledgers_requested.clear()
             self.bytes_sent = 0
 
     @property

@@ -33,23 +33,26 @@ def _uint(value: Any, name: str) -> int:
 
 
 def _ledger_info(ledger: DevnetLedger, sequence: int) -> dict[str, Any]:
-    if sequence in ledger.faults.broken_ledgers:
+    faults = ledger.faults
+    if sequence in faults.broken_ledgers:
         forged = hashlib.sha256(b"forged|" + str(sequence).encode()).digest()
         header = ledger.ledger_header(sequence, previous_hash=forged)
         ledger_hash = hashlib.sha256(header).digest()
-        meta = history.ledger_close_meta(ledger.meta_version, ledger_hash, header, forged, [], [])
+        metadata = history.b64(history.ledger_close_meta(ledger.meta_version, ledger_hash, header, forged, [], []))
     else:
         header = ledger.ledger_header(sequence)
         ledger_hash = bytes.fromhex(ledger.ledger_hash(sequence))
-        meta = ledger.ledger_close_meta(sequence)
-        if sequence in ledger.faults.garbled_ledgers:
-            meta = meta[: len(meta) // 2]
+        if sequence in faults.garbled_ledgers:
+            full = ledger.ledger_close_meta(sequence)
+            metadata = history.b64(full[: len(full) // 2])
+        else:
+            metadata = ledger.ledger_close_meta_b64(sequence)
     return {
         "hash": ledger_hash.hex(),
         "sequence": sequence,
         "ledgerCloseTime": str(ledger.ledger_close_time(sequence)),
         "headerXdr": history.b64(ledger_hash + header + b"\0\0\0\0"),
-        "metadataXdr": history.b64(meta),
+        "metadataXdr": metadata,
     }
 
 
@@ -84,6 +87,7 @@ def get_ledgers(ledger: DevnetLedger, params: Any) -> dict[str, Any]:
                 f"start ledger must be between the oldest ledger: {served} and the latest ledger: {latest} "
                 "for this rpc instance.",
             )
+    ledger.ledgers_requested[first] += 1
     last = min(first + limit - 1, latest)
     missing = ledger.faults.missing_ledgers
     ledgers = [_ledger_info(ledger, sequence) for sequence in range(max(first, served), last + 1)

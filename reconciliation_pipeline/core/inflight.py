@@ -66,10 +66,10 @@ def mark_in_flight(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs: Dom
             reasons[late[late].index] = [
                 f"the database row was written at {t.isoformat(timespec='seconds')}, after the chain read began at "
                 f"{pd.Timestamp(chain.read_started_at).isoformat(timespec='seconds')}" for t in times[late]]
-    flagged = reasons.notna()
+    flagged = reasons.map(lambda r: isinstance(r, str)).astype(bool)
     if not flagged.any():
         return findings
     status = findings["status"].mask(flagged, FindingStatus.IN_FLIGHT.value)
-    details = [{**d, "in_flight": r} if r is not None else d
-               for d, r in zip(findings["details"], reasons, strict=True)]
+    details = [{**d, "in_flight": r} if f else d
+               for d, r, f in zip(findings["details"], reasons, flagged, strict=True)]
     return findings.assign(status=status, details=pd.Series(details, index=findings.index, dtype=object))
