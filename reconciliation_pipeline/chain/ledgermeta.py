@@ -790,14 +790,6 @@ def _meta_header(w: Words) -> tuple[int, LedgerHeader, int]:
     return version, header, i
 
 
-def read_header(data: bytes) -> LedgerHeader:
-    """The header of a `LedgerCloseMeta` (v1 or v2)."""
-    try:
-        return _meta_header(words(data))[1]
-    except IndexError as error:
-        raise XdrError(f"truncated LedgerCloseMeta: {error}") from error
-
-
 _CHANGE_NAMES = {0: "created", 1: "updated", 2: "removed", 4: "restored"}
 _STATE = 3
 

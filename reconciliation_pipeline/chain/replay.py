@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,7 +82,6 @@ class Replay:
     problems: list[LedgerProblem] = field(default_factory=list)
     close_times: dict[int, int] = field(default_factory=dict)
     """Ledger -> unix close time, of every ledger read."""
-    hashes: dict[int, str] = field(default_factory=dict)
     requests: int = 0
     bytes_read: int = 0
     """Bytes of ledger metadata and headers received (decoded from base64)."""
@@ -162,7 +161,6 @@ def replay(
     watch: Watch,
     *,
     topics: Sequence[Sequence[str]] | None = None,
-    on_page: Callable[[Replay], None] | None = None,
 ) -> Replay:
     """Events and contract-data changes of `watch` in ledgers `[start, end)`, and the problems met.
 
@@ -231,8 +229,6 @@ def replay(
             result.bytes_read += page_bytes
             if page_bytes:
                 limit = max(1, min(MAX_PAGE_LEDGERS, PAGE_TARGET_BYTES * page_ledgers // page_bytes))
-            if on_page is not None:
-                on_page(result)
             if page.latest_ledger + 1 < end and next_start > page.latest_ledger:
                 end = page.latest_ledger + 1  # the chain has not reached the end of the range yet
                 result.end = end
@@ -246,7 +242,6 @@ def _read_ledger(result: Replay, sequence: int, ledger_hash: str, close_time: in
                  topics: Sequence[Sequence[str]] | None) -> str:
     """One ledger into the result; returns its hash (the next ledger's expected previous hash)."""
     result.close_times[sequence] = close_time
-    result.hashes[sequence] = ledger_hash
     try:
         meta = parse_ledger(metadata, watch, needles)
     except XdrError as error:

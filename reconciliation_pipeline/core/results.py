@@ -77,8 +77,6 @@ class ChainSnapshot:
     """Why nothing was read (the run compares nothing), or None."""
     read_started_at: datetime | None = None
     """When the read began: a row written after it may be a write in flight."""
-    discovery_source: str | None = None
-    """Where chain-only keys' events came from: getEvents, getLedgers (metadata replay) or both."""
 
 
 @dataclass(frozen=True)

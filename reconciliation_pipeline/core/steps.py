@@ -268,18 +268,26 @@ class Discovered:
 def _discovery_events(ctx: StepContext, spec: DomainSpec, entity: Entity, discovery: EventKeys,
                       reader: ChainReader) -> NamedValues:
     """The discovery events of the run: getEvents's whole window (closed before the partition's end);
-    for a partition older than that window, its own day replayed from getLedgers metadata."""
+    for a partition older than that window, its own day replayed from getLedgers metadata. A day
+    neither serves leaves getEvents's window only, as discovery always was (logged, and the source
+    says so): the run still compares every row the database has."""
     contract_id = getattr(ctx.contracts, discovery.contract)
     window = ctx.partition_window
-    start_ledger = end_ledger = None
-    if window is not None:
-        _, oldest_close = events_window(reader)
-        if window.start.timestamp() < oldest_close:
+    if window is not None and window.start.timestamp() < events_window(reader)[1]:
+        try:
             ledgers, _ = ledger_window(reader, window.start, window.end)
-            start_ledger, end_ledger = ledgers.start_ledger, ledgers.end_ledger
-    named = read_named(reader, contract_id, discovery.topics, entity.kind, (discovery.segment,),
-                       start_ledger=start_ledger, end_ledger=end_ledger, closed_before=ctx.window_end,
-                       max_replay_ledgers=ctx.settings.replay_max_ledgers)
+            named = read_named(reader, contract_id, discovery.topics, entity.kind, (discovery.segment,),
+                               start_ledger=ledgers.start_ledger, end_ledger=ledgers.end_ledger,
+                               closed_before=ctx.window_end, max_replay_ledgers=ctx.settings.replay_max_ledgers)
+        except (RetentionWindowError, RpcReadError) as refused:
+            ctx.log.warning(f"chain_{entity.name}: the partition's day cannot be replayed, so only chain-only keys "
+                            f"in getEvents's window are discovered: {refused}")
+            named = read_named(reader, contract_id, discovery.topics, entity.kind, (discovery.segment,),
+                               closed_before=ctx.window_end)
+            named = replace(named, source=f"{named.source} (the partition's day is outside both windows)")
+    else:
+        named = read_named(reader, contract_id, discovery.topics, entity.kind, (discovery.segment,),
+                           closed_before=ctx.window_end)
     record_replay(ctx.engine, spec.domain, f"chain_{entity.name}", ctx.run.run_id, ctx.partition_keys, named.window)
     return named
 
@@ -354,7 +362,6 @@ def chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity,
         failed_batches=stats.failed_batches, contract_id=contract_id, not_read_invalid=not_read_invalid,
         discovered=len(new_keys), mode=plan.mode if plan is not None else None,
         unreadable_events=discovery.unreadable, skipped=skipped, read_started_at=read_started_at,
-        discovery_source=discovery.source,
     )
     checks: tuple[dg.AssetCheckResult, ...] = ()
     if entity.chain_invariants is not None:

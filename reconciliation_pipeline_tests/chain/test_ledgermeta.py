@@ -17,7 +17,7 @@ from stellar_sdk import StrKey, scval, xdr
 
 from reconciliation_pipeline.chain import ledgermeta
 from reconciliation_pipeline.chain.fastxdr import XdrError
-from reconciliation_pipeline.chain.ledgermeta import Watch, parse_ledger, read_header
+from reconciliation_pipeline.chain.ledgermeta import Watch, parse_ledger
 from soroban_devnet import history
 from soroban_devnet.traffic import KINDS, TrafficMaker
 
@@ -135,4 +135,4 @@ def test_truncated_or_foreign_bytes_raise_xdr_error(cut: int) -> None:
     with pytest.raises(XdrError):
         parse_ledger(data[:cut], Watch(contracts=frozenset({WATCHED})))
     with pytest.raises(XdrError, match="version"):
-        read_header(b"\0\0\0\x07" + data[4:])
+        parse_ledger(b"\0\0\0\x07" + data[4:], Watch())

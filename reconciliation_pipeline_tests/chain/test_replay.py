@@ -10,7 +10,7 @@ import time
 import pytest
 from stellar_sdk import StrKey, scval
 
-from reconciliation_pipeline.chain.ledgermeta import Watch
+from reconciliation_pipeline.chain.ledgermeta import Watch, parse_ledger
 from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings, RetentionWindowError
 from reconciliation_pipeline.chain.replay import (
     BROKEN_CHAIN,
@@ -158,3 +158,25 @@ def test_events_come_from_the_window_that_serves_them(short_events: DevnetLedger
     assert (recent.source, offsets(recent)) == (EVENTS_SOURCE, [900, 10])
     assert (old.source, offsets(old)) == (REPLAY_SOURCE, [5_000, 3_000])
     assert (both.source, offsets(both)) == (f"{REPLAY_SOURCE}+{EVENTS_SOURCE}", [5_000, 3_000, 900, 10])
+
+
+def test_an_eviction_and_a_restore_are_in_the_metadata(ledger: DevnetLedger, devnet: DevnetServer) -> None:
+    """An entry whose TTL ran out is listed in evictedKeys of the ledger that archived it; restoring
+    it is a `restored` change of the watched contract."""
+    key = enum_key("Loan", scval.to_uint64(9))
+    ledger_key = contract_data_key(WATCHED, key).to_xdr()
+    start = ledger.latest_ledger
+    ledger.put_raw_entry(ledger_key, contract_data_entry(WATCHED, key, scval.to_int128(1)).to_xdr(),
+                         live_until=start + 2)
+    ledger.close_ledger(2 + ledger.eviction_delay + 1)
+    evicted_in = start + 2 + ledger.eviction_delay + 1
+    meta = parse_ledger(ledger.ledger_close_meta(evicted_in), Watch(contracts=frozenset({WATCHED})))
+    assert meta.evicted[0] == ledger_key and len(meta.evicted) == 2  # the entry and its TTL
+    ledger.close_ledger()
+    ledger.extend_ttl(ledger_key, ledger.latest_ledger + 100)
+    reader = _reader(devnet.url)
+    try:
+        replayed = replay(reader, ledger.latest_ledger, ledger.latest_ledger + 1, Watch(contracts=frozenset({WATCHED})))
+    finally:
+        reader.close()
+    assert [(c.change.change, c.change.key) for c in replayed.changes] == [("restored", ledger_key)]

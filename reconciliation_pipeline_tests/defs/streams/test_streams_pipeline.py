@@ -239,3 +239,19 @@ def test_a_day_past_the_event_window_discovers_its_chain_only_streams_from_ledge
     assert as_set(persisted_findings(engine, beyond.run_id)) == found_inside
     chain_only = f"stream_{world.chain_only_ids[0]}"
     assert chain_only in set(persisted_findings(engine, beyond.run_id)["entity_id"])
+
+
+def test_a_day_neither_window_serves_still_reconciles_its_rows(
+    world: StreamsWorld, ledger: DevnetLedger, database_url: str, engine: sa.Engine, devnet: DevnetServer,
+    yesterday: str,
+) -> None:
+    """Discovery of chain-only streams for a day no RPC window reaches falls back to getEvents's window
+    (and says so); the day's rows are still compared with the chain."""
+    ledger.retention_window, ledger.ledger_retention_window = 100, 200
+    result = run_streams(database_url, devnet, yesterday)
+    metadata = result.asset_materializations_for_node("chain_streams")[0].metadata
+    assert metadata["discovery_source"].value == "getEvents (the partition's day is outside both windows)"
+    found = as_set(persisted_findings(engine, result.run_id))
+    expected = world.expected_findings()
+    chain_only = expected["entity_id"] == f"stream_{world.chain_only_ids[0]}"
+    assert found == as_set(expected[~chain_only])  # everything but the stream only the chain knows
