@@ -4,7 +4,8 @@
 `LedgerCloseMeta`, and an RPC backed by a ledger data store (archive providers)
 serves it for all of history. `replay` pages `getLedgers` over a ledger range
 (pages sized to about `PAGE_TARGET_BYTES`, a few in flight, each request
-retried with the reader's backoff and bounded by its deadline) and yields, for
+retried with the reader's backoff and bounded by its deadline; a long range is
+parsed in worker processes, one per core) and yields, for
 the watched contracts only, their contract events (with the ids `getEvents`
 gives them) and their contract-data changes (created, updated, removed,
 restored, with the state before); transactions that do not touch them are
@@ -23,10 +24,14 @@ naming both windows when neither does.
 from __future__ import annotations
 
 import base64
+import multiprocessing
+import os
 import re
 import time
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -35,7 +40,7 @@ from stellar_sdk.exceptions import BaseRequestError, SorobanRpcErrorResponse
 from stellar_sdk.soroban_rpc import EventInfo, GetLedgersResponse
 
 from reconciliation_pipeline.chain.fastxdr import XdrError
-from reconciliation_pipeline.chain.ledgermeta import EntryChange, MetaEvent, Watch, parse_ledger
+from reconciliation_pipeline.chain.ledgermeta import EntryChange, LedgerMeta, MetaEvent, Watch, parse_ledger
 from reconciliation_pipeline.chain.reader import ChainReader, RetentionWindowError, RpcReadError
 
 MAX_PAGE_LEDGERS = 200
@@ -154,6 +159,35 @@ def _topic_matches(topic: Sequence[str], filters: Sequence[Sequence[str]] | None
     return False
 
 
+PARALLEL_FROM_LEDGERS = 500
+"""A replay this long parses in worker processes (one per core, at most PARSE_WORKERS): parsing is
+CPU-bound, and a day is 17,280 ledgers. Shorter ones parse in-process (no workers to start)."""
+PARSE_WORKERS = 4
+
+
+def _parse(metadata_xdr: str, watch: Watch, needles: tuple[bytes, ...]) -> LedgerMeta | str:
+    """One ledger's metadata parsed (in a worker process, or here); a message when it does not parse."""
+    try:
+        return parse_ledger(base64.b64decode(metadata_xdr), watch, needles)
+    except XdrError as error:
+        return str(error)
+
+
+@dataclass
+class _Pending:
+    """A ledger fetched and being parsed, in ledger order."""
+
+    sequence: int
+    hash: str
+    close_time: int
+    after_gap: bool
+    parsed: Future[LedgerMeta | str] | LedgerMeta | str
+
+
+def _workers(ledgers: int) -> int:
+    return min(PARSE_WORKERS, os.cpu_count() or 1) if ledgers >= PARALLEL_FROM_LEDGERS else 0
+
+
 def replay(
     reader: ChainReader,
     start: int,
@@ -171,22 +205,35 @@ def replay(
     if end <= start:
         return result
     needles = watch.needles()
-    previous_hash: str | None = None
-    first = start
+    state: dict[str, str | None] = {"previous_hash": None}
     if start > 1:
         try:  # the ledger before the range, for the first ledger's previous hash
             page = fetch_page(reader, start - 1, 1)
             result.requests += 1
             if page.ledgers and page.ledgers[0].sequence == start - 1:
-                previous_hash = page.ledgers[0].hash
+                state["previous_hash"] = page.ledgers[0].hash
         except RetentionWindowError:
             pass
+    workers = _workers(end - start)
+    parsed: deque[_Pending] = deque()
+
+    def drain(keep: int) -> None:
+        """Take the parsed ledgers in order until at most `keep` are still pending."""
+        while len(parsed) > keep:
+            item = parsed.popleft()
+            outcome = item.parsed.result() if isinstance(item.parsed, Future) else item.parsed
+            if item.after_gap:
+                state["previous_hash"] = None
+            state["previous_hash"] = _read_ledger(result, item, outcome, state["previous_hash"], topics)
+
     limit = FIRST_PAGE_LEDGERS
-    expected = first
+    expected = start
     latest: int | None = None
-    with ThreadPoolExecutor(max_workers=reader.settings.max_in_flight, thread_name_prefix="replay") as pool:
+    spawn = multiprocessing.get_context("spawn")
+    with ThreadPoolExecutor(max_workers=reader.settings.max_in_flight, thread_name_prefix="replay") as pool, (
+            ProcessPoolExecutor(max_workers=workers, mp_context=spawn) if workers else nullcontext()) as parsers:
         pending: list[tuple[int, int, Future[GetLedgersResponse]]] = []
-        next_start = first
+        next_start = start
         while pending or next_start < end:
             while next_start < end and len(pending) < reader.settings.max_in_flight and not reader.past_deadline():
                 size = min(limit, end - next_start, MAX_PAGE_LEDGERS)
@@ -205,47 +252,54 @@ def replay(
             result.requests += 1
             latest = page.latest_ledger
             page_bytes, page_ledgers = 0, 0
+            gap = False
             for info in page.ledgers:
                 if info.sequence < expected or info.sequence >= end:
                     continue
                 if info.sequence > expected:
-                    gap = info.sequence - expected
+                    missing = info.sequence - expected
                     result.problems.append(LedgerProblem(
-                        expected, MISSING, f"getLedgers left out {gap} ledger(s) {expected}..{info.sequence - 1}",
-                        ledgers=gap))
-                    previous_hash = None
-                metadata = base64.b64decode(info.metadata_xdr)
-                page_bytes += len(metadata) + len(info.header_xdr) * 3 // 4
-                previous_hash = _read_ledger(result, info.sequence, info.hash, info.ledger_close_time, metadata,
-                                             previous_hash, watch, needles, topics)
+                        expected, MISSING, f"getLedgers left out {missing} ledger(s) {expected}..{info.sequence - 1}",
+                        ledgers=missing))
+                    gap = True
+                metadata = info.metadata_xdr
+                page_bytes += (len(metadata) * 3 // 4 - metadata[-2:].count("=")) + len(info.header_xdr) * 3 // 4
+                outcome = (parsers.submit(_parse, metadata, watch, needles) if parsers is not None
+                           else _parse(metadata, watch, needles))
+                parsed.append(_Pending(info.sequence, info.hash, info.ledger_close_time, gap, outcome))
+                gap = False
                 expected = info.sequence + 1
                 page_ledgers += 1
             page_end = min(page_start + size, end, page.latest_ledger + 1)
             if expected < page_end:
-                gap = page_end - expected
+                missing = page_end - expected
                 result.problems.append(LedgerProblem(
-                    expected, MISSING, f"getLedgers left out {gap} ledger(s) {expected}..{page_end - 1}", ledgers=gap))
-                expected, previous_hash = page_end, None
+                    expected, MISSING, f"getLedgers left out {missing} ledger(s) {expected}..{page_end - 1}",
+                    ledgers=missing))
+                expected = page_end
+                parsed.append(_Pending(page_end, "", 0, True, ""))  # only breaks the chain check
+            drain(keep=4 * workers)
             result.bytes_read += page_bytes
             if page_bytes:
                 limit = max(1, min(MAX_PAGE_LEDGERS, PAGE_TARGET_BYTES * page_ledgers // page_bytes))
             if page.latest_ledger + 1 < end and next_start > page.latest_ledger:
                 end = page.latest_ledger + 1  # the chain has not reached the end of the range yet
                 result.end = end
+        drain(keep=0)
     if latest is not None and expected < min(end, latest + 1):
         result.complete = False
     return result
 
 
-def _read_ledger(result: Replay, sequence: int, ledger_hash: str, close_time: int, metadata: bytes,
-                 previous_hash: str | None, watch: Watch, needles: tuple[bytes, ...],
-                 topics: Sequence[Sequence[str]] | None) -> str:
-    """One ledger into the result; returns its hash (the next ledger's expected previous hash)."""
-    result.close_times[sequence] = close_time
-    try:
-        meta = parse_ledger(metadata, watch, needles)
-    except XdrError as error:
-        result.problems.append(LedgerProblem(sequence, UNDECODABLE, f"its LedgerCloseMeta does not parse: {error}"))
+def _read_ledger(result: Replay, item: _Pending, meta: LedgerMeta | str, previous_hash: str | None,
+                 topics: Sequence[Sequence[str]] | None) -> str | None:
+    """One parsed ledger into the result; returns its hash (the next ledger's expected previous hash)."""
+    if not item.hash:  # the marker a gap at a page's end leaves: the next ledger has no previous to check
+        return None
+    sequence, ledger_hash = item.sequence, item.hash
+    result.close_times[sequence] = item.close_time
+    if isinstance(meta, str):
+        result.problems.append(LedgerProblem(sequence, UNDECODABLE, f"its LedgerCloseMeta does not parse: {meta}"))
         return ledger_hash
     header = meta.header
     if header.sequence != sequence or header.hash != ledger_hash or not header.hash_matches_header:
@@ -258,7 +312,7 @@ def _read_ledger(result: Replay, sequence: int, ledger_hash: str, close_time: in
             f"of ledger {sequence - 1}"))
     result.transactions += meta.transactions
     result.decoded += meta.decoded
-    closed_at = datetime.fromtimestamp(close_time, UTC)
+    closed_at = datetime.fromtimestamp(item.close_time, UTC)
     result.events += [_event_info(sequence, closed_at, e) for e in meta.events
                       if e.event_type == "contract" and _topic_matches(e.topic, topics)]
     result.changes += [ReplayedChange(sequence, closed_at, c) for c in meta.changes]

@@ -16,6 +16,7 @@ from reconciliation_pipeline.chain.replay import (
     BROKEN_CHAIN,
     EVENTS_SOURCE,
     MISSING,
+    PARALLEL_FROM_LEDGERS,
     REPLAY_SOURCE,
     UNDECODABLE,
     read_events,
@@ -44,7 +45,7 @@ def _seed_events(ledger: DevnetLedger, first: int, count: int) -> None:
 
 
 def test_a_replay_yields_exactly_the_events_getevents_serves(ledger: DevnetLedger, devnet: DevnetServer) -> None:
-    first = ledger.latest_ledger - 450
+    first = ledger.latest_ledger - PARALLEL_FROM_LEDGERS - 50  # long enough to parse in worker processes
     _seed_events(ledger, first, 120)
     reader = _reader(devnet.url)
     try:
@@ -84,15 +85,16 @@ def test_contract_data_changes_come_with_their_state_before(ledger: DevnetLedger
                        (start + 2, "removed", removed_by, True, False)]
 
 
+@pytest.mark.parametrize("span", [40, PARALLEL_FROM_LEDGERS + 100])  # parsed here, and in worker processes
 @pytest.mark.parametrize(("fault", "kind"), [("broken_ledgers", BROKEN_CHAIN), ("missing_ledgers", MISSING),
                                              ("garbled_ledgers", UNDECODABLE)])
 def test_a_broken_chain_a_gap_or_garbled_metadata_is_a_problem(ledger: DevnetLedger, devnet: DevnetServer,
-                                                              fault: str, kind: str) -> None:
+                                                              fault: str, kind: str, span: int) -> None:
     top = ledger.latest_ledger
     ledger.faults = FaultConfig(**{fault: frozenset({top - 20})})
     reader = _reader(devnet.url)
     try:
-        replayed = replay(reader, top - 40, top + 1, Watch(contracts=frozenset({WATCHED})))
+        replayed = replay(reader, top - span, top + 1, Watch(contracts=frozenset({WATCHED})))
     finally:
         reader.close()
     assert {p.kind for p in replayed.problems} == {kind}
