@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test bench ui devnet psql stop env clean
+.PHONY: setup demo test bench ui api devnet psql stop env clean
 
 $(STAMP): pyproject.toml devnet/pyproject.toml demo/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ bench: setup     ## the chain-sweep benchmark (N=10000, 20 ms latency); figures 
 
 ui: setup        ## dagster dev against the demo's database and a seeded devnet
 	$(BIN)/recon ui
+
+api: setup       ## the API for the apps on RECON_API_HOST:RECON_API_PORT (needs RECON_API_*_TOKENS; launches via make ui's webserver)
+	$(BIN)/recon api
 
 devnet: setup    ## a seeded devnet in the foreground (prints the variables that point at it)
 	$(BIN)/recon devnet

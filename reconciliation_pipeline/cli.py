@@ -13,10 +13,13 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 
-from reconciliation_pipeline import localenv
+from reconciliation_pipeline import incidents, localenv
+from reconciliation_pipeline.api import command as api_command
+from reconciliation_pipeline.core.sql import read_sql
 from reconciliation_pipeline.settings import render_env_example
 
 DEMO_COMMANDS = ("demo", "ui", "devnet", "env")
+ROLES_SQL = "roles/recon_pipeline.sql"
 
 
 def say(message: str) -> None:
@@ -57,7 +60,11 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("env-example", help="print .env.example from the settings table").set_defaults(
         handler=lambda _: print(render_env_example(), end="") or 0
     )
+    commands.add_parser("roles-sql", help="print the least-privileged role's GRANT script (run it as the database "
+                        "owner)").set_defaults(handler=lambda _: print(read_sql(ROLES_SQL), end="") or 0)
     commands.add_parser("psql", help=cmd_psql.__doc__).set_defaults(handler=cmd_psql)
+    incidents.register(commands)
+    api_command.register(commands)
     commands.add_parser("stop", help=cmd_stop.__doc__).set_defaults(handler=cmd_stop)
     return root
 

@@ -22,6 +22,7 @@ from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings
 from reconciliation_pipeline.core.alerts import AlertingResource
 from reconciliation_pipeline.core.drift_store import IncidentPolicy
 from reconciliation_pipeline.core.metrics import PushgatewayResource
+from reconciliation_pipeline.core.missing_guard import MissingGuard
 
 
 def sqlalchemy_url(database_url: str, driver: str = "psycopg") -> str:
@@ -64,12 +65,16 @@ class SorobanRpcResource(dg.ConfigurableResource):
     backoff_initial_ms: int = 1000
     request_timeout_ms: int = 10000
     batch_size: int = 200
+    max_response_bytes: int = 64 * 1024 * 1024
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if not self.rpc_url.startswith(("http://", "https://")):
             raise dg.DagsterInvariantViolationError(
                 f"SOROBAN_RPC_URL must be an http(s) URL, got {self.rpc_url!r}"
             )
+        if self.max_response_bytes < 1024:
+            raise dg.DagsterInvariantViolationError(
+                f"RPC_MAX_RESPONSE_BYTES must be at least 1024, got {self.max_response_bytes}")
         self.reader_settings()
 
     def reader_settings(self) -> ReaderSettings:
@@ -79,6 +84,7 @@ class SorobanRpcResource(dg.ConfigurableResource):
             max_attempts=self.max_attempts,
             backoff_initial_s=self.backoff_initial_ms / 1000,
             request_timeout_s=self.request_timeout_ms / 1000,
+            max_response_bytes=self.max_response_bytes,
         )
 
     @contextmanager
@@ -136,6 +142,10 @@ class ReconSettingsResource(dg.ConfigurableResource):
     """Text: `EnvVar` has no float form, and parsing here gives an error that names the variable."""
     usdc_balance_tolerance: int = 10
     """Base units (1 USDC = 10,000,000): 10 is 0.000001 USDC."""
+    max_missing_share: str = "0.5"
+    """Text, like the odds threshold. A read whose share of keys missing on chain is above this fails."""
+    missing_share_jump: str = "0.25"
+    """A read whose missing share is this far above the entity's recent median fails."""
     streak_qualifying_minutes: int = 30
     """A deployment-wide rule, not run config: a run with another threshold would "repair"
     every projection to a rule the app does not use."""
@@ -149,6 +159,7 @@ class ReconSettingsResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.incident_policy()
         self.odds_threshold()
+        self.missing_guard()
         for value, variable in ((self.run_time_limit_s, "RUN_TIME_LIMIT_SECONDS"),
                                 (self.nightly_run_time_limit_s, "NIGHTLY_RUN_TIME_LIMIT_SECONDS")):
             if value <= 0:
@@ -188,6 +199,20 @@ class ReconSettingsResource(dg.ConfigurableResource):
             )
         return value
 
+    def missing_guard(self) -> MissingGuard:
+        """The mass-missing guard's ceiling and jump, each a share in (0, 1]."""
+        shares = {}
+        for variable, text in (("RECON_MAX_MISSING_SHARE", self.max_missing_share),
+                               ("RECON_MISSING_SHARE_JUMP", self.missing_share_jump)):
+            try:
+                shares[variable] = float(text)
+            except ValueError:
+                shares[variable] = math.nan
+            if not 0.0 < shares[variable] <= 1.0:
+                raise dg.DagsterInvariantViolationError(
+                    f"{variable} must be a share of keys between 0 and 1 (e.g. 0.5), got {text!r}")
+        return MissingGuard(max_share=shares["RECON_MAX_MISSING_SHARE"], jump=shares["RECON_MISSING_SHARE_JUMP"])
+
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     """Every resource key, bound once, each setting from its environment variable."""
@@ -202,6 +227,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             max_attempts=dg.EnvVar.int("RPC_MAX_ATTEMPTS"),
             backoff_initial_ms=dg.EnvVar.int("RPC_BACKOFF_INITIAL_MS"),
             request_timeout_ms=dg.EnvVar.int("RPC_REQUEST_TIMEOUT_MS"),
+            max_response_bytes=dg.EnvVar.int("RPC_MAX_RESPONSE_BYTES"),
         ),
         "contracts": StellarContractsResource(
             stream_contract_id=dg.EnvVar("STREAM_CONTRACT_ID"),
@@ -223,8 +249,15 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             ttl_warning_ledgers=dg.EnvVar.int("TTL_WARNING_LEDGERS"),
             origin_max_ledgers=dg.EnvVar.int("ORIGIN_MAX_LEDGERS"),
             replay_max_ledgers=dg.EnvVar.int("REPLAY_MAX_LEDGERS"),
+            max_missing_share=dg.EnvVar("RECON_MAX_MISSING_SHARE"),
+            missing_share_jump=dg.EnvVar("RECON_MISSING_SHARE_JUMP"),
         ),
-        "alerting": AlertingResource(webhook_url=dg.EnvVar("ALERT_WEBHOOK_URL")),
+        "alerting": AlertingResource(
+            routes_file=dg.EnvVar("ALERT_ROUTES_FILE"),
+            webhook_url=dg.EnvVar("ALERT_WEBHOOK_URL"),
+            pagerduty_routing_key=dg.EnvVar("PAGERDUTY_ROUTING_KEY"),
+            smtp_password=dg.EnvVar("SMTP_PASSWORD"),
+        ),
         "pushgateway": PushgatewayResource(pushgateway_url=dg.EnvVar("PROMETHEUS_PUSHGATEWAY_URL")),
         # The only resource that can sign: bound to the streak sync alone.
         "streak_oracle": StreakOracleResource(

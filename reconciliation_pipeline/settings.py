@@ -46,6 +46,8 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("RPC_MAX_ATTEMPTS", "3", "Attempts per RPC request before its keys become CHAIN_READ_ERROR findings."),
     EnvSetting("RPC_BACKOFF_INITIAL_MS", "1000", "First retry delay; doubles on each further attempt (1 s, 2 s, 4 s)."),
     EnvSetting("RPC_REQUEST_TIMEOUT_MS", "10000", "Timeout of one RPC request."),
+    EnvSetting("RPC_MAX_RESPONSE_BYTES", "67108864",
+               "Largest RPC response read (64 MiB); a larger one is an error naming this variable, not retried."),
     EnvSetting("RECON_CONFIRM_AFTER_RUNS", "2", "Consecutive runs a drift must persist to be confirmed."),
     EnvSetting("RECON_CONFIRM_GRACE_MINUTES", "60", "A drift older than this is confirmed even without consecutive runs."),
     EnvSetting("RUN_TIME_LIMIT_SECONDS", "240",
@@ -69,9 +71,38 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
                "Most ledgers a run replays from getLedgers metadata for events older than getEvents's window "
                "(34560: about 2 days); a longer range is refused (lending events) or swept in full (incremental "
                "runs)."),
+    EnvSetting("RECON_MAX_MISSING_SHARE", "0.5",
+               "Share (0 to 1) of a read's database keys that may be missing on chain; above it the run fails "
+               "closed (a wrong contract id, another network, a lagging node), nothing persisted. Reads of fewer "
+               "than 20 keys are exempt."),
+    EnvSetting("RECON_MISSING_SHARE_JUMP", "0.25",
+               "How far (0 to 1) a read's missing share may rise above the median of that entity's last 5 reads "
+               "before the run fails closed the same way."),
     EnvSetting("ALERT_WEBHOOK_URL", "",
-               "Slack-compatible incoming webhook for drift and run-failure alerts; a secret, never logged. "
-               "Empty: alerts go to the structured log only."),
+               "Slack-compatible incoming webhook: without ALERT_ROUTES_FILE, the default route for drift and "
+               "run-failure alerts; with it, the webhook of slack channels that name no other variable. A secret, "
+               "never logged. Empty (and no routes file): alerts go to the structured log only.", secret=True),
+    EnvSetting("ALERT_ROUTES_FILE", "",
+               "Path of the alert routes file (YAML): channels (log, slack, pagerduty, email), routes by domain "
+               "and severity, suppression interval, runbook links (README, Alert routing). Empty: the default "
+               "routes (CRITICAL at once, WARN once confirmed; log and ALERT_WEBHOOK_URL)."),
+    EnvSetting("PAGERDUTY_ROUTING_KEY", "",
+               "Routing key of the PagerDuty Events API v2 integration that pagerduty channels use unless they "
+               "name another variable. A secret, never logged.", secret=True),
+    EnvSetting("SMTP_PASSWORD", "",
+               "Password of the SMTP account that email channels log in with unless they name another variable. "
+               "A secret, never logged.", secret=True),
+    EnvSetting("RECON_API_READ_TOKENS", "",
+               "Bearer tokens (comma-separated, at least 24 characters each) that may read the API: discrepancies, "
+               "incidents, runs. Secrets, never logged.", secret=True),
+    EnvSetting("RECON_API_LAUNCH_TOKENS", "",
+               "Bearer tokens (comma-separated) that may also launch reconciliations through the API. Secrets, "
+               "never logged. `recon api` refuses to start with no token at all.", secret=True),
+    EnvSetting("DAGSTER_WEBSERVER_URL", "http://127.0.0.1:3000",
+               "The Dagster webserver the API launches runs through (its GraphQL endpoint); `make ui` serves one "
+               "here."),
+    EnvSetting("RECON_API_HOST", "127.0.0.1", "Address `recon api` (`make api`) listens on."),
+    EnvSetting("RECON_API_PORT", "8080", "Port `recon api` (`make api`) listens on."),
     EnvSetting("PROMETHEUS_PUSHGATEWAY_URL", "",
                "http(s)://host:port of a Prometheus Pushgateway for run metrics. Empty: Dagster metadata only."),
     EnvSetting("STREAK_SYNC_ENABLED", "false",

@@ -27,6 +27,7 @@ from reconciliation_pipeline.resources import (
     SorobanRpcResource,
     sqlalchemy_url,
 )
+from reconciliation_pipeline.settings import ENV_SETTINGS
 from soroban_devnet.ledger import DevnetLedger
 from soroban_devnet.server import DevnetServer
 
@@ -111,3 +112,13 @@ def make_resources(database_url: str, rpc_url: str, *, settings: dict[str, objec
         "settings": ReconSettingsResource(confirm_after_runs=2, confirm_grace_minutes=60, **(settings or {})),
         "pushgateway": PushgatewayResource(pushgateway_url=pushgateway_url),
     }
+
+
+@pytest.fixture
+def pipeline_env(monkeypatch: pytest.MonkeyPatch, database_url: str, devnet: DevnetServer) -> None:
+    """The environment a deployment sets, pointing at this test's database and devnet."""
+    values = {s.name: s.default for s in ENV_SETTINGS if s.default != "(embedded)"}
+    values.update(DEVNET.environment())
+    values.update(DATABASE_URL=database_url, SOROBAN_RPC_URL=devnet.url, RPC_BACKOFF_INITIAL_MS="10")
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)

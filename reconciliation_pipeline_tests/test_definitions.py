@@ -9,7 +9,6 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from recon_demo.identities import DEVNET
 from recon_demo.worlds.streams import build_streams_world, load_streams_into_ledger, write_streams_to_db
 from reconciliation_pipeline.core.cadences import daily_partitions, daily_sharded_partitions
 from reconciliation_pipeline.core.watermarks import FULL_SWEEP, SWEEP_TAG
@@ -17,7 +16,6 @@ from reconciliation_pipeline.definitions import defs as load_defs
 from reconciliation_pipeline.localenv import PROJECT_ROOT
 from reconciliation_pipeline.settings import ENV_SETTINGS, render_env_example
 from soroban_devnet.ledger import DevnetLedger
-from soroban_devnet.server import DevnetServer
 
 ASSET_GRAPH = {
     "chain_liquidity_positions": {"db_liquidity_positions", "lending_events"},
@@ -147,7 +145,8 @@ def test_markets_and_balances_are_swept_in_full_nightly_and_incrementally_otherw
 
 
 def test_alert_sensors_are_registered() -> None:
-    assert {s.name for s in defs.sensors} == {"drift_incident_alerts", "run_failure_alerts", "streak_change_sensor"}
+    assert {s.name for s in defs.sensors} == {"drift_incident_alerts", "run_failure_alerts", "streak_change_sensor",
+                                             "unfinished_run_alerts"}
 
 
 def test_lending_sweep_runs_every_five_minutes() -> None:
@@ -175,15 +174,6 @@ def test_env_example_documents_every_variable_with_its_default() -> None:
     for setting in ENV_SETTINGS:
         if setting.default != "(embedded)":
             assert documented[setting.name] == setting.default
-
-
-@pytest.fixture
-def pipeline_env(monkeypatch: pytest.MonkeyPatch, database_url: str, devnet: DevnetServer) -> None:
-    values = {s.name: s.default for s in ENV_SETTINGS if s.default != "(embedded)"}
-    values.update(DEVNET.environment())
-    values.update(DATABASE_URL=database_url, SOROBAN_RPC_URL=devnet.url, RPC_BACKOFF_INITIAL_MS="10")
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
 
 
 def test_nightly_job_runs_from_the_environment(

@@ -92,11 +92,13 @@ def _print_summary(database_url: str, run_ids: list[str]) -> None:
     print("\nIncidents by state: " + ", ".join(f"{state} {count}" for state, count in incidents))
     print(
         "\nThe typed outputs live in schema recon of the app database (recon.discrepancies, "
-        "recon.drift_incidents, recon.runs, recon.repairs, and the views recon.open_drift_by_domain, "
-        "recon.daily_drift_counts, recon.open_incidents).\n"
+        "recon.drift_incidents, recon.runs, recon.repairs, and the views recon.open_drift_amounts, "
+        "recon.run_changes, recon.coverage, recon.daily_drift_counts, recon.open_incidents).\n"
         "Try:  make psql   then\n"
         "  SELECT entity_id, field, drift_class, severity, db_value, chain_value, delta\n"
-        "  FROM recon.discrepancies ORDER BY severity, drift_class;\n"
+        "  FROM recon.discrepancies ORDER BY recon.severity_rank(severity), drift_class;\n"
+        "  SELECT * FROM recon.open_drift_amounts;\n"
+        "Work the incidents:  .venv/bin/recon incidents list\n"
         "Browse the run in the Dagster UI:  make ui"
     )
 

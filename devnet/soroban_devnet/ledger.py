@@ -112,6 +112,9 @@ class FaultConfig:
     """Ledgers `getLedgers` leaves out of its pages (a gap)."""
     garbled_ledgers: frozenset[int] = frozenset()
     """Ledgers `getLedgers` serves with metadata cut short (it does not parse)."""
+    lagging: bool = False
+    """getHealth answers -32603 as a real RPC does while its latest ledger is too old; every
+    other method keeps serving (so does a real one)."""
 
     def __post_init__(self) -> None:
         if self.latency_s < 0:
@@ -232,7 +235,10 @@ class DevnetLedger:
         record_history: bool = True,
         persistent_ttl: int = DEFAULT_PERSISTENT_TTL,
         eviction_delay: int = DEFAULT_EVICTION_DELAY,
+        max_events_limit: int = MAX_EVENTS_LIMIT,
     ) -> None:
+        """`max_events_limit`: the largest getEvents page this provider serves (real RPC: 10,000;
+        some providers set less)."""
         if not ledger_close_seconds > 0:
             raise ValueError("ledger_close_seconds must be > 0; use math.inf to close ledgers only by hand")
         if not 1 <= start_ledger < _LEDGER_LIMIT:
@@ -249,6 +255,7 @@ class DevnetLedger:
         self.record_history = record_history
         self.persistent_ttl = persistent_ttl
         self.eviction_delay = eviction_delay
+        self.max_events_limit = max_events_limit
         self._clock = clock
         self._created_at = clock()
         self._clock_closes = 0
@@ -690,6 +697,8 @@ class DevnetLedger:
     # -- built-in methods ---------------------------------------------------
 
     def _rpc_get_health(self, _params: Any) -> dict[str, Any]:
+        if self._faults.lagging:
+            raise RpcError(INTERNAL_ERROR, "latency (63s) since last known ledger closed is too high (>30s)")
         latest = self.latest_ledger
         return {
             "status": "healthy",
@@ -744,6 +753,8 @@ class DevnetLedger:
         start_ledger = _optional_uint32(params, "startLedger")
         end_ledger = _optional_uint32(params, "endLedger")
         cursor, limit = _parse_pagination(params.get("pagination"))
+        if limit > self.max_events_limit:
+            raise RpcError(INVALID_PARAMS, f"limit must not exceed {self.max_events_limit}")
         if cursor is not None:
             if start_ledger or end_ledger:
                 raise RpcError(INVALID_PARAMS, "ledger ranges and cursor cannot both be set")

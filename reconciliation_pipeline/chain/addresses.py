@@ -12,8 +12,10 @@ def is_valid_address(value: object) -> bool:
     return strkey.is_account(value) or strkey.is_contract(value)
 
 
-def valid_address_mask(addresses: pd.Series) -> pd.Series:
-    """True where the address is valid. Each distinct value is checked once."""
+def valid_address_mask(addresses: pd.Series, *, allow_muxed: bool = False) -> pd.Series:
+    """True where the address is valid (with `allow_muxed`, an M... muxed account too). Each
+    distinct value is checked once."""
     uniques = pd.unique(addresses.astype(object))
-    verdicts = {value: is_valid_address(value) for value in uniques}
+    verdicts = {value: is_valid_address(value) or (allow_muxed and strkey.muxed_account_base(value) is not None)
+                for value in uniques}
     return addresses.astype(object).map(verdicts).astype(bool)

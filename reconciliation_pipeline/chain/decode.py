@@ -27,6 +27,14 @@ def contract_data_value(entry_data_b64: str) -> xdr.SCVal:
     return data.contract_data.val
 
 
+def symbol_text(value: xdr.SCVal, field: str) -> str:
+    """A symbol's text; a symbol that is not text is a `DecodeError`, not a crash."""
+    try:
+        return scval.from_symbol(value)
+    except UnicodeDecodeError as error:
+        raise DecodeError(f"{field}: a symbol that is not text: {error}") from error
+
+
 def struct_fields(value: xdr.SCVal, expected: Collection[str]) -> dict[str, xdr.SCVal]:
     """A `#[contracttype]` struct: a map with exactly the expected symbol keys."""
     if value.type != xdr.SCValType.SCV_MAP or value.map is None:
@@ -35,7 +43,7 @@ def struct_fields(value: xdr.SCVal, expected: Collection[str]) -> dict[str, xdr.
     for entry in value.map.sc_map:
         if entry.key.type != xdr.SCValType.SCV_SYMBOL:
             raise DecodeError(f"struct key is {entry.key.type.name}, not a symbol")
-        fields[scval.from_symbol(entry.key)] = entry.val
+        fields[symbol_text(entry.key, "struct key")] = entry.val
     if set(fields) != set(expected):
         raise DecodeError(f"struct fields {sorted(fields)} != expected {sorted(expected)}")
     return fields
@@ -77,7 +85,7 @@ def as_unit_enum(value: xdr.SCVal, variants: Collection[str], field: str) -> str
     items = value.vec.sc_vec if value.vec is not None else []
     if len(items) != 1 or items[0].type != xdr.SCValType.SCV_SYMBOL:
         raise DecodeError(f"{field}: expected a unit enum Vec[Symbol], got {len(items)} items")
-    name = scval.from_symbol(items[0])
+    name = symbol_text(items[0], field)
     if name not in variants:
         raise DecodeError(f"{field}: unknown variant {name!r} (expected one of {sorted(variants)})")
     return name.lower()

@@ -71,18 +71,35 @@ def _read_opaque(buf: bytes, pos: int) -> tuple[bytes, int]:
     (length,) = _U32.unpack_from(buf, pos)
     start = pos + 4
     end = start + length
-    if end > len(buf):
+    padded = start + ((length + 3) & ~3)
+    if padded > len(buf):
         raise XdrError("truncated variable-length data")
-    return buf[start:end], start + ((length + 3) & ~3)
+    if any(buf[end:padded]):
+        raise XdrError("non-zero padding after variable-length data")
+    return buf[start:end], padded
 
 
-def read_scval(buf: bytes, pos: int = 0) -> tuple[tuple[int, Any], int]:
+MAX_DEPTH = 32
+"""How deeply vecs and maps may nest: the layouts need 3; anything deeper is not theirs (and no
+input may exhaust the interpreter's stack)."""
+
+
+def _text(raw: bytes, encoding: str, what: str) -> str:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise XdrError(f"{what} is not {encoding}: {error}") from error
+
+
+def read_scval(buf: bytes, pos: int = 0, depth: int = 0) -> tuple[tuple[int, Any], int]:
     """One ScVal at `pos`: ((type, value), next position).
 
     Values: ints for integer types, bool, None for void, `Symbol`, str,
     bytes, `Address`, a list of tagged values for vec, a list of
     (tagged key, tagged value) pairs for map (None for an absent vec/map).
     """
+    if depth > MAX_DEPTH:
+        raise XdrError(f"ScVal nested deeper than {MAX_DEPTH} levels")
     try:
         (kind,) = _U32.unpack_from(buf, pos)
         pos += 4
@@ -95,7 +112,7 @@ def read_scval(buf: bytes, pos: int = 0) -> tuple[tuple[int, Any], int]:
             return (kind, _U32.unpack_from(buf, pos)[0]), pos + 4
         if kind == SCV_SYMBOL:
             raw, pos = _read_opaque(buf, pos)
-            return (kind, Symbol(raw.decode("ascii"))), pos
+            return (kind, Symbol(_text(raw, "ascii", "symbol"))), pos
         if kind == SCV_ADDRESS:
             address, pos = _read_sc_address(buf, pos)
             return (kind, address), pos
@@ -115,7 +132,7 @@ def read_scval(buf: bytes, pos: int = 0) -> tuple[tuple[int, Any], int]:
             pos += 4
             items = []
             for _ in range(count):
-                item, pos = read_scval(buf, pos)
+                item, pos = read_scval(buf, pos, depth + 1)
                 items.append(item)
             return (kind, items), pos
         if kind == SCV_MAP:
@@ -127,8 +144,8 @@ def read_scval(buf: bytes, pos: int = 0) -> tuple[tuple[int, Any], int]:
             pos += 4
             pairs = []
             for _ in range(count):
-                key, pos = read_scval(buf, pos)
-                value, pos = read_scval(buf, pos)
+                key, pos = read_scval(buf, pos, depth + 1)
+                value, pos = read_scval(buf, pos, depth + 1)
                 pairs.append((key, value))
             return (kind, pairs), pos
         if kind == SCV_I32:
@@ -137,7 +154,7 @@ def read_scval(buf: bytes, pos: int = 0) -> tuple[tuple[int, Any], int]:
             return (kind, _I64.unpack_from(buf, pos)[0]), pos + 8
         if kind == SCV_STRING:
             raw, pos = _read_opaque(buf, pos)
-            return (kind, raw.decode("utf-8")), pos
+            return (kind, _text(raw, "utf-8", "string")), pos
         if kind == SCV_BYTES:
             raw, pos = _read_opaque(buf, pos)
             return (kind, raw), pos
@@ -161,13 +178,42 @@ def contract_data_value(entry_data_b64: str) -> tuple[int, Any]:
             raise XdrError(f"unsupported ContractDataEntry extension {ext}")
         _, pos = _read_sc_address(buf, 8)
         _, pos = read_scval(buf, pos)  # the key
-        pos += 4  # durability
-        value, end = read_scval(buf, pos)
+        (durability,) = _U32.unpack_from(buf, pos)
+        if durability not in (0, PERSISTENT):
+            raise XdrError(f"invalid contract data durability {durability}")
+        value, end = read_scval(buf, pos + 4)
     except struct.error as error:
         raise XdrError(f"truncated entry: {error}") from error
     if end != len(buf):
         raise XdrError(f"{len(buf) - end} trailing bytes after the entry")
     return value
+
+
+def entry_key_mismatch(ledger_key_b64: str, entry_data_b64: str) -> str | None:
+    """Why an entry is not the one `ledger_key_b64` names, or None when it is.
+
+    A contract-data entry repeats its key (contract, key ScVal, durability) right after
+    its type and extension; a trustline starts with its account and asset. An RPC (or a
+    proxy, or a bug) that answers a key with another contract's or another holder's
+    entry would otherwise decode as if it were the one asked for.
+    """
+    try:
+        key = base64.b64decode(ledger_key_b64, validate=True)
+        entry = base64.b64decode(entry_data_b64, validate=True)
+    except ValueError as error:
+        return f"not base64: {error}"
+    if len(key) < 4 or key[:4] != entry[:4]:
+        return "the entry's ledger entry type differs from the key's"
+    (entry_type,) = _U32.unpack_from(key, 0)
+    if entry_type == CONTRACT_DATA:
+        named = entry[8 : 8 + len(key) - 4]
+    elif entry_type == TRUSTLINE:
+        named = entry[4 : len(key)]
+    else:
+        return None
+    if named != key[4:]:
+        return "the entry names another contract, key, durability or holder than the one requested"
+    return None
 
 
 # -- encoding keys ---------------------------------------------------------------
@@ -250,6 +296,11 @@ def trustline_balance(entry_data_b64: str) -> int:
         widths = {ASSET_TYPE_CREDIT_ALPHANUM4: 4 + 36, ASSET_TYPE_CREDIT_ALPHANUM12: 12 + 36, ASSET_TYPE_POOL_SHARE: 32}
         if asset_type not in widths:
             raise XdrError(f"unsupported trustline asset type {asset_type}")
+        if asset_type != ASSET_TYPE_POOL_SHARE:
+            code_width = widths[asset_type] - 36
+            (issuer_key_type,) = _U32.unpack_from(buf, pos + 4 + code_width)
+            if issuer_key_type != 0:
+                raise XdrError(f"unsupported issuer public key type {issuer_key_type}")
         pos += 4 + widths[asset_type]
         (balance,) = _I64.unpack_from(buf, pos)
         pos += 8 + 8 + 4  # limit, flags

@@ -2,6 +2,11 @@
 make: ledger close times (`getLedgers`), mapping a UTC window to its ledgers, and
 transaction statuses (`getTransaction`, one request per hash, bounded in flight).
 
+A real `getLedgers` answers each ledger with its whole `LedgerCloseMeta`, so every probe is
+one ledger (`limit=1`) and there are few of them: ledgers close at a nearly steady pace, so
+the search interpolates a time's ledger from the close times it knows and needs a handful of
+probes where halving would need about 17. The search is also bounded by time.
+
 Retries follow the reader's settings (attempts, exponential backoff); nothing
 here can sign or send a transaction.
 """
@@ -25,6 +30,8 @@ from reconciliation_pipeline.chain.replay import fetch_page
 
 T = TypeVar("T")
 _NOT_RETRYABLE = (-32600, -32601, -32602)
+SEARCH_TIME_LIMIT_S = 120.0
+"""One day's ledger search gives up after this long (each probe is also bounded by the request timeout)."""
 
 
 def call_with_retries(reader: ChainReader, what: str, call: Callable[[], T]) -> T:
@@ -64,19 +71,26 @@ def _iso(unix_seconds: int) -> str:
 class _LedgerClock:
     """Close times of single ledgers via `getLedgers`, each asked for once."""
 
-    def __init__(self, reader: ChainReader) -> None:
+    def __init__(self, reader: ChainReader, time_limit_s: float = SEARCH_TIME_LIMIT_S) -> None:
         self.reader = reader
         self.requests = 0
         self._seen: dict[int, int] = {}
+        self._deadline = time.monotonic() + time_limit_s
 
     def bounds(self) -> tuple[int, int, int, int]:
         """(oldest ledger, its close time, latest ledger, its close time)."""
-        # Ask about the latest ledger: unlike the oldest, it cannot leave retention in between.
-        health = call_with_retries(self.reader, "getHealth", self.reader.server.get_health)
-        page = self._page(health.latest_ledger)
+        # Ask about the latest ledger (getLatestLedger, never getHealth: a real RPC answers
+        # that with an error while it lags); unlike the oldest, it cannot leave retention in between.
+        latest = call_with_retries(self.reader, "getLatestLedger", self.reader.server.get_latest_ledger)
+        page = self._page(latest.sequence)
+        self._seen[page.oldest_ledger] = page.oldest_ledger_close_time
+        self._seen[page.latest_ledger] = page.latest_ledger_close_time
         return page.oldest_ledger, page.oldest_ledger_close_time, page.latest_ledger, page.latest_ledger_close_time
 
     def _page(self, sequence: int) -> GetLedgersResponse:
+        if time.monotonic() > self._deadline:
+            raise RpcReadError(f"mapping a time to its ledger took more than {SEARCH_TIME_LIMIT_S:.0f} s "
+                               f"({self.requests} getLedgers requests); the RPC is too slow to search")
         self.requests += 1
         page = fetch_page(self.reader, sequence, 1)
         for info in page.ledgers:
@@ -89,14 +103,34 @@ class _LedgerClock:
         return self._seen[sequence]
 
     def first_closing_at_or_after(self, unix_seconds: int, low: int, high: int) -> int:
-        """The first ledger in [low, high] that closed at or after the time; `high + 1` if none did."""
+        """The first ledger in [low, high] that closed at or after the time; `high + 1` if none did.
+
+        Keeps the invariant "everything below `low` closed before the time, everything above
+        `high` at or after it" and probes where the known close times put the time (clamped
+        inside the bracket); every third probe halves the bracket instead, so an uneven pace costs
+        at most a binary search's probes.
+        """
+        below, above = low - 1, high + 1  # the bracket's known ends (close times may be unknown)
+        probes = 0
         while low <= high:
-            middle = (low + high) // 2
-            if self.close_time(middle) >= unix_seconds:
-                high = middle - 1
+            probes += 1
+            guess = ((low + high) // 2 if probes % 3 == 0
+                     else self._interpolate(unix_seconds, below, above, low, high))
+            if self.close_time(guess) >= unix_seconds:
+                high, above = guess - 1, guess
             else:
-                low = middle + 1
+                low, below = guess + 1, guess
         return low
+
+    def _interpolate(self, unix_seconds: int, below: int, above: int, low: int, high: int) -> int:
+        # Anchors: the bracket's ends where their close times are known, else its inner bounds.
+        first = below if below in self._seen else low
+        last = above if above in self._seen else high
+        first_time, last_time = self._seen.get(first), self._seen.get(last)
+        if first_time is None or last_time is None or last_time <= first_time:
+            return (low + high) // 2
+        share = (unix_seconds - first_time) / (last_time - first_time)
+        return min(max(first + round(share * (last - first)), low), high)
 
 
 SECONDS_PER_LEDGER = 5

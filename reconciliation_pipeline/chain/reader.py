@@ -12,6 +12,7 @@ Nothing in here can sign or send a transaction.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -21,14 +22,18 @@ from typing import TypeVar
 
 import requests
 from stellar_sdk import SorobanServer, xdr
-from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import BaseRequestError, SorobanRpcErrorResponse
-from stellar_sdk.soroban_rpc import EventFilter, EventFilterType, EventInfo, GetEventsResponse, GetHealthResponse
+from stellar_sdk.soroban_rpc import EventFilter, EventFilterType, EventInfo, GetEventsResponse
+
+from reconciliation_pipeline.chain.rpc_client import GuardedRequestsClient, ResponseTooLargeError
 
 MAX_KEYS_PER_REQUEST = 200
 _INVALID_PARAMS = -32602
 _METHOD_NOT_FOUND = -32601
 _INVALID_REQUEST = -32600
+EVENT_PAGE_LIMIT = 1000
+"""Events asked for per getEvents page by default, lowered to a provider's maximum when it names one."""
+_PROVIDER_LIMIT = re.compile(r"-32602\b.*?\blimit\b\D{0,40}?(\d+)", re.IGNORECASE | re.DOTALL)
 NOT_READ_TIME_LIMIT = "not read: the run's time limit was reached"
 """The `failed` reason of keys a reader skipped because its deadline had passed."""
 
@@ -44,12 +49,15 @@ class ReaderSettings:
     max_attempts: int = 3
     backoff_initial_s: float = 1.0
     request_timeout_s: float = 10.0
+    max_response_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= MAX_KEYS_PER_REQUEST:
             raise ValueError(f"batch_size must be between 1 and {MAX_KEYS_PER_REQUEST}, got {self.batch_size}")
         if self.max_in_flight < 1 or self.max_attempts < 1:
             raise ValueError("max_in_flight and max_attempts must be at least 1")
+        if self.max_response_bytes < 1024:
+            raise ValueError(f"max_response_bytes must be at least 1024, got {self.max_response_bytes}")
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,8 @@ class _EncodedKey:
 
 
 def _is_retryable(error: Exception) -> bool:
+    if isinstance(error, ResponseTooLargeError):
+        return False
     if isinstance(error, SorobanRpcErrorResponse):
         return error.code not in (_INVALID_PARAMS, _METHOD_NOT_FOUND, _INVALID_REQUEST)
     return isinstance(error, (requests.RequestException, BaseRequestError, ValueError))
@@ -139,12 +149,15 @@ class ChainReader:
         self.deadline = deadline
         # The SDK's own client retries POSTs; our loop owns retries instead, so
         # attempts, backoff and the per-request timeout are exactly as configured.
-        client = RequestsClient(
+        client = GuardedRequestsClient(
+            max_response_bytes=settings.max_response_bytes,
             pool_size=settings.max_in_flight,
             num_retries=0,
             post_timeout=settings.request_timeout_s,
         )
         self.server = SorobanServer(rpc_url, client=client)
+        self.provider_page_limit: int | None = None
+        """The provider's own getEvents maximum, once it named one."""
 
     def close(self) -> None:
         self.server.close()
@@ -172,13 +185,6 @@ class ChainReader:
                     return None, f"{last_error} ({attempts}; no retry past the run's time limit)", attempt
                 self._sleep(delay)
         return None, last_error, self.settings.max_attempts
-
-    def health(self) -> GetHealthResponse:
-        """`getHealth`: the ledgers the RPC's own database serves (events, transactions)."""
-        health, error, _ = self._with_retries(self.server.get_health)
-        if health is None:
-            raise RpcReadError(f"getHealth failed: {error}")
-        return health
 
     def latest_ledger(self) -> int:
         response, error, _ = self._with_retries(self.server.get_latest_ledger)
@@ -252,6 +258,34 @@ class ChainReader:
                         progress(done, total)
         return result
 
+    def event_window(self, filters: list[EventFilter]) -> tuple[int, int]:
+        """(oldest, latest) ledger the RPC serves events for.
+
+        Read from a getEvents response (which reports its own window) at the latest ledger, not
+        from getHealth: a real RPC answers getHealth with -32603 while it lags, though it still
+        serves every read.
+        """
+        latest = self.latest_ledger()
+        page, _ = self._events_page(
+            lambda limit: self.server.get_events(start_ledger=latest, filters=filters, limit=limit), 1)
+        return page.oldest_ledger, max(page.latest_ledger, latest)
+
+    def _events_page(self, request: Callable[[int], GetEventsResponse], wanted: int) -> tuple[GetEventsResponse, int]:
+        """One getEvents page of at most `wanted` events, and the limit it was asked with. A
+        provider whose maximum is lower refuses the page with -32602 naming that maximum: it is
+        asked again within it, and so is every later page of this reader."""
+        while True:
+            limit = min(wanted, self.provider_page_limit or wanted)
+            page, error, _ = self._with_retries(lambda: request(limit))
+            if page is not None:
+                assert isinstance(page, GetEventsResponse)
+                return page, limit
+            match = _PROVIDER_LIMIT.search(error or "")
+            lowered = int(match.group(1)) if match is not None else None
+            if lowered is None or not 0 < lowered < limit:
+                raise RpcReadError(f"getEvents failed: {error}")
+            self.provider_page_limit = lowered
+
     def get_events(
         self,
         *,
@@ -259,16 +293,17 @@ class ChainReader:
         topics: Sequence[Sequence[str]] | None = None,
         start_ledger: int | None = None,
         end_ledger: int | None = None,
-        page_limit: int = 1000,
+        page_limit: int = EVENT_PAGE_LIMIT,
     ) -> tuple[list[EventInfo], int]:
-        """All contract events in [start_ledger, end_ledger), following cursors.
+        """All contract events in [start_ledger, end_ledger), following cursors, `page_limit` per
+        page (or the provider's maximum, when lower).
 
         Defaults to the whole retention window. A window the RPC does not hold
         raises `RetentionWindowError` naming the oldest ledger available.
         Returns the events and the latest ledger the RPC reported.
         """
-        health = self.health()
-        oldest, latest = health.oldest_ledger, health.latest_ledger
+        filters = contract_event_filters(contract_ids, topics)
+        oldest, latest = self.event_window(filters)
         start = oldest if start_ledger is None else start_ledger
         if start < oldest or start > latest:
             raise RetentionWindowError(
@@ -276,29 +311,18 @@ class ChainReader:
                 f"the oldest ledger available is {oldest} and the latest is {latest}"
             )
         stop = latest + 1 if end_ledger is None else min(end_ledger, latest + 1)
-        filters = [
-            EventFilter(
-                event_type=EventFilterType.CONTRACT,
-                contract_ids=list(contract_ids),
-                topics=[list(t) for t in topics] if topics else None,
-            )
-        ]
         events: list[EventInfo] = []
         cursor: str | None = None
         while True:
             if cursor is None:
-                call = lambda: self.server.get_events(  # noqa: E731
-                    start_ledger=start, end_ledger=stop, filters=filters, limit=page_limit
-                )
+                page, limit = self._events_page(lambda limit: self.server.get_events(
+                    start_ledger=start, end_ledger=stop, filters=filters, limit=limit), page_limit)
             else:
                 page_cursor = cursor
-                call = lambda: self.server.get_events(filters=filters, cursor=page_cursor, limit=page_limit)  # noqa: E731
-            page, error, _ = self._with_retries(call)
-            if page is None:
-                raise RpcReadError(f"getEvents failed: {error}")
-            assert isinstance(page, GetEventsResponse)
+                page, limit = self._events_page(lambda limit: self.server.get_events(
+                    filters=filters, cursor=page_cursor, limit=limit), page_limit)
             events.extend(e for e in page.events if e.ledger < stop)
-            if len(page.events) < page_limit:
+            if len(page.events) < limit:
                 # A page that is not full ends with a cursor at the last ledger it
                 # scanned completely: done once that reaches the window's last ledger.
                 scanned_to = _cursor_ledger(page.cursor)
@@ -308,6 +332,12 @@ class ChainReader:
                 break
             cursor = page.cursor
         return events, latest
+
+
+def contract_event_filters(contract_ids: Sequence[str], topics: Sequence[Sequence[str]] | None) -> list[EventFilter]:
+    """The one getEvents filter for the contracts' events (topics as `scval_topic` segments)."""
+    return [EventFilter(event_type=EventFilterType.CONTRACT, contract_ids=list(contract_ids),
+                        topics=[list(t) for t in topics] if topics else None)]
 
 
 def scval_topic(value: xdr.SCVal) -> str:

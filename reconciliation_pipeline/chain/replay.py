@@ -41,7 +41,7 @@ from stellar_sdk.soroban_rpc import EventInfo, GetLedgersResponse
 
 from reconciliation_pipeline.chain.fastxdr import XdrError
 from reconciliation_pipeline.chain.ledgermeta import EntryChange, LedgerMeta, MetaEvent, Watch, parse_ledger
-from reconciliation_pipeline.chain.reader import ChainReader, RetentionWindowError, RpcReadError
+from reconciliation_pipeline.chain.reader import ChainReader, RetentionWindowError, RpcReadError, contract_event_filters
 
 MAX_PAGE_LEDGERS = 200
 """getLedgers' largest `limit`."""
@@ -346,8 +346,7 @@ def read_events(
     `max_replay_ledgers` of them; a range neither method serves (or longer than that) raises
     `RetentionWindowError` naming both windows.
     """
-    health = reader.health()
-    oldest, latest = health.oldest_ledger, health.latest_ledger
+    oldest, latest = reader.event_window(contract_event_filters(contract_ids, topics))
     start = oldest if start_ledger is None else start_ledger
     stop = latest + 1 if end_ledger is None else min(end_ledger, latest + 1)
     if start >= oldest:

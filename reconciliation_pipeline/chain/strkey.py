@@ -62,6 +62,20 @@ def decode_contract(text: str) -> bytes:
     return key
 
 
+def muxed_account_base(text: object) -> str | None:
+    """The G... account a valid M... (muxed, SEP-23) address belongs to; None for anything else.
+
+    Rare enough in an application's wallets that the SDK's decoder is fast enough."""
+    if not isinstance(text, str) or not text.startswith("M"):
+        return None
+    from stellar_sdk import MuxedAccount
+
+    try:
+        return MuxedAccount.from_account(text).account_id
+    except ValueError:
+        return None
+
+
 def encode_account(key: bytes) -> str:
     return _encode(ACCOUNT_VERSION, key)
 

@@ -70,13 +70,15 @@ def _ledger(frame: pd.DataFrame) -> pd.Series:
 
 
 def address_findings(
-    identity: Identified, key_column: str, db: pd.DataFrame, columns: tuple[str, ...], severity: Severity
+    identity: Identified, key_column: str, db: pd.DataFrame, columns: tuple[str, ...], severity: Severity,
+    *, allow_muxed: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """INVALID_ADDRESS findings for the database side; also the per-column validity masks."""
     masks = pd.DataFrame(index=db.index)
     parts = []
+    reason = "not a valid G..., M... or C... address" if allow_muxed else "not a valid G... or C... address"
     for column in columns:
-        valid = valid_address_mask(db[column])
+        valid = valid_address_mask(db[column], allow_muxed=allow_muxed)
         masks[column] = valid
         bad = db[~valid]
         parts.append(
@@ -89,7 +91,7 @@ def address_findings(
                 drift_class=DriftClass.INVALID_ADDRESS,
                 severity=severity,
                 db_value=bad[column].astype(object),
-                details=pd.Series([{"reason": "not a valid G... or C... address"}] * len(bad), index=bad.index),
+                details=pd.Series([{"reason": reason}] * len(bad), index=bad.index),
             )
         )
     return concat_findings(parts), masks
@@ -124,7 +126,8 @@ def diff_snapshots(
     key = entity.key
     tolerance = tolerances if tolerances is not None else resolve_tolerances(entity, None)
     address_found, address_valid = address_findings(entity, key, db, entity.address_columns,
-                                                    entity.invalid_address_severity)
+                                                    entity.invalid_address_severity,
+                                                    allow_muxed=entity.muxed_accounts)
     db = db.join(address_valid.add_prefix("_valid_"))
 
     merged = db.merge(chain, on=key, how="outer", suffixes=(_DB, _CHAIN), indicator=True)
@@ -298,7 +301,9 @@ def diff_entity(
     checked_ids = pd.concat([entity.entity_ids(pd.Series(keys, dtype=object)), entity.entity_ids(db.loc[invalid, key])],
                             ignore_index=True)
     not_read = int(unread.sum())
-    return concat_findings(parts), Checked.of(entity.entity_type, checked_ids, len(errors) + not_read, not_read)
+    missed = entity.entity_ids(pd.concat([errors, frame.loc[unread, key]], ignore_index=True).astype(object))
+    return concat_findings(parts), Checked.of(entity.entity_type, checked_ids, len(errors) + not_read, not_read,
+                                              unchecked_ids=missed)
 
 
 def invariant_findings(

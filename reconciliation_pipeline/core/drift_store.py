@@ -1,7 +1,12 @@
 """Persisting a domain's findings: run record, discrepancies and incidents.
 
 Everything for one (run, domain) is written in one transaction, so analysts
-never see a run's findings without its incidents or the other way round.
+never see a run's findings without its incidents or the other way round:
+the findings (with their asset and amount at stake when they are money), the
+incidents they open, confirm or resolve (each transition also written to
+`recon.incident_events`), the exemptions live rules grant, and the coverage of
+the entities the run knew of.
+
 Findings in flight (`core.inflight`) are recorded with that status but open no
 incident: they are remembered in `recon.in_flight`, and only when the next run
 sees the same finding in flight again has it persisted, and is drift.
@@ -10,7 +15,7 @@ sees the same finding in flight again has it persisted, and is drift.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,9 +23,12 @@ import pandas as pd
 from sqlalchemy.engine import Connection, Engine
 
 from reconciliation_pipeline.core import sql
+from reconciliation_pipeline.core.coverage import record_coverage
 from reconciliation_pipeline.core.drift import FindingStatus
-from reconciliation_pipeline.core.findings import FindingsModel, counts_by_class, drifting
+from reconciliation_pipeline.core.findings import MONEY_COLUMNS, FindingsModel, counts_by_class, drifting
 from reconciliation_pipeline.core.results import DomainDiff
+
+INCIDENT_KEY = ["entity_type", "entity_id", "field", "drift_class"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,12 @@ class PersistSummary:
     opened_or_seen: int
     confirmed: int
     resolved: int
+    opened: int = 0
+    """Incidents this run opened or reopened (of `opened_or_seen`)."""
+    exempt: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INCIDENT_KEY))
+    """The incident keys of this run's findings that a live exemption rule matched."""
     in_flight: int = 0
+    """Findings recorded in flight: they open no incident until a next run sees them again."""
 
 
 def _none_if_missing(value: Any) -> Any:
@@ -80,10 +93,25 @@ def _finding_params(run: RunInfo, findings: pd.DataFrame, db_snapshot_at: dateti
             "db_snapshot_at": db_snapshot_at,
             "partition_key": run.partition_key,
             "details": json.dumps({"entity_key": r["entity_key"], **r["details"]}, default=str),
+            **_money_params(r),
             "status": r["status"],
         }
         for r in records
     ]
+
+
+def _money_params(record: dict[str, Any]) -> dict[str, Any]:
+    """The money columns of one finding; the amount as text so no driver rounds it."""
+    values = {name: _none_if_missing(record.get(name)) for name in MONEY_COLUMNS}
+    values["asset_decimals"] = None if values["asset_decimals"] is None else int(values["asset_decimals"])
+    values["amount_at_stake"] = None if values["amount_at_stake"] is None else str(int(values["amount_at_stake"]))
+    return values
+
+
+def _changed_ledgers(details: pd.Series) -> list[int | None]:
+    """The `last_modified_ledger` a finding's entry carries, when known: when the chain side last changed."""
+    ledgers = details.map(lambda d: d.get("last_modified_ledger") if isinstance(d, dict) else None)
+    return [None if _none_if_missing(v) is None else int(v) for v in ledgers]
 
 
 def _text_array(values: pd.Series) -> list[str | None]:
@@ -98,11 +126,12 @@ def _record_incidents(
     checked: pd.DataFrame,
     policy: IncidentPolicy,
     seen_at: datetime,
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int, int]:
+    """Open or update, confirm and resolve incidents; every transition is an `incident_events` row."""
     base = {"domain": domain, "run_id": run.run_id, "seen_at": seen_at}
     # One incident per (entity, field, class): the first finding of each wins.
-    unique = findings.drop_duplicates(["entity_type", "entity_id", "field", "drift_class"])
-    seen = 0
+    unique = findings.drop_duplicates(INCIDENT_KEY)
+    seen = opened = 0
     if len(unique):
         seen = connection.execute(
             sql.query("recon/queries/upsert_incidents.sql"),
@@ -116,8 +145,15 @@ def _record_incidents(
                 "db_values": _text_array(unique["db_value"]),
                 "chain_values": _text_array(unique["chain_value"]),
                 "deltas": _text_array(unique["delta"]),
+                "asset_codes": _text_array(unique["asset_code"]),
+                "asset_issuers": _text_array(unique["asset_issuer"]),
+                "asset_contract_ids": _text_array(unique["asset_contract_id"]),
+                "asset_decimals": [None if _none_if_missing(v) is None else int(v) for v in unique["asset_decimals"]],
+                "amounts": _text_array(unique["amount_at_stake"]),
+                "changed_ledgers": _changed_ledgers(unique["details"]),
             },
         ).rowcount
+        opened = connection.execute(sql.query("recon/queries/incident_opened_events.sql"), base).rowcount
     confirmed = connection.execute(
         sql.query("recon/queries/confirm_incidents.sql"),
         {**base, "confirm_after_runs": policy.confirm_after_runs, "grace_minutes": policy.grace_minutes},
@@ -133,7 +169,20 @@ def _record_incidents(
                 "entity_ids": _text_array(resolvable["entity_id"]),
             },
         ).rowcount
-    return seen, confirmed, resolved
+    return seen, opened, confirmed, resolved
+
+
+def _apply_exemptions(connection: Connection, run: RunInfo, domain: str, seen_at: datetime) -> pd.DataFrame:
+    """Mark this run's findings and incidents that a live exemption rule matches (and clear incidents
+    whose rule expired or was revoked); returns the exempt findings' incident keys."""
+    params = {"domain": domain, "run_id": run.run_id, "seen_at": seen_at}
+    if not connection.execute(sql.query("recon/queries/live_exemption_rules.sql"), params).scalar_one():
+        # No rule to match: only incidents exempted before (their rule has since lapsed) change.
+        connection.execute(sql.query("recon/queries/clear_incident_exemptions.sql"), params)
+        return pd.DataFrame(columns=INCIDENT_KEY)
+    connection.execute(sql.query("recon/queries/exempt_incidents.sql"), params)
+    rows = connection.execute(sql.query("recon/queries/exempt_findings.sql"), params).tuples().all()
+    return pd.DataFrame(rows, columns=INCIDENT_KEY, dtype=object).drop_duplicates()
 
 
 def _with_open_incidents(connection: Connection, domain: str, checked: pd.DataFrame) -> pd.DataFrame:
@@ -149,9 +198,6 @@ def _with_open_incidents(connection: Connection, domain: str, checked: pd.DataFr
     return checked[pairs.isin(pd.MultiIndex.from_tuples(open_entities))]
 
 
-_INCIDENT_KEY = ["entity_type", "entity_id", "field", "drift_class"]
-
-
 def promote_persisting(engine: Engine, domain: str, run_id: str, findings: pd.DataFrame) -> pd.DataFrame:
     """In-flight findings that an earlier run saw in flight too have persisted: they are drift."""
     in_flight = findings["status"] == FindingStatus.IN_FLIGHT.value
@@ -162,8 +208,8 @@ def promote_persisting(engine: Engine, domain: str, run_id: str, findings: pd.Da
                                      {"domain": domain, "run_id": run_id}).tuples().all()
     if not earlier:
         return findings
-    keys = pd.MultiIndex.from_frame(findings[_INCIDENT_KEY].astype(str))
-    persisted = in_flight & keys.isin(pd.MultiIndex.from_tuples(earlier, names=_INCIDENT_KEY))
+    keys = pd.MultiIndex.from_frame(findings[INCIDENT_KEY].astype(str))
+    persisted = in_flight & keys.isin(pd.MultiIndex.from_tuples(earlier, names=INCIDENT_KEY))
     details = [{**d, "in_flight_persisted": d.get("in_flight")} if p else d
                for d, p in zip(findings["details"], persisted, strict=True)]
     return findings.assign(status=findings["status"].mask(persisted, FindingStatus.DRIFT.value),
@@ -183,7 +229,7 @@ def _remember_in_flight(connection: Connection, run: RunInfo, domain: str, in_fl
                 "domain": domain, "entity_types": _text_array(settled["entity_type"]),
                 "entity_ids": _text_array(settled["entity_id"])})
     if len(in_flight):
-        unique = in_flight.drop_duplicates(_INCIDENT_KEY)
+        unique = in_flight.drop_duplicates(INCIDENT_KEY)
         connection.execute(sql.query("recon/queries/in_flight_record.sql"), {
             "domain": domain, "run_id": run.run_id, "seen_at": seen_at,
             "entity_types": _text_array(unique["entity_type"]), "entity_ids": _text_array(unique["entity_id"]),
@@ -191,14 +237,16 @@ def _remember_in_flight(connection: Connection, run: RunInfo, domain: str, in_fl
 
 
 def persist_domain_run(
-    engine: Engine, run: RunInfo, domain: str, diff: DomainDiff, *, started_at: datetime, policy: IncidentPolicy
+    engine: Engine, run: RunInfo, domain: str, diff: DomainDiff, *, started_at: datetime, policy: IncidentPolicy,
+    steps_pending: int = 0,
 ) -> PersistSummary:
     """Write one domain's run: replaces the partition's findings, updates incidents.
 
     Only the incidents of entities the diff `checked` can be resolved; a run with
-    any entity it could not check (read errors, the time limit) is `partial`.
-    Entities with a finding in flight keep their incidents as they were: the next
-    run settles them.
+    any entity it could not check (read errors, the time limit) is `partial`. With
+    `steps_pending` steps still to follow (repairs, a sync), the row stays `running` and
+    the last of them gives it that outcome (`core.run_status`). Entities with a finding in
+    flight keep their incidents as they were: the next run settles them.
     """
     findings, checked = diff.findings, diff.checked
     FindingsModel.validate(findings, lazy=True)
@@ -230,9 +278,11 @@ def persist_domain_run(
         if len(in_flight) and len(settled):
             moving = pd.MultiIndex.from_frame(in_flight[["entity_type", "entity_id"]].astype(str))
             settled = settled[~pd.MultiIndex.from_frame(settled.astype(str)).isin(moving)]
-        seen, confirmed, resolved = _record_incidents(connection, run, domain, drifting(findings), settled, policy,
-                                                      seen_at)
+        seen, opened, confirmed, resolved = _record_incidents(connection, run, domain, drifting(findings), settled,
+                                                              policy, seen_at)
         _remember_in_flight(connection, run, domain, in_flight, checked.entities, seen_at)
+        exempt = _apply_exemptions(connection, run, domain, seen_at)
+        record_coverage(connection, domain, run.run_id, checked, seen_at)
         connection.execute(
             sql.query("recon/queries/finish_run.sql"),
             {
@@ -240,6 +290,7 @@ def persist_domain_run(
                 "domain": domain,
                 "finished_at": datetime.now(UTC),
                 "status": status,
+                "steps_pending": steps_pending,
                 "entities_checked": len(checked.entities),
                 "entities_unchecked": checked.unchecked,
                 "finding_counts": json.dumps(counts),
@@ -253,5 +304,7 @@ def persist_domain_run(
         opened_or_seen=seen,
         confirmed=confirmed,
         resolved=resolved,
+        opened=opened,
+        exempt=exempt,
         in_flight=len(in_flight),
     )

@@ -24,7 +24,7 @@ import dagster as dg
 import pandas as pd
 
 from reconciliation_pipeline.chain.reader import ChainReader
-from reconciliation_pipeline.core import steps
+from reconciliation_pipeline.core import run_status, steps
 from reconciliation_pipeline.core.cadences import (
     CADENCE_TAG,
     PARTITIONS,
@@ -211,6 +211,9 @@ class _ScopeBuilder:
         self.freshness = FRESHNESS if scope.budget == "frequent" else None
         self.assets: list[dg.AssetsDefinition] = []
         self.per_day: list[dg.AssetsDefinition] = []
+        self.after_findings = ([self.names.repairs] if steps.plans_repairs(spec, scope) else []) + [
+            s.name for s in spec.steps_of(scope) if s.post]
+        """The steps after the findings step; the last of them in a run sets its status."""
 
     def asset(
         self,
@@ -228,12 +231,25 @@ class _ScopeBuilder:
         pool: str | None = None,
         tags: Mapping[str, str] | None = None,
         stores_value: bool = True,
+        last: bool = False,
     ) -> dg.AssetsDefinition:
+        """`last`: one of the steps after the findings (repairs, a sync); the last of them to end
+        gives the domain's run its status in recon.runs."""
         roles = dict(ins)
+        domain = self.spec.domain
 
         def compute(context: dg.AssetExecutionContext, **values: Any):  # noqa: ANN202 - see below
             # No return annotation: with check_specs Dagster reads one as the type of every output.
-            output = run(context, _inputs(roles, values))
+            engine = context.resources.postgres.engine
+            partition_key = str(context.partition_key) if context.has_partition_key else None
+            run_status.mark_started(engine, context.run_id, domain, context.job_name, partition_key)
+            try:
+                output = run(context, _inputs(roles, values))
+            except Exception as error:
+                run_status.mark_failed(engine, context.run_id, domain, f"{name}: {type(error).__name__}: {error}")
+                raise
+            if last:
+                run_status.finish_step(engine, context.run_id, domain)
             if not stores_value:  # nothing for the IO manager (a range run cannot store one value anyway)
                 return dg.MaterializeResult(metadata=output.metadata, check_results=list(output.checks))
             return dg.MaterializeResult(value=output.value, metadata=output.metadata,
@@ -314,6 +330,11 @@ class _ScopeBuilder:
         return self.asset(self.names.db(source.name), run, ins=plan_role, kinds={"postgres", "pandas"},
                           description=source.description, checks=checks, config=SnapshotConfig)
 
+    def steps_pending(self, context: dg.AssetExecutionContext) -> int:
+        """How many of the steps after the findings this run executes (a run may select a subset)."""
+        selected = context.job_def.asset_layer.selected_asset_keys
+        return sum(dg.AssetKey(name) in selected for name in self.after_findings)
+
     def _step(self, step: Step) -> None:
         if step.name in self.defined_steps:
             self.assets.append(self.defined_steps[step.name])
@@ -331,7 +352,7 @@ class _ScopeBuilder:
             step.name, run, ins=roles, kinds=step.kinds, description=step.description, checks=checks,
             partitions="scope" if step.partitioned else None, deps=tuple(self.names.of_input(a) for a in step.after),
             config=step.config, resources=CORE_RESOURCES | set(step.resources), pool=step.pool,
-            stores_value=step.value,
+            stores_value=step.value, last=step.post,
         )
         self.defined_steps[step.name] = asset
         self.assets.append(asset)
@@ -407,7 +428,7 @@ class _ScopeBuilder:
 
         def run(context: dg.AssetExecutionContext, inputs: DomainInputs) -> steps.Output:
             return steps.discrepancies_step(self._context(context), spec, scope, inputs,
-                                            context.resources.pushgateway, self.classes)
+                                            context.resources.pushgateway, self.classes, self.steps_pending(context))
 
         return self.asset(
             names.discrepancies, run, ins=ins, kinds={"postgres", "pandas"},
@@ -433,7 +454,7 @@ class _ScopeBuilder:
             description=f"Repairs of the non-authoritative side in {spec.domain}: planned into recon.repairs on every "
             "run, applied with compare-and-swap (a concurrent application write wins) when the run's config sets "
             "`apply` and not `dry_run`, each with its audit row. Re-running never applies a repair twice.",
-            config=RepairConfig,
+            config=RepairConfig, last=True,
         )
 
     def _sharded_aggregate(self, aggregate: Aggregate) -> list[dg.AssetsDefinition]:

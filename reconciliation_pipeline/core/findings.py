@@ -1,7 +1,10 @@
 """The findings frame: one row per discrepancy, before it is persisted.
 
 Values stay exact: `db_value`/`chain_value` are canonical text, `delta` is a
-Python int (object dtype) so an i128 difference is never rounded.
+Python int (object dtype) so an i128 difference is never rounded. Findings on a
+money field also carry their asset (code and issuer, or contract id), its
+decimals and the exact `amount_at_stake` in base units (`core.money` stamps
+them); every other finding leaves those columns empty.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import pandera.pandas as pa
 
 from reconciliation_pipeline.core.amounts import is_exact_int
 from reconciliation_pipeline.core.drift import DriftClass, FindingStatus, Severity
+
+MONEY_COLUMNS: tuple[str, ...] = ("asset_code", "asset_issuer", "asset_contract_id", "asset_decimals", "amount_at_stake")
+"""Empty unless the finding is about an amount of a known asset."""
 
 FINDING_COLUMNS: tuple[str, ...] = (
     "domain",
@@ -28,6 +34,7 @@ FINDING_COLUMNS: tuple[str, ...] = (
     "delta",
     "ledger_sequence",
     "details",
+    *MONEY_COLUMNS,
     "status",
 )
 
@@ -51,11 +58,20 @@ class FindingsModel(pa.DataFrameModel):
     delta: pa.typing.Series[object] = pa.Field(nullable=True)
     ledger_sequence: pa.typing.Series[object] = pa.Field(nullable=True)
     details: pa.typing.Series[object] = pa.Field(nullable=False)
+    asset_code: pa.typing.Series[object] = pa.Field(nullable=True)
+    asset_issuer: pa.typing.Series[object] = pa.Field(nullable=True)
+    asset_contract_id: pa.typing.Series[object] = pa.Field(nullable=True)
+    asset_decimals: pa.typing.Series[object] = pa.Field(nullable=True)
+    amount_at_stake: pa.typing.Series[object] = pa.Field(nullable=True)
     status: pa.typing.Series[object] = pa.Field(isin=[s.value for s in FindingStatus])
 
     @pa.check("delta", name="delta_is_exact_int")
     def delta_is_exact_int(cls, delta: pd.Series) -> pd.Series:
         return delta.map(_is_int_or_missing).astype(bool)
+
+    @pa.check("amount_at_stake", name="amount_at_stake_is_exact_int")
+    def amount_at_stake_is_exact_int(cls, amount: pd.Series) -> pd.Series:
+        return amount.map(lambda v: v is None or (is_exact_int(v) and v >= 0)).astype(bool)
 
     @pa.check("details", name="details_is_mapping")
     def details_is_mapping(cls, details: pd.Series) -> pd.Series:
@@ -113,6 +129,7 @@ def findings_frame(
             "details": details.reindex(index).astype(object)
             if details is not None
             else pd.Series([{}] * size, index=index, dtype=object),
+            **{name: pd.Series([None] * size, index=index, dtype=object) for name in MONEY_COLUMNS},
             "status": column(status),
         }
     )

@@ -1,9 +1,11 @@
 """Run metrics: the same figures as Dagster metadata and, when configured, on a Pushgateway.
 
 Each domain's run yields one `DomainRunMetrics`: how long the run took until
-its findings were persisted, its findings by drift class and severity, and its
-errors by operation (failed RPC requests, undecodable entries, entries left
-unread at the time limit). They are pushed with their own `CollectorRegistry`
+its findings were persisted, its findings by drift class and severity (and how
+many an exemption covers), its errors by operation (failed RPC requests,
+undecodable entries, entries left unread at the time limit), the domain's
+coverage (share of known entities compared in the last 24 hours, entities never
+compared) and the detection latency of the incidents it opened and confirmed. They are pushed with their own `CollectorRegistry`
 under the grouping key `{domain}`, so each push replaces that domain's previous
 figures and one domain's push never clobbers another's.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -21,6 +23,10 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from reconciliation_pipeline.core.drift import DriftClass, Severity
+
+if TYPE_CHECKING:
+    from reconciliation_pipeline.core.coverage import CoverageSummary
+    from reconciliation_pipeline.core.latency import RunLatency
 
 PUSHGATEWAY_VARIABLE = "PROMETHEUS_PUSHGATEWAY_URL"
 METRIC_PREFIX = "recon"
@@ -48,6 +54,9 @@ class DomainRunMetrics:
     entities_checked: int = 0
     entities_unchecked: int = 0
     finished_at_unix: float = 0.0
+    findings_exempt: int = 0
+    coverage: CoverageSummary | None = None
+    latency: RunLatency | None = None
 
     def registry(self) -> CollectorRegistry:
         """A fresh registry holding exactly this run's figures (one per push, never shared)."""
@@ -69,6 +78,25 @@ class DomainRunMetrics:
         errors = Gauge(f"{METRIC_PREFIX}_errors", "Errors of the run by operation.", ["operation"], registry=registry)
         for operation, count in self.errors.items():
             errors.labels(operation=operation).set(count)
+        Gauge(f"{METRIC_PREFIX}_findings_exempt", "Findings of the run an exemption rule covers (recorded, not "
+              "alerted).", registry=registry).set(self.findings_exempt)
+        if self.coverage is not None:
+            Gauge(f"{METRIC_PREFIX}_coverage_ratio", "Share of the domain's known entities compared in the last "
+                  "24 hours.", registry=registry).set(self.coverage.ratio)
+            Gauge(f"{METRIC_PREFIX}_entities_known", "Entities of the domain a run knew of in the last 7 days.",
+                  registry=registry).set(self.coverage.known)
+            Gauge(f"{METRIC_PREFIX}_entities_never_checked", "Known entities of the domain never compared.",
+                  registry=registry).set(self.coverage.never_checked)
+        if self.latency is not None:
+            latency = Gauge(f"{METRIC_PREFIX}_detection_latency_seconds", "Seconds from a chain change (its ledger's "
+                            "close time) to the incident being opened or confirmed, over this run's incidents.",
+                            ["stage", "statistic"], registry=registry)
+            for stage, statistic, value in (("open", "median", self.latency.open_median_s),
+                                            ("open", "max", self.latency.open_max_s),
+                                            ("confirm", "median", self.latency.confirm_median_s),
+                                            ("confirm", "max", self.latency.confirm_max_s)):
+                if value is not None:
+                    latency.labels(stage=stage, statistic=statistic).set(value)
         return registry
 
     def as_metadata(self) -> dict[str, Any]:
@@ -80,6 +108,9 @@ class DomainRunMetrics:
             "run_duration_seconds": round(self.duration_s, 3),
             **{f"findings_by_severity/{s}": n for s, n in by_severity.items()},
             **{f"errors/{op}": n for op, n in self.errors.items()},
+            "findings_exempt": self.findings_exempt,
+            **(self.coverage.as_metadata() if self.coverage is not None else {}),
+            **(self.latency.as_metadata() if self.latency is not None else {}),
         }
         metadata["metrics"] = dg.MetadataValue.json(
             {

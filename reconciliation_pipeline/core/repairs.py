@@ -12,10 +12,12 @@ a no-op, so re-running a partition never applies anything twice.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.drift import DriftClass
@@ -46,6 +48,8 @@ class RepairOutcome:
     applied: int = 0
     skipped: int = 0
     failed: int = 0
+    refused: int = 0
+    """Stored repairs that did not match the plan they claimed to be: nothing ran."""
 
 
 def idempotency_key(domain: str, entity_type: str, entity_key: str, field: str, observed: str, target: str) -> str:
@@ -120,83 +124,78 @@ def record_plan(engine: Engine, run: RunInfo, domain: str, plan: pd.DataFrame) -
         connection.execute(sql.query("recon/queries/insert_repair_plan.sql"), params)
 
 
+MATCHED_FIELDS = ("entity_type", "entity_id", "entity_key", "field", "repair_query", "observed_value",
+                  "target_value")
+"""What a stored repair must agree on with this run's plan before anything runs."""
+SKIPPED_NOTE = ("row changed since the snapshot: compare-and-swap found a different value; "
+                "the application's write wins")
+
+
+def _finish(connection: Connection, run: RunInfo, repair: Mapping[str, Any], state: str, note: str | None,
+            after_value: str | None) -> bool:
+    """Record a repair's end and its audit row; False when another run finished it first."""
+    claimed = connection.execute(
+        sql.query("recon/queries/finish_repair.sql"),
+        {"repair_id": repair["repair_id"], "state": state, "reason": note, "run_id": run.run_id},
+    ).rowcount
+    if claimed == 0:
+        return False
+    connection.execute(
+        sql.query("recon/queries/insert_repair_audit.sql"),
+        {"repair_id": repair["repair_id"], "run_id": run.run_id, "action": state,
+         "before_value": repair["observed_value"], "after_value": after_value, "note": note},
+    )
+    return True
+
+
 def apply_plan(engine: Engine, run: RunInfo, plan: pd.DataFrame, queries: SqlFolder = PIPELINE_SQL) -> RepairOutcome:
     """Apply the still-planned repairs among `plan`, each in its own transaction.
 
-    The UPDATE each runs is the one this run's plan names (from the spec), read from
-    `queries`: never a path stored in `recon.repairs`, which only records it.
+    What runs is this run's plan, which comes from the spec: its query (read from
+    `queries`, which refuses any path outside its folder) and its values. A row in
+    `recon.repairs` only says whether the repair is still to do; one that does not
+    match the plan it claims to be (a planted or altered row) is refused, and
+    nothing runs for it.
     """
     if plan.empty:
         return RepairOutcome(planned=0)
-    query_of = dict(zip(plan["idempotency_key"], plan["repair_query"], strict=True))
+    planned = {row["idempotency_key"]: row for row in plan.to_dict("records")}
     with engine.connect() as connection:
         pending = connection.execute(
             sql.query("recon/queries/select_planned_repairs.sql"),
-            {"idempotency_keys": list(plan["idempotency_key"])},
+            {"idempotency_keys": list(planned)},
         ).mappings().all()
-    applied = skipped = failed = 0
+    counts = {"applied": 0, "skipped": 0, "failed": 0, "refused": 0}
     for repair in pending:
-        values = {
-            "entity_key": repair["entity_key"],
-            "observed_value": repair["observed_value"],
-            "target_value": repair["target_value"],
-        }
+        wanted = planned[repair["idempotency_key"]]
+        differs = [f for f in MATCHED_FIELDS if repair[f] != wanted[f]]
         try:
             with engine.begin() as connection:
-                query = query_of[repair["idempotency_key"]]
+                if differs:
+                    note = (f"refused: the stored repair does not match this run's plan ({', '.join(differs)} "
+                            "differ); nothing was run")
+                    if _finish(connection, run, repair, "refused", note, None):
+                        counts["refused"] += 1
+                    continue
+                values = {"entity_key": wanted["entity_key"], "observed_value": wanted["observed_value"],
+                          "target_value": wanted["target_value"]}
+                query = wanted["repair_query"]
                 matched = connection.execute(queries.query(query), values).rowcount
                 if matched > 1:
-                    raise UnexpectedRowCount(f"{query} matched {matched} rows for {repair['entity_id']}")
+                    raise UnexpectedRowCount(f"{query} matched {matched} rows for {wanted['entity_id']}")
                 state = "applied" if matched == 1 else "skipped"
-                note = (
-                    None
-                    if matched == 1
-                    else "row changed since the snapshot: compare-and-swap found a different value; the application's write wins"
-                )
-                claimed = connection.execute(
-                    sql.query("recon/queries/finish_repair.sql"),
-                    {"repair_id": repair["repair_id"], "state": state, "reason": note, "run_id": run.run_id},
-                ).rowcount
-                if claimed == 0:
+                if not _finish(connection, run, repair, state, None if matched == 1 else SKIPPED_NOTE,
+                               wanted["target_value"] if matched == 1 else None):
                     # Another run finished this repair first; roll back our UPDATE.
                     raise _AlreadyHandled
-                connection.execute(
-                    sql.query("recon/queries/insert_repair_audit.sql"),
-                    {
-                        "repair_id": repair["repair_id"],
-                        "run_id": run.run_id,
-                        "action": state,
-                        "before_value": repair["observed_value"],
-                        "after_value": repair["target_value"] if matched == 1 else None,
-                        "note": note,
-                    },
-                )
-            if matched == 1:
-                applied += 1
-            else:
-                skipped += 1
+            counts[state] += 1
         except _AlreadyHandled:
             continue
         except Exception as error:
-            failed += 1
+            counts["failed"] += 1
             with engine.begin() as connection:
-                reason = f"{type(error).__name__}: {error}"
-                connection.execute(
-                    sql.query("recon/queries/finish_repair.sql"),
-                    {"repair_id": repair["repair_id"], "state": "failed", "reason": reason, "run_id": run.run_id},
-                )
-                connection.execute(
-                    sql.query("recon/queries/insert_repair_audit.sql"),
-                    {
-                        "repair_id": repair["repair_id"],
-                        "run_id": run.run_id,
-                        "action": "failed",
-                        "before_value": repair["observed_value"],
-                        "after_value": None,
-                        "note": reason,
-                    },
-                )
-    return RepairOutcome(planned=len(plan), applied=applied, skipped=skipped, failed=failed)
+                _finish(connection, run, repair, "failed", f"{type(error).__name__}: {error}", None)
+    return RepairOutcome(planned=len(plan), **counts)
 
 
 class _AlreadyHandled(Exception):
@@ -216,5 +215,6 @@ def record_run_repairs(engine: Engine, run: RunInfo, domain: str, *, dry_run: bo
                 "applied": outcome.applied,
                 "skipped": outcome.skipped,
                 "failed": outcome.failed,
+                "refused": outcome.refused,
             },
         )

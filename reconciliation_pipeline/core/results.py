@@ -42,6 +42,9 @@ class DbSnapshot:
     counts: Mapping[str, int] = field(default_factory=dict)
     invariant_findings: pd.DataFrame = field(default_factory=empty_findings)
     """The source's invariants, validated once when the snapshot was taken."""
+    duplicate_keys: tuple[str, ...] = ()
+    """Keys several rows share: their rows are not in `frame` (which one is right is unknown), so
+    they are neither read, compared, repaired nor counted checked; each has its own finding."""
     ledger_at_snapshot: int | None = None
     """The chain's latest ledger when the snapshot was taken: an entry modified after it may be a
     write in flight (None when the RPC could not say)."""
@@ -90,6 +93,10 @@ class RowKeys:
     """Columns kept beside the read (e.g. the holder kind)."""
 
 
+def _no_entities() -> pd.DataFrame:
+    return pd.DataFrame({"entity_type": pd.Series(dtype=object), "entity_id": pd.Series(dtype=object)})
+
+
 @dataclass(frozen=True)
 class Checked:
     """Which entities a step compared (their incidents may resolve) and how many it could not."""
@@ -99,21 +106,31 @@ class Checked:
     unchecked: int = 0
     not_read: int = 0
     """Of `unchecked`: left unread at the run's time limit."""
+    unchecked_entities: pd.DataFrame = field(default_factory=_no_entities)
+    """(entity_type, entity_id) of the unchecked entities where the step knows them (coverage counts
+    them as known but not checked)."""
 
     @classmethod
     def none(cls) -> Checked:
-        return cls(pd.DataFrame({"entity_type": pd.Series(dtype=object), "entity_id": pd.Series(dtype=object)}))
+        return cls(_no_entities())
 
     @classmethod
-    def of(cls, entity_type: str, entity_ids: pd.Series, unchecked: int = 0, not_read: int = 0) -> Checked:
+    def of(cls, entity_type: str, entity_ids: pd.Series, unchecked: int = 0, not_read: int = 0,
+           unchecked_ids: pd.Series | None = None) -> Checked:
+        missed = (pd.DataFrame({"entity_type": entity_type, "entity_id": unchecked_ids.astype(object).to_numpy()})
+                  if unchecked_ids is not None and len(unchecked_ids) else _no_entities())
         return cls(pd.DataFrame({"entity_type": entity_type, "entity_id": entity_ids.astype(object).to_numpy()}),
-                   unchecked, not_read)
+                   unchecked, not_read, missed)
 
     @classmethod
     def combine(cls, parts: list[Checked]) -> Checked:
-        frames = [p.entities for p in parts if len(p.entities)]
-        entities = pd.concat(frames, ignore_index=True).drop_duplicates() if frames else cls.none().entities
-        return cls(entities.reset_index(drop=True), sum(p.unchecked for p in parts), sum(p.not_read for p in parts))
+        def union(frames: list[pd.DataFrame]) -> pd.DataFrame:
+            frames = [f for f in frames if len(f)]
+            return pd.concat(frames, ignore_index=True).drop_duplicates().reset_index(drop=True) if frames \
+                else _no_entities()
+
+        return cls(union([p.entities for p in parts]), sum(p.unchecked for p in parts),
+                   sum(p.not_read for p in parts), union([p.unchecked_entities for p in parts]))
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from sqlalchemy.engine import Engine
 
+from reconciliation_pipeline.chain import fastxdr
 from reconciliation_pipeline.chain import keys as chain_keys
 from reconciliation_pipeline.chain.decode import DecodeError
 from reconciliation_pipeline.chain.reader import ChainReader, FetchedEntry, ProgressCallback
@@ -209,11 +210,7 @@ def read_entries(
                 "live_until_ledger": fetched.live_until_ledger,
                 "ledger_sequence": fetched.read_at_ledger,
             }
-            try:
-                decoded_values: dict[str, Any] | None = decode(fetched.data_xdr)
-                error_text = None
-            except DecodeError as error:
-                decoded_values, error_text = None, f"undecodable entry: {error}"
+            decoded_values, error_text = _decode_entry(decode, ledger_key, fetched.data_xdr)
             for position in positions_of[ledger_key]:
                 if versions is not None and versions.unchanged(key_list[position], fetched.last_modified_ledger):
                     rows.append((position, {}, {**meta, "read_status": READ_UNCHANGED}))
@@ -248,6 +245,25 @@ def read_entries(
     if len(frame):
         frame[key_column] = key_kind.normalize(frame[key_column])
     return frame, ReadStats(result.latest_ledger, result.requests, result.failed_batches)
+
+
+def _decode_entry(decode: Callable[[str], dict[str, Any]], ledger_key: str,
+                  data_xdr: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The entry's canonical values, or why it is not the entry its key names / does not decode.
+
+    Any failure of a decoder on one entry (its `DecodeError`, or anything else a malformed
+    payload provokes, e.g. a symbol that is not text) is that entry's CHAIN_READ_ERROR, never
+    the end of the read.
+    """
+    mismatch = fastxdr.entry_key_mismatch(ledger_key, data_xdr)
+    if mismatch is not None:
+        return None, f"undecodable entry: {mismatch}"
+    try:
+        return decode(data_xdr), None
+    except DecodeError as error:
+        return None, f"undecodable entry: {error}"
+    except Exception as error:  # a malformed payload must not end the read: see above
+        return None, f"undecodable entry: {type(error).__name__}: {error}"
 
 
 def decoded_rows(chain: pd.DataFrame) -> pd.DataFrame:

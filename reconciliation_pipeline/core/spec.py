@@ -22,6 +22,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from reconciliation_pipeline.core.drift import DriftClass, Severity
+from reconciliation_pipeline.core.money import MoneyField, TokenColumn
 from reconciliation_pipeline.core.sql import PIPELINE_SQL, SqlFolder
 
 if TYPE_CHECKING:
@@ -235,6 +236,9 @@ class Entity:
     """Defaults to the source's."""
     address_columns: tuple[str, ...] = ()
     """Database columns holding Stellar addresses; invalid ones are INVALID_ADDRESS."""
+    muxed_accounts: bool = False
+    """An M... (muxed) address in the address columns is valid: the key builder reads its
+    underlying G... account (a USDC holder's trustline), and the finding says so."""
     chain_invariants: Invariants | None = None
     discovery: Discovery | None = None
     missing: Missing = Missing()
@@ -465,9 +469,21 @@ class DomainSpec:
     """Where the domain's repair and index queries live."""
     produces: tuple[DriftClass, ...] = ()
     """Drift classes its hooks produce beyond the generic ones (its metadata shows those too)."""
+    money: tuple[MoneyField, ...] = ()
+    """Which findings are amounts of an asset (`core.money`): they carry the asset, its decimals and
+    the exact amount at stake; findings on every other field carry none."""
 
     def __post_init__(self) -> None:
         identifier(self.domain, "a domain name")
+        for money in self.money:
+            for entity in (e for e in self.entities if e.entity_type == money.entity_type):
+                amounts = {f.name for f in entity.compared if f.comparison is Comparison.AMOUNT}
+                if set(money.fields) - amounts:
+                    raise ValueError(f"{self.domain}: money fields {sorted(set(money.fields) - amounts)} of "
+                                     f"{money.entity_type} are not compared as amounts")
+            if isinstance(money.asset, TokenColumn) and money.asset.entity not in {e.name for e in self.entities}:
+                raise ValueError(f"{self.domain}: the asset of {money.entity_type} comes from unknown entity "
+                                 f"{money.asset.entity!r}")
         names = [s.name for s in self.sources] + [s.name for s in self.steps]
         if len(set(names)) != len(names):
             raise ValueError(f"{self.domain}: sources and steps need distinct names")

@@ -22,22 +22,27 @@ from reconciliation_pipeline.chain.addresses import valid_address_mask
 from reconciliation_pipeline.chain.history import events_window, ledger_window
 from reconciliation_pipeline.chain.keys import instance_key
 from reconciliation_pipeline.chain.reader import ChainReader, ProgressCallback, RetentionWindowError, RpcReadError
-from reconciliation_pipeline.core import repairs
+from reconciliation_pipeline.core import repairs, run_status
+from reconciliation_pipeline.core.coverage import coverage_summary
 from reconciliation_pipeline.core.diff import diff_entity, invariant_findings, key_address_column, resolve_tolerances
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, FindingStatus, Severity
-from reconciliation_pipeline.core.drift_store import persist_domain_run, promote_persisting
+from reconciliation_pipeline.core.drift_store import INCIDENT_KEY, persist_domain_run, promote_persisting
 from reconciliation_pipeline.core.entry_versions import ComparedEntries, finish_sweep, known_versions
 from reconciliation_pipeline.core.events import NamedValues, read_named
 from reconciliation_pipeline.core.findings import concat_findings, empty_findings, findings_frame, with_domain
 from reconciliation_pipeline.core.history import history_findings, record_replay
 from reconciliation_pipeline.core.inflight import mark_in_flight
+from reconciliation_pipeline.core.latency import fill_chain_change_times, run_latency
 from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata, markdown_table, read_metadata
 from reconciliation_pipeline.core.metrics import DomainRunMetrics, PushgatewayResource, findings_by_class_and_severity
+from reconciliation_pipeline.core.missing_guard import MassMissingError, MissingRead, guard_read
+from reconciliation_pipeline.core.money import stamp_money
 from reconciliation_pipeline.core.origins import attach_origins
 from reconciliation_pipeline.core.results import (
     AggregateResult,
     ChainSnapshot,
     Checked,
+    DbSnapshot,
     DomainDiff,
     DomainInputs,
     RepairsDone,
@@ -45,6 +50,8 @@ from reconciliation_pipeline.core.results import (
 )
 from reconciliation_pipeline.core.scopes import UPDATED_AT, Changed, RowFilter
 from reconciliation_pipeline.core.snapshots import (
+    READ_MISSING,
+    READ_OK,
     READ_UNCHANGED,
     data_key_ledger_keys,
     decoded_rows,
@@ -77,6 +84,8 @@ from reconciliation_pipeline.core.watermarks import (
 )
 
 NO_CRITICAL_DRIFT = "no_critical_drift"
+ANSWERED = (READ_OK, READ_MISSING, READ_UNCHANGED)
+"""Read statuses of keys the RPC answered (an entry, no entry, or an entry known unchanged)."""
 CHAIN_VALUES_COPYABLE = "chain_values_copyable"
 
 
@@ -235,14 +244,16 @@ def db_step(ctx: StepContext, spec: DomainSpec, scope: Scope, source: Source, pl
     )
     # An incremental run's plan read the latest ledger just before: no second request.
     ledger_at_snapshot = plan.latest_ledger if plan is not None else _latest_ledger(ctx)
-    snapshot = replace(snapshot_db(ctx.engine, source, row_filter), ledger_at_snapshot=ledger_at_snapshot)
+    snapshot = replace(_without_duplicate_keys(snapshot_db(ctx.engine, source, row_filter), source),
+                       ledger_at_snapshot=ledger_at_snapshot)
     checks: tuple[dg.AssetCheckResult, ...] = ()
     if source.invariants is not None:
         check, found = invariants_result(source.invariants, source, source.key_column, snapshot.frame, "database")
-        snapshot = replace(snapshot, invariant_findings=found)
+        snapshot = replace(snapshot, invariant_findings=concat_findings([snapshot.invariant_findings, found]))
         checks = (check,)
     metadata: dict[str, Any] = {**frame_metadata(snapshot.frame), "snapshot_at": snapshot.taken_at.isoformat(),
                                 "ledger_at_snapshot": ledger_at_snapshot, "rows_in_scope": snapshot.scope,
+                                "duplicate_keys": len(snapshot.duplicate_keys),
                                 **snapshot.counts}
     since = row_filter.changed.since if row_filter.changed is not None else None
     if since is not None:
@@ -250,6 +261,28 @@ def db_step(ctx: StepContext, spec: DomainSpec, scope: Scope, source: Source, pl
         metadata["rows_written_since_watermark"] = int(written.sum())
     ctx.log.info(f"db_{source.name}: {len(snapshot.frame)} rows ({snapshot.scope})")
     return Output(snapshot, metadata, checks)
+
+
+def _without_duplicate_keys(snapshot: DbSnapshot, source: Source) -> DbSnapshot:
+    """The snapshot less the rows whose key other rows share, each such key an INVARIANT_VIOLATION."""
+    frame = snapshot.frame
+    key_text = frame[source.key_column].astype(str)
+    shared = key_text.duplicated(keep=False) & frame[source.key_column].notna()
+    if not shared.any():
+        return snapshot
+    counts = key_text[shared].value_counts().sort_index()
+    keys = pd.Series(counts.index, dtype=object)
+    found = findings_frame(
+        entity_type=source.entity_type, entity_id=source.entity_id_prefix + keys, entity_key=keys,
+        field=source.key_column, drift_class=DriftClass.INVARIANT_VIOLATION, severity=Severity.WARN,
+        db_value=pd.Series([str(n) for n in counts], dtype=object),
+        details=pd.Series([{"check": "unique_key", "side": "database", "rows": int(n),
+                            "reason": f"{n} rows of {source.name} share this {source.key_column}: which one is right "
+                                      "is unknown, so none is compared, repaired or counted checked"}
+                           for n in counts], dtype=object),
+    )
+    return replace(snapshot, frame=frame[~shared].reset_index(drop=True), invariant_findings=found,
+                   duplicate_keys=tuple(keys))
 
 
 # -- chain --------------------------------------------------------------------------
@@ -322,7 +355,7 @@ def chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity,
     rows = inputs.rows_of(entity.source_name)
     key = entity.key
     address_column = key_address_column(entity)
-    valid = (valid_address_mask(rows[address_column]) if address_column is not None
+    valid = (valid_address_mask(rows[address_column], allow_muxed=entity.muxed_accounts) if address_column is not None
              else pd.Series(True, index=rows.index, dtype=bool))
     readable = rows[valid]
     not_read_invalid = rows.loc[~valid, key].astype(object).reset_index(drop=True)
@@ -337,6 +370,9 @@ def chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity,
         extra = entity.kind.normalize(discovered) if len(discovered) else discovered
         known = entity.kind.normalize(readable[key]) if len(readable) else readable[key]
         new_keys = pd.Series(pd.Index(extra).difference(pd.Index(known)), dtype=object)
+        # A key the database holds twice is not chain-only: it is left out on both sides.
+        duplicates = _duplicate_keys(inputs, entity)
+        new_keys = new_keys[~new_keys.astype(str).isin(duplicates)].reset_index(drop=True)
         contract_id, absent, context = None, None, None
         if isinstance(entity.key_source, DataKey):
             contract_id = getattr(ctx.contracts, entity.key_source.contract)
@@ -357,6 +393,9 @@ def chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity,
         frame, stats = read_entries(reader, entity, key, entity.kind, keys, ledger_keys, absent=absent,
                                     context=context, versions=versions,
                                     progress=batch_progress(ctx, f"chain_{entity.name}"))
+    if skipped is None:
+        incident_keys = plan.incident_keys.get(entity.name, ()) if plan is not None else ()
+        _guard_missing(ctx, spec, scope, entity, frame, known, incident_keys, contract_id, stats.latest_ledger)
     snapshot = ChainSnapshot(
         entity=entity.name, frame=frame, ledger_sequence=stats.latest_ledger, requests=stats.requests,
         failed_batches=stats.failed_batches, contract_id=contract_id, not_read_invalid=not_read_invalid,
@@ -376,6 +415,35 @@ def chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity,
     ctx.log.info(f"chain_{entity.name}: {len(frame)} entries read in {stats.requests} requests at ledger "
                  f"{stats.latest_ledger} ({len(new_keys)} known only on chain)")
     return Output(snapshot, metadata, checks)
+
+
+def _duplicate_keys(inputs: DomainInputs, entity: Entity) -> set[str]:
+    source = inputs.sources.get(entity.source_name)
+    return set(source.duplicate_keys) if source is not None else set()
+
+
+def _guard_missing(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity, frame: pd.DataFrame,
+                   known: pd.Series, incident_keys: tuple[Any, ...], contract_id: str | None,
+                   latest_ledger: int | None) -> None:
+    """Fails the step (nothing persisted) when the database's keys are missing on chain en masse.
+
+    Only keys the database's rows asked for count, and only those that were answered; keys with
+    open incidents are left out (their absence is already known)."""
+    asked = {str(k) for k in known} - {str(k) for k in incident_keys}
+    answered = frame[frame[entity.key].astype(str).isin(asked) & frame["read_status"].isin(ANSWERED)]
+    read = MissingRead(
+        domain=spec.domain, entity=entity.name, scope=scope.name, keys=len(answered),
+        missing=int((answered["read_status"] == READ_MISSING).sum()), contract_id=contract_id,
+        contract_variable=entity.key_source.contract.upper() if isinstance(entity.key_source, DataKey) else None,
+        latest_ledger=latest_ledger,
+    )
+    try:
+        guard_read(ctx.engine, read, ctx.settings.missing_guard(), ctx.run.run_id)
+    except MassMissingError as error:
+        ctx.log.error(str(error))
+        raise dg.Failure(description=str(error), metadata={
+            "keys": read.keys, "missing": read.missing, "missing_share": round(read.share, 4),
+            "contract_id": contract_id, "latest_ledger": latest_ledger}) from error
 
 
 # -- aggregates ---------------------------------------------------------------------
@@ -443,7 +511,8 @@ def _blocked_repairs(plan: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame
 
 
 def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs: DomainInputs,
-                       pushgateway: PushgatewayResource, classes: tuple[DriftClass, ...]) -> Output:
+                       pushgateway: PushgatewayResource, classes: tuple[DriftClass, ...],
+                       steps_pending: int = 0) -> Output:
     """Every entity's diff, the aggregates and the domain's own findings, persisted in one
     transaction (findings replace the partition's, incidents open, confirm and resolve), the
     incremental watermark moved, metrics pushed, repairs planned."""
@@ -451,6 +520,7 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
     skipped = spec.hooks.skip_compare(ctx, inputs) if spec.hooks.skip_compare is not None else None
     if skipped is not None:
         ctx.log.info(f"{spec.domain}: nothing compared: {skipped}")
+        run_status.record_outcome(ctx.engine, ctx.run.run_id, spec.domain, "succeeded", steps_pending)
         diff = DomainDiff(empty_findings(), Checked.none(), None, None, repairs.empty_plan(), skipped=skipped)
         return Output(diff, {"skipped": skipped, "findings": 0}, _discrepancy_checks(spec, scope, diff))
     parts: list[pd.DataFrame] = []
@@ -470,6 +540,9 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
             ledgers.append(chain.ledger_sequence)
     for source in spec.sources_of(scope):
         parts.append(_source_invariants(spec, scope, source, inputs))
+        duplicates = pd.Series(inputs.sources[source.name].duplicate_keys, dtype=object)
+        checked.append(Checked.of(source.entity_type, pd.Series([], dtype=object), unchecked=len(duplicates),
+                                  unchecked_ids=source.entity_id_prefix + duplicates))
     for aggregate in inputs.aggregates.values():
         parts.append(aggregate.findings)
         checked.append(aggregate.checked)
@@ -488,6 +561,7 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
     findings = promote_persisting(ctx.engine, spec.domain, ctx.run.run_id,
                                   mark_in_flight(ctx, spec, scope, inputs, findings))
     findings, origins = attach_origins(ctx, spec, scope, inputs, findings)
+    findings = stamp_money(findings, spec, inputs, ctx.contracts)
     plan = repairs.empty_plan()
     drift = findings[findings["status"] == FindingStatus.DRIFT.value]
     if plans_repairs(spec, scope):
@@ -504,8 +578,11 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
     scoped = any(s.only_keys is not None for s in inputs.sources.values())
     run = replace(ctx.run, partition_key=None) if scoped else ctx.run
     summary = persist_domain_run(ctx.engine, run, spec.domain, diff, started_at=started_at,
-                                 policy=ctx.settings.incident_policy())
+                                 policy=ctx.settings.incident_policy(), steps_pending=steps_pending)
     watermark = _finish_incremental(ctx, spec, scope, inputs, diff)
+    with ctx.reader() as reader:
+        fill_chain_change_times(ctx.engine, reader, spec.domain)
+    exempt = _exempt_mask(findings, summary.exempt)
     metrics = DomainRunMetrics(
         domain=spec.domain, run_id=ctx.run.run_id, job_name=ctx.run.job_name, duration_s=ctx.budget.elapsed_s(),
         status=summary.status, findings=findings_by_class_and_severity(drift),
@@ -516,7 +593,9 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
             "time_limit": diff.checked.not_read,
         },
         entities_checked=len(diff.checked.entities), entities_unchecked=diff.checked.unchecked,
-        finished_at_unix=time.time(),
+        finished_at_unix=time.time(), findings_exempt=int(exempt.sum()),
+        coverage=coverage_summary(ctx.engine, spec.domain, datetime.now(UTC)),
+        latency=run_latency(ctx.engine, spec.domain, ctx.run.run_id),
     )
     pushed = pushgateway.push(metrics, ctx.log)
     ctx.log.info(
@@ -532,6 +611,7 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
         "entities_unchecked": diff.checked.unchecked,
         "entities_not_read_time_limit": diff.checked.not_read,
         "incidents_opened_or_seen": summary.opened_or_seen,
+        "incidents_opened": summary.opened,
         "incidents_confirmed": summary.confirmed,
         "incidents_resolved": summary.resolved,
         "findings_in_flight": summary.in_flight,
@@ -542,16 +622,29 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
         **metrics.as_metadata(),
         "metrics_pushed": pushed,
     }
-    return Output(diff, metadata, _discrepancy_checks(spec, scope, diff))
+    return Output(diff, metadata, _discrepancy_checks(spec, scope, diff, exempt))
 
 
-def _discrepancy_checks(spec: DomainSpec, scope: Scope, diff: DomainDiff) -> tuple[dg.AssetCheckResult, ...]:
-    """`no_critical_drift`, and where repairs copy chain values, the blocking `chain_values_copyable`."""
+def _exempt_mask(findings: pd.DataFrame, exempt_keys: pd.DataFrame) -> pd.Series:
+    """Which findings a live exemption rule covers (persisting matched them)."""
+    if exempt_keys.empty or findings.empty:
+        return pd.Series(False, index=findings.index, dtype=bool)
+    keys = pd.MultiIndex.from_frame(findings[INCIDENT_KEY].astype(str))
+    return pd.Series(keys.isin(pd.MultiIndex.from_frame(exempt_keys[INCIDENT_KEY].astype(str))), index=findings.index)
+
+
+def _discrepancy_checks(spec: DomainSpec, scope: Scope, diff: DomainDiff,
+                        exempt: pd.Series | None = None) -> tuple[dg.AssetCheckResult, ...]:
+    """`no_critical_drift` (exempt findings are known cases: they do not fail it), and where repairs
+    copy chain values, the blocking `chain_values_copyable`."""
     findings, plan = diff.findings, diff.repair_plan
-    critical = findings[findings["severity"] == Severity.CRITICAL.value]
+    drift = findings["status"] == FindingStatus.DRIFT.value  # in flight: settled by the next run
+    live = findings[drift if exempt is None else drift & ~exempt]
+    critical = live[live["severity"] == Severity.CRITICAL.value]
     checks = [dg.AssetCheckResult(
         check_name=NO_CRITICAL_DRIFT, passed=critical.empty, severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"critical_findings": len(critical), "sample": markdown_table(
+        metadata={"critical_findings": len(critical), "critical_findings_exempt": int(
+            (findings.loc[drift, "severity"] == Severity.CRITICAL.value).sum()) - len(critical), "sample": markdown_table(
             critical[["entity_id", "field", "drift_class", "db_value", "chain_value"]], "No critical drift.")},
     )]
     if copies_chain_values(spec, scope):

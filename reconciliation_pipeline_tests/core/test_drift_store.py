@@ -339,7 +339,8 @@ def test_invalid_findings_are_rejected_before_writing(engine: sa.Engine) -> None
 
 def test_analyst_views_count_open_drift_and_daily_findings(engine: sa.Engine) -> None:
     """`open_drift_by_domain` counts unresolved incidents (open vs confirmed) by domain,
-    class and severity; `daily_drift_counts` counts findings and distinct entities per day."""
+    class and severity; `daily_drift_counts` counts, per partition day, every finding row, the
+    distinct findings and the distinct entities."""
     status3 = F("stream_3", field="status", drift_class=DriftClass.STATUS_MISMATCH, severity=Severity.CRITICAL,
                 db_value="active", chain_value="completed", delta=None)
     run1 = [F("stream_1"), F("stream_1", field="released"), F("stream_2"), status3]
@@ -359,9 +360,9 @@ def test_analyst_views_count_open_drift_and_daily_findings(engine: sa.Engine) ->
                     " FROM recon.open_drift_by_domain")
         ).all()
         daily = connection.execute(
-            sa.text("SELECT day, domain, drift_class, severity, findings, entities FROM recon.daily_drift_counts")
+            sa.text("SELECT day, domain, drift_class, severity, finding_rows, entities, partition_key"
+                    " FROM recon.daily_drift_counts")
         ).all()
-        today = connection.execute(sa.text("SELECT (now() AT TIME ZONE 'UTC')::date")).scalar_one()
 
     # stream_1/total and stream_3/status seen twice -> confirmed; stream_4 once -> open;
     # stream_1/released and stream_2/total checked in run 2 but not seen -> resolved.
@@ -373,13 +374,14 @@ def test_analyst_views_count_open_drift_and_daily_findings(engine: sa.Engine) ->
     }
     assert len(open_rows) == 4
 
-    everything = run1 + run2 + lending
-    want_findings = Counter((f.domain, f.drift_class.value, f.severity.value) for f in everything)
-    want_entities: dict[tuple[str, str, str], set[str]] = {}
-    for f in everything:
-        want_entities.setdefault((f.domain, f.drift_class.value, f.severity.value), set()).add(f.entity_id)
-    assert {tuple(r[1:4]): (r[4], r[5]) for r in daily} == {
+    by_day = [("2026-01-01", run1), ("2026-01-02", run2), ("2026-01-02", lending)]
+    want_findings = Counter((day, f.domain, f.drift_class.value, f.severity.value) for day, run in by_day for f in run)
+    want_entities: dict[tuple[str, str, str, str], set[str]] = {}
+    for day, run in by_day:
+        for f in run:
+            want_entities.setdefault((day, f.domain, f.drift_class.value, f.severity.value), set()).add(f.entity_id)
+    assert {(r[0].isoformat(), *r[1:4]): (r[4], r[5]) for r in daily} == {
         group: (n, len(want_entities[group])) for group, n in want_findings.items()
     }
-    assert {r[0] for r in daily} == {today}
+    assert {r[0].isoformat() for r in daily} == {r[6] for r in daily} == {"2026-01-01", "2026-01-02"}
     assert len(daily) == len(want_findings)

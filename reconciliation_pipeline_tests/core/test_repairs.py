@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 
 from recon_demo.identities import DEVNET, account_id
-from reconciliation_pipeline.core import repairs
+from reconciliation_pipeline.core import repairs, sql
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.drift_store import RunInfo
 from reconciliation_pipeline.core.findings import findings_frame
@@ -110,3 +112,33 @@ def test_a_failing_repair_is_recorded_and_does_not_stop_the_others(engine: sa.En
     with engine.connect() as connection:
         failed = connection.execute(sa.text("SELECT entity_id, reason FROM recon.repairs WHERE state = 'failed'")).one()
     assert failed[0] == "stream_1" and "not-a-number" in failed[1]
+
+
+def test_a_planted_repair_row_runs_nothing_and_is_recorded_refused(engine: sa.Engine, tmp_path: Path) -> None:
+    """Someone with write access to recon.repairs plants the row a run will plan, with its
+    predictable idempotency key, their own query path and their own target: nothing of it runs."""
+    _insert_stream(engine, 1, released=10, status="active")
+    evil = tmp_path / "evil.sql"
+    evil.write_text("UPDATE streams SET total_amount = 1")
+    plan = repairs.plan_field_repairs("streams", STREAM, _findings([(1, "released", "10", "12")]))
+    planted = {**plan.iloc[0].to_dict(), "repair_query": f"../../../../../../..{evil}", "target_value": "1"}
+    with engine.begin() as connection:
+        connection.execute(sql.query("recon/queries/insert_repair_plan.sql"),
+                           {"run_id": "planted", "domain": "streams", **planted})
+    repairs.record_plan(engine, RUN, "streams", plan)  # the same key: the planted row stays
+    outcome = repairs.apply_plan(engine, RUN, plan)
+    assert (outcome.applied, outcome.refused, outcome.failed) == (0, 1, 0)
+    assert _stream(engine, 1) == ("10", "active")
+    with engine.connect() as connection:
+        total = connection.execute(sa.text("SELECT total_amount::text FROM streams WHERE id = 1")).scalar_one()
+        state, reason = connection.execute(sa.text("SELECT state, reason FROM recon.repairs")).one()
+        audit = connection.execute(sa.text("SELECT action FROM recon.repair_audit")).scalars().all()
+    assert total == str(10**30)
+    assert state == "refused" and "repair_query" in reason and "target_value" in reason
+    assert audit == ["refused"]
+
+
+@pytest.mark.parametrize("path", ["../../evil.sql", "/etc/passwd.sql", "recon/../../../x.sql", "recon/queries/x.txt"])
+def test_sql_paths_outside_the_folder_are_refused(path: str) -> None:
+    with pytest.raises(sql.SqlPathError):
+        sql.read_sql(path)

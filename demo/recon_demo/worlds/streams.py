@@ -206,6 +206,9 @@ def _invalid_recipient(db: pd.DataFrame, chain: pd.DataFrame, *_: object) -> Inj
 
 def _undecodable_entry(db: pd.DataFrame, chain: pd.DataFrame, undecodable: dict[int, str],
                        chain_only: list[int], ids: DevnetIdentities) -> InjectedDrift:
+    # A USDC stream, so what its unreadable entry does to escrow solvency is the same at any size.
+    for side in (db, chain):
+        side.loc[side["stream_id"] == 8, "token"] = ids.usdc_contract_id
     row = chain[chain["stream_id"] == 8].iloc[0].to_dict()
     value = stream_value(row)
     # A contract upgrade wrote `total` as a symbol: the entry no longer follows the layout.
@@ -217,8 +220,14 @@ def _undecodable_entry(db: pd.DataFrame, chain: pd.DataFrame, undecodable: dict[
     chain.drop(chain.index[chain["stream_id"] == 8], inplace=True)
     return InjectedDrift(
         "stream_8_undecodable_entry",
-        "The contract's entry for stream 8 does not follow the Stream layout; the raw XDR is kept.",
-        (_stream(8, DriftClass.CHAIN_READ_ERROR),),
+        "The contract's entry for stream 8 does not follow the Stream layout; the raw XDR is kept. What it owes "
+        "is unknown, so the USDC escrow's solvency cannot be established (its escrow is not checked).",
+        (
+            _stream(8, DriftClass.CHAIN_READ_ERROR),
+            ExpectedFinding(entity_type="escrow", entity_id=ids.usdc_contract_id, field="escrow_balance",
+                            drift_class=DriftClass.CHAIN_READ_ERROR.value, severity=Severity.WARN.value,
+                            db_value=None, chain_value=None),
+        ),
     )
 
 

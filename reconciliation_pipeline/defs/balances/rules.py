@@ -1,7 +1,9 @@
 """What is truly balances-specific: which entry holds a holder's USDC, and what its absence means.
 
 A G... account's USDC is its classic trustline; a C... contract's is its
-`Balance(Address)` entry on the USDC Stellar Asset Contract (CONTRACTS.md §6).
+`Balance(Address)` entry on the USDC Stellar Asset Contract (CONTRACTS.md §6). An M...
+(muxed, SEP-23) wallet is a virtual sub-account of a G... account: its USDC is that account's
+trustline, and its findings say which account was read.
 The two differ when there is no entry: an account without a USDC trustline
 cannot hold USDC (reported as a missing trustline, never read as 0), while a
 contract with no balance entry on the SAC holds 0 (what the SAC's own
@@ -59,10 +61,17 @@ def decode_usdc_holding(entry_data_b64: str) -> dict[str, Any]:
 
 
 def holder_kinds(wallets: pd.Series) -> pd.Series:
-    """`account` (G...), `contract` (C...) or None (not a valid address). Each value checked once."""
+    """`account` (G..., or M... read as its G...), `contract` (C...) or None (not a valid address).
+    Each value checked once."""
     uniques = pd.unique(wallets.astype(object))
-    kinds = {w: ACCOUNT if strkey.is_account(w) else CONTRACT if strkey.is_contract(w) else None for w in uniques}
+    kinds = {w: ACCOUNT if strkey.is_account(w) or strkey.muxed_account_base(w) is not None
+             else CONTRACT if strkey.is_contract(w) else None for w in uniques}
     return wallets.astype(object).map(kinds).astype(object)
+
+
+def account_read(wallet: str) -> str:
+    """The account whose trustline holds a wallet's USDC: itself, or a muxed wallet's base account."""
+    return strkey.muxed_account_base(wallet) or wallet
 
 
 def holding_keys(holders: pd.DataFrame, contracts: StellarContractsResource) -> RowKeys:
@@ -71,13 +80,22 @@ def holding_keys(holders: pd.DataFrame, contracts: StellarContractsResource) -> 
     kinds = holder_kinds(holders[WALLET_FIELD])
     usdc = contracts.usdc_contract_id
     keys = pd.Series(
-        [trustline_key(w, contracts.usdc_asset_code, contracts.usdc_issuer) if k == ACCOUNT
+        [trustline_key(account_read(w), contracts.usdc_asset_code, contracts.usdc_issuer) if k == ACCOUNT
          else sac_balance_key(usdc, w) for w, k in zip(holders[WALLET_FIELD], kinds, strict=True)],
         index=holders.index, dtype=object,
     )
     # A list, not Series.map: map would infer float64 for [0, None] and the 0 would become 0.0.
     absent = pd.Series([0 if k == CONTRACT else None for k in kinds], index=holders.index, dtype=object)
     return RowKeys(keys=keys, absent=absent, context=pd.DataFrame({HOLDER_KIND_FIELD: kinds}))
+
+
+def _muxed_note(wallet: object) -> dict[str, str]:
+    base = strkey.muxed_account_base(wallet)
+    if base is None:
+        return {}
+    return {"read_as_account": base,
+            "note": "a muxed (M...) wallet: the USDC trustline of its base account was read; the balance is the "
+                    "whole account's, shared by every muxed id of it"}
 
 
 def with_holder_context(findings: pd.DataFrame, inputs: DomainInputs) -> pd.DataFrame:
@@ -96,7 +114,8 @@ def with_holder_context(findings: pd.DataFrame, inputs: DomainInputs) -> pd.Data
     findings["details"] = [
         {**details, "wallet_address": wallet,
          **({"holder_kind": kind} if isinstance(kind, str) else {}),
-         **({"balance_entry": e} if isinstance(e, str) else {})}
+         **({"balance_entry": e} if isinstance(e, str) else {}),
+         **_muxed_note(wallet)}
         for details, wallet, kind, e in zip(findings["details"], wallets, kinds, entries, strict=True)
     ]
     return findings

@@ -16,6 +16,7 @@ from pandera.typing import Series
 
 from reconciliation_pipeline.core.amounts import exact_int_mask
 from reconciliation_pipeline.core.drift import Severity
+from reconciliation_pipeline.core.money import MoneyField, UsdcAsset
 from reconciliation_pipeline.core.spec import (
     Authority,
     Cadence,
@@ -80,6 +81,7 @@ HOLDING = Entity(
     compared=(ComparedField(rules.BALANCE_FIELD, Comparison.AMOUNT, tolerance=Setting("usdc_balance_tolerance")),),
     authority=Authority.CHAIN,
     address_columns=(rules.WALLET_FIELD,),
+    muxed_accounts=True,
     chain_invariants=Invariants(BalanceInvariants, "balance_invariants", BALANCE_TEXT, Severity.CRITICAL),
     missing=Missing(field="trustline", reason="no USDC trustline: the account cannot hold USDC"),
     description="Each compared wallet's USDC on chain: a G... account's USDC trustline, a C... contract's balance "
@@ -93,6 +95,7 @@ SPEC = DomainSpec(
     "configured tolerance (USDC_BALANCE_TOLERANCE), holders without a trustline and invalid wallets.",
     sources=(SOURCE,),
     entities=(HOLDING,),
+    money=(MoneyField("user", (rules.BALANCE_FIELD,), UsdcAsset()),),
     findings_asset="usdc_balance",
     repairs_asset="usdc_balance",
     hooks=Hooks(decorate=rules.with_holder_context),

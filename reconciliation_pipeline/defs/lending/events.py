@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from stellar_sdk import scval, xdr
 from stellar_sdk.soroban_rpc import EventInfo
 
-from reconciliation_pipeline.chain.decode import DecodeError, as_address, as_i128, as_u64, as_unit_enum
+from reconciliation_pipeline.chain.decode import DecodeError, as_address, as_i128, as_u64, as_unit_enum, symbol_text
 from reconciliation_pipeline.chain.history import LedgerWindow
 from reconciliation_pipeline.chain.reader import ChainReader
 from reconciliation_pipeline.chain.replay import EVENTS_SOURCE, WindowEvents, read_events
@@ -58,7 +58,7 @@ def topic_filters(event_types: tuple[str, ...] = EVENT_TYPES) -> list[list[str]]
 def _decode_fields(topic: list[xdr.SCVal], value: xdr.SCVal) -> dict[str, Any]:
     if not topic or topic[0].type != xdr.SCValType.SCV_SYMBOL:
         raise DecodeError("the first topic segment is not a symbol")
-    name = scval.from_symbol(topic[0])
+    name = symbol_text(topic[0], "event name")
     if name not in _SEGMENTS:
         raise DecodeError(f"unknown lending event {name!r}")
     if len(topic) != _SEGMENTS[name]:
@@ -79,6 +79,7 @@ def _decode_fields(topic: list[xdr.SCVal], value: xdr.SCVal) -> dict[str, Any]:
 def decode_event(event: EventInfo) -> dict[str, Any]:
     """One event as a row of EVENT_COLUMNS; `decode_error` says why when it breaks its layout."""
     row: dict[str, Any] = dict.fromkeys(EVENT_COLUMNS)
+    row["event_type"] = "unknown"
     closed_at = pd.Timestamp(event.ledger_close_at).tz_convert("UTC")
     row.update(
         event_id=event.id,
@@ -96,9 +97,9 @@ def decode_event(event: EventInfo) -> dict[str, Any]:
     except Exception as error:  # the XDR parser raises several unrelated types
         row.update(event_type="unknown", decode_error=f"not ScVal XDR: {error}")
         return row
-    named = bool(topic) and topic[0].type == xdr.SCValType.SCV_SYMBOL
-    row["event_type"] = scval.from_symbol(topic[0]) if named else "unknown"
     try:
+        named = bool(topic) and topic[0].type == xdr.SCValType.SCV_SYMBOL
+        row["event_type"] = symbol_text(topic[0], "event name") if named else "unknown"
         row.update(_decode_fields(topic, value))
     except DecodeError as error:
         row["decode_error"] = str(error)

@@ -19,6 +19,7 @@ from pandera.typing import Series
 from reconciliation_pipeline.chain.layouts import Kind, ScalarLayout, StructLayout, UnitEnum
 from reconciliation_pipeline.core.amounts import exact_int_mask
 from reconciliation_pipeline.core.drift import DriftClass, Severity
+from reconciliation_pipeline.core.money import MoneyField, UsdcAsset
 from reconciliation_pipeline.core.spec import (
     Authority,
     Cadence,
@@ -205,6 +206,12 @@ SPEC = DomainSpec(
     repairs_asset="lending",
     hooks=Hooks(findings=rules.sweep_findings, exclude_chain_keys=rules.claimed_chain_loans, repairs=rules.repairs_plan),
     produces=(DriftClass.UNRESOLVED_PROVISIONAL_ID, DriftClass.ORPHANED_PENDING_TX),
+    # The pool lends and takes deposits in the app's USDC (CONTRACTS.md names no other asset); pool
+    # shares and reputation scores are not money. A pool in another token names it here.
+    money=(
+        MoneyField("loan", ("principal", "outstanding"), UsdcAsset()),
+        MoneyField("liquidity_position", ("deposited",), UsdcAsset()),
+    ),
     scopes=(
         Scope(name="nightly", group="lending", partitioning=Partitioning.DAILY, window=True, cadence=Cadence.NIGHTLY),
         Scope(

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from stellar_sdk import scval, xdr
+from stellar_sdk import xdr
 
-from reconciliation_pipeline.chain.decode import DecodeError, as_u32, as_unit_enum, contract_data_value
+from reconciliation_pipeline.chain.decode import DecodeError, as_u32, as_unit_enum, contract_data_value, symbol_text
 from reconciliation_pipeline.core.amounts import is_exact_int
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.findings import concat_findings, findings_frame
@@ -67,7 +67,7 @@ def decode_market_instance(entry_data_b64: str) -> dict[str, Any]:
     storage: dict[str, xdr.SCVal] = {}
     for entry in (value.instance.storage.sc_map if value.instance.storage is not None else []):
         if entry.key.type == xdr.SCValType.SCV_SYMBOL:
-            storage[scval.from_symbol(entry.key)] = entry.val
+            storage[symbol_text(entry.key, "instance storage key")] = entry.val
     if STATUS_KEY not in storage:
         raise DecodeError(f"instance storage has no {STATUS_KEY} (keys: {sorted(storage)})")
     return {

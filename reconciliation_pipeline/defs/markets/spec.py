@@ -22,6 +22,7 @@ from pandera.typing import Series
 from reconciliation_pipeline.chain.layouts import Kind, StructLayout
 from reconciliation_pipeline.core.amounts import exact_int_mask
 from reconciliation_pipeline.core.drift import DriftClass, Severity
+from reconciliation_pipeline.core.money import MoneyField, UsdcAsset
 from reconciliation_pipeline.core.spec import (
     Authority,
     Cadence,
@@ -145,6 +146,8 @@ SPEC = DomainSpec(
     findings_asset="market",
     repairs_asset="market",
     hooks=Hooks(findings=rules.odds_and_outcomes, decorate=rules.with_market_context),
+    # Pool liquidity is the app's USDC in base units; odds and outcomes are not money.
+    money=(MoneyField("amm_pool", ("yes_liquidity", "no_liquidity"), UsdcAsset()),),
     scopes=(Scope(
         name="frequent",
         group="markets",

@@ -23,7 +23,7 @@ import pandas as pd
 
 from reconciliation_pipeline.core import repairs, sql
 from reconciliation_pipeline.core.drift import DriftClass, Severity
-from reconciliation_pipeline.core.findings import concat_findings, findings_frame
+from reconciliation_pipeline.core.findings import concat_findings, empty_findings, findings_frame
 from reconciliation_pipeline.core.metadata import frame_metadata, markdown_table
 from reconciliation_pipeline.core.results import Checked, DomainInputs, ExtraFindings, StepContext, StepResult
 from reconciliation_pipeline.core.spec import Step
@@ -55,6 +55,14 @@ PROJECTION_FIELDS: tuple[ProjectionField, ...] = (
     ProjectionField("qualified_days", Severity.INFO, "repairs/streaks/qualified_days.sql"),
 )
 """Projection columns compared with the recomputed streaks, and the CAS UPDATE repairing each."""
+
+MAX_SESSION = timedelta(hours=48)
+"""Longer than this a focus session is implausible (a clock or client bug), not focus. A session may
+cross a whole local day (the engine splits it at each midnight); one longer than two days is not one
+a user sat through."""
+SESSION_FIELD = "focus_sessions"
+SAMPLE_SESSIONS = 20
+"""Implausible sessions listed in one user's finding (the count is always whole)."""
 
 MISSING_PROJECTION_REPAIR = "repairs/streaks/missing_projection.sql"
 MISSING_PROJECTION_SEVERITY = Severity.WARN
@@ -101,24 +109,46 @@ class StreakTruth:
     as_of: AsOf
     streaks: pd.DataFrame
     players: pd.DataFrame
-    """Participants with a wallet: user_id, wallet, timezone_valid, current_streak, shared_wallet."""
+    """Participants with a wallet: user_id, wallet, computable, current_streak, shared_wallet."""
+    implausible: pd.DataFrame
+    """Sessions the log cannot be believed about: session_id, user_id, started_at, ended_at, reason."""
 
     @property
     def frame(self) -> pd.DataFrame:
         """The players compared with the chain: a computable streak and a wallet nobody else claims."""
         players = self.players
-        compared = players[players["timezone_valid"] & ~players["shared_wallet"]]
+        compared = players[players["computable"] & ~players["shared_wallet"]]
         return compared[["user_id", WALLET, "current_streak"]].reset_index(drop=True)
 
 
 def player_frame(db: pd.DataFrame, computed: pd.DataFrame) -> pd.DataFrame:
     """Participants with a wallet, their recomputed current streak and whether their wallet is shared."""
     players = db[db[WALLET].notna()][["user_id", WALLET]].merge(
-        computed[["user_id", "timezone_valid", "current_streak"]], on="user_id"
+        computed[["user_id", "computable", "current_streak"]], on="user_id"
     )
     counts = players.groupby(WALLET)[WALLET].transform("size")
     players["shared_wallet"] = counts > 1
     return players.reset_index(drop=True)
+
+
+def split_sessions(sessions: pd.DataFrame, as_of: AsOf) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(sessions the engine may count, implausible sessions with their reason).
+
+    Implausible: it ends before it starts, lasts longer than MAX_SESSION, or has no end although
+    it started more than MAX_SESSION before the evaluation. A session without an end that started
+    more recently is in progress: it counts once it ends, and is no finding.
+    """
+    started = pd.to_datetime(sessions["started_at"], utc=True)
+    ended = pd.to_datetime(sessions["ended_at"], utc=True)
+    cutoff = pd.Timestamp(as_of.sessions_cutoff)
+    open_ended = ended.isna()
+    reasons = pd.Series([None] * len(sessions), index=sessions.index, dtype=object)
+    reasons[open_ended & (started < cutoff - MAX_SESSION)] = "has no end, and started more than 48 h before"
+    reasons[~open_ended & (ended < started)] = "ends before it starts"
+    too_long = ~open_ended & (ended - started > MAX_SESSION)
+    reasons[too_long] = [f"lasts {duration}, longer than 48 h" for duration in (ended - started)[too_long]]
+    implausible = sessions[reasons.notna()].assign(reason=reasons[reasons.notna()])
+    return sessions[~open_ended & reasons.isna()].reset_index(drop=True), implausible.reset_index(drop=True)
 
 
 def recompute(ctx: StepContext, inputs: DomainInputs) -> StepResult:
@@ -132,18 +162,27 @@ def recompute(ctx: StepContext, inputs: DomainInputs) -> StepResult:
         result = connection.execute(sql.query("snapshots/streaks/focus_sessions.sql"),
                                     {"cutoff": as_of.sessions_cutoff, "user_ids": scope})
         sessions = pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
+    counted, implausible = split_sessions(sessions, as_of)
     users = db[["user_id", "timezone"]].astype({"user_id": "int64"})
-    streaks = compute_streaks(sessions, users, as_of=as_of.value,
+    streaks = compute_streaks(counted, users, as_of=as_of.value,
                               qualifying_minutes=ctx.settings.streak_qualifying_minutes)
     streaks["user_id"] = streaks["user_id"].astype(db["user_id"].dtype)
-    truth = StreakTruth(as_of=as_of, streaks=streaks, players=player_frame(db, streaks))
-    valid = streaks[streaks["timezone_valid"]]
+    # A user whose log holds an implausible session has no believable streak: not compared,
+    # repaired or synced until the log is fixed.
+    doubtful = streaks["user_id"].astype("int64").isin(implausible["user_id"].astype("int64"))
+    streaks["computable"] = streaks["timezone_valid"] & ~doubtful
+    truth = StreakTruth(as_of=as_of, streaks=streaks, players=player_frame(db, streaks), implausible=implausible)
+    valid = streaks[streaks["computable"]]
     return StepResult(value=truth, metadata={
         **frame_metadata(streaks),
         "as_of": as_of.label,
         "live": as_of.live,
         "scope": "all participants" if scope is None else f"{len(scope)} changed users",
         "sessions_read": len(sessions),
+        "sessions_in_progress": int(sessions["ended_at"].isna().sum()) - int(
+            (implausible["ended_at"].isna()).sum()),
+        "sessions_implausible": len(implausible),
+        "users_with_implausible_sessions": int(doubtful.sum()),
         "qualifying_minutes": ctx.settings.streak_qualifying_minutes,
         "users_with_current_streak": int((valid["current_streak"] > 0).sum()),
         "users_with_unknown_timezone": int((~streaks["timezone_valid"]).sum()),
@@ -205,7 +244,7 @@ def projection_drift(db: pd.DataFrame, computed: pd.DataFrame, as_of: str) -> pd
     row at all gets one finding for the whole row.
     """
     merged = db.merge(computed, on="user_id", suffixes=("_stored", "_computed"))
-    merged = merged[merged["timezone_valid"]]
+    merged = merged[merged["computable"]]
     ids = "user_" + merged["user_id"].astype(str)
     keys = merged["user_id"].astype(str)
 
@@ -254,6 +293,33 @@ def timezone_findings(computed: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def implausible_session_findings(implausible: pd.DataFrame) -> pd.DataFrame:
+    """INVARIANT_VIOLATION per user whose session log holds implausible sessions (listed in details)."""
+    if implausible.empty:
+        return empty_findings()
+    users = sorted(implausible["user_id"].astype("int64").unique())
+    by_user = {user: group for user, group in implausible.groupby(implausible["user_id"].astype("int64"))}
+
+    def sample(group: pd.DataFrame) -> list[dict[str, Any]]:
+        return [{"session_id": str(r.session_id), "started_at": _instant(r.started_at), "ended_at": _instant(r.ended_at),
+                 "reason": r.reason} for r in group.head(SAMPLE_SESSIONS).itertuples()]
+
+    keys = pd.Series([str(u) for u in users], dtype=object)
+    return findings_frame(
+        entity_type=PROJECTION_ENTITY, entity_id="user_" + keys, entity_key=keys, field=SESSION_FIELD,
+        drift_class=DriftClass.INVARIANT_VIOLATION, severity=Severity.WARN,
+        db_value=pd.Series([str(len(by_user[u])) for u in users], dtype=object),
+        details=pd.Series([{"implausible_sessions": len(by_user[u]), "sessions": sample(by_user[u]),
+                            "reason": "the session log cannot be believed for this user: the streak is neither "
+                                      "compared, repaired nor synced on chain until these sessions are fixed"}
+                           for u in users], dtype=object),
+    )
+
+
+def _instant(value: Any) -> str | None:
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).isoformat()
+
+
 def shared_wallet_findings(players: pd.DataFrame) -> pd.DataFrame:
     """INVARIANT_VIOLATION for a wallet several participants claim: its streak is ambiguous."""
     shared = players[players["shared_wallet"]]
@@ -276,12 +342,14 @@ def projection_findings(ctx: StepContext, inputs: DomainInputs) -> ExtraFindings
     truth = _truth(inputs)
     db = inputs.sources[SOURCE].frame
     computed = truth.streaks
-    valid = computed[computed["timezone_valid"]]
+    valid = computed[computed["computable"]]
     return ExtraFindings(
         findings=concat_findings([projection_drift(db, computed, truth.as_of.label), timezone_findings(computed),
+                                  implausible_session_findings(truth.implausible),
                                   shared_wallet_findings(truth.players)]),
         checked=Checked.of(PROJECTION_ENTITY, "user_" + valid["user_id"].astype(str),
-                           unchecked=int((~computed["timezone_valid"]).sum())),
+                           unchecked=int((~computed["computable"]).sum()),
+                           unchecked_ids="user_" + computed.loc[~computed["computable"], "user_id"].astype(str)),
     )
 
 

@@ -33,7 +33,7 @@ from reconciliation_pipeline.core.spec import (
     Source,
 )
 from reconciliation_pipeline.defs.streaks import rules
-from reconciliation_pipeline.defs.streaks.sync import PLAYER_FIELDS, PLAYER_VARIANT, decode_player_profile
+from reconciliation_pipeline.defs.streaks.sync import PLAYER_PROFILE, PLAYER_VARIANT
 
 
 class ProjectionInvariants(pa.DataFrameModel):
@@ -82,7 +82,7 @@ PLAYER = Entity(
     key_kind=KeyKind.ADDRESS,
     entity_id_prefix="",
     key_source=DataKey(PLAYER_VARIANT, contract="streak_contract_id"),
-    layout=Layout(decode=decode_player_profile, columns=PLAYER_FIELDS),
+    layout=Layout.of(PLAYER_PROFILE),
     # An exact count compared as an integer so the finding carries chain − database.
     compared=(ComparedField("current_streak", Comparison.AMOUNT),),
     authority=Authority.DATABASE,

@@ -21,8 +21,9 @@ from sqlalchemy.engine import Engine
 from stellar_sdk import Address, xdr
 from stellar_sdk.exceptions import AccountNotFoundException, PrepareTransactionException
 
-from reconciliation_pipeline.chain.decode import DecodeError, as_u32, contract_data_value, struct_fields
+from reconciliation_pipeline.chain.decode import DecodeError, contract_data_value
 from reconciliation_pipeline.chain.keys import address_entry_key, instance_key
+from reconciliation_pipeline.chain.layouts import Kind, StructLayout
 from reconciliation_pipeline.chain.reader import ChainReader
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.defs.streaks.oracle import OracleSession, Outcome, StreakOracleResource
@@ -37,7 +38,6 @@ _STATUS_OF = {Outcome.SUCCESS: SUCCESS, Outcome.FAILED: FAILED, Outcome.BAD_SEQU
               Outcome.NOT_SENT: ERROR, Outcome.NOT_FINAL: PENDING}
 ATTEMPT_COLUMNS = ("user_id", "player", "streak", "chain_value", "status", "tx_hash", "error")
 PLAYER_VARIANT = "Player"
-PLAYER_FIELDS = ("current_streak", "iq_level")
 
 Log = Callable[[str], None]
 
@@ -71,26 +71,39 @@ def _unsent(engine: Engine, target: SyncTarget, row: dict[str, Any], status: str
     return row
 
 
+PLAYER_PROFILE = StructLayout(fields={"current_streak": Kind.U32, "iq_level": Kind.U32})
+"""`PlayerProfile { current_streak: u32, iq_level: u32 }` (CONTRACTS.md §5)."""
+
+
 def decode_player_profile(entry_data_b64: str) -> dict[str, Any]:
-    """`PlayerProfile { current_streak: u32, iq_level: u32 }` (CONTRACTS.md §5) -> canonical columns."""
-    fields = struct_fields(contract_data_value(entry_data_b64), PLAYER_FIELDS)
-    return {name: as_u32(fields[name], name) for name in PLAYER_FIELDS}
+    """A `Player(Address)` entry -> canonical columns; raises `DecodeError`."""
+    return PLAYER_PROFILE.decode(entry_data_b64)
 
 
-def read_oracle(reader: ChainReader, contract_id: str) -> str | None:
-    """The `Oracle` address in the contract's instance storage, if it can be read."""
+@dataclass(frozen=True)
+class OracleRead:
+    address: str | None
+    """The `Oracle` address in the contract's instance storage, if it holds one."""
+    problem: str | None = None
+    """Why the instance could not tell (it does not decode, `Oracle` is not an address)."""
+
+
+def read_oracle(reader: ChainReader, contract_id: str) -> OracleRead:
+    """The contract's oracle as its instance storage names it."""
     key = instance_key(contract_id)
     fetched = reader.get_entries([key]).entries.get(key)
     if fetched is None:
-        return None
+        return OracleRead(None)
     try:
         instance = contract_data_value(fetched.data_xdr).instance
-    except DecodeError:
-        return None
-    for entry in (instance.storage.sc_map if instance is not None and instance.storage else []):
-        if entry.key.type == xdr.SCValType.SCV_SYMBOL and entry.key.sym.sc_symbol == b"Oracle":
-            return Address.from_xdr_sc_address(entry.val.address).address
-    return None
+        for entry in (instance.storage.sc_map if instance is not None and instance.storage else []):
+            if entry.key.type == xdr.SCValType.SCV_SYMBOL and entry.key.sym.sc_symbol == b"Oracle":
+                if entry.val.type != xdr.SCValType.SCV_ADDRESS:
+                    return OracleRead(None, f"the instance's Oracle is a {entry.val.type.name}, not an address")
+                return OracleRead(Address.from_xdr_sc_address(entry.val.address).address)
+    except (DecodeError, ValueError) as error:
+        return OracleRead(None, f"the contract's instance does not decode: {error}")
+    return OracleRead(None)
 
 
 def read_streaks(reader: ChainReader, contract_id: str, players: list[str]) -> dict[str, tuple[int | None, str | None]]:
@@ -174,9 +187,11 @@ def sync_players(engine: Engine, target: SyncTarget, reader: ChainReader, oracle
         return _plan_only(engine, target, reader, candidates, log)
     contract_oracle = read_oracle(reader, target.contract_id)
     refusal = None
-    if contract_oracle is not None and contract_oracle != oracle.oracle_address:
+    if contract_oracle.problem is not None:
+        refusal = f"the streak contract's oracle cannot be read ({contract_oracle.problem}); nothing sent"
+    elif contract_oracle.address is not None and contract_oracle.address != oracle.oracle_address:
         refusal = (f"ORACLE_SECRET_KEY signs as {oracle.oracle_address}, but the streak contract's oracle is "
-                   f"{contract_oracle}: the contract would refuse the authorization; nothing sent")
+                   f"{contract_oracle.address}: the contract would refuse the authorization; nothing sent")
     rows: list[dict[str, Any]] = []
     with oracle.session() as session:
         for candidate in candidates.to_dict("records"):

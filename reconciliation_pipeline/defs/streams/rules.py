@@ -28,6 +28,8 @@ ESCROW_FIELD = "escrow_balance"
 OWING_STATUSES = ("active", "paused")
 """Streams whose unreleased amount the escrow must still cover."""
 STREAMS = "streams"
+BALANCE_COLUMNS = ("token", "holder", "ledger_key", "balance", "read_status", "read_error", "raw_xdr",
+                   "ledger_sequence")
 
 
 def read_escrow_balances(reader: ChainReader, holder: str, tokens: list[str]) -> pd.DataFrame:
@@ -50,7 +52,7 @@ def read_escrow_balances(reader: ChainReader, holder: str, tokens: list[str]) ->
         else:
             row.update(read_status=READ_MISSING, balance=0)
         rows.append(row)
-    return pd.DataFrame(rows, dtype=object)
+    return pd.DataFrame(rows, columns=list(BALANCE_COLUMNS), dtype=object)
 
 
 def owed_by_token(streams: pd.DataFrame) -> pd.Series:
@@ -60,29 +62,57 @@ def owed_by_token(streams: pd.DataFrame) -> pd.Series:
     return unreleased.groupby(owing["token"]).sum().astype(object)
 
 
+def _unreadable_streams_by_token(chain_streams: pd.DataFrame, db_streams: pd.DataFrame,
+                                 tokens: pd.Series) -> pd.Series:
+    """Per token, how many of its streams the chain read could not decode or fetch.
+
+    An unreadable entry has no token of its own: the database says whose it is. One the
+    database does not know could belong to any token, so it counts against every one.
+    """
+    unreadable = chain_streams.loc[chain_streams["read_status"] == READ_ERROR, ["stream_id"]].merge(
+        db_streams[["stream_id", "token"]], on="stream_id", how="left")
+    attributed = unreadable["token"].dropna()
+    per_token = attributed.groupby(attributed).size()
+    unattributed = len(unreadable) - len(attributed)
+    return pd.Series([int(per_token.get(t, 0)) + unattributed for t in tokens], index=tokens.index, dtype=object)
+
+
 def escrow_solvency_frame(chain_streams: pd.DataFrame, db_streams: pd.DataFrame, balances: pd.DataFrame) -> pd.DataFrame:
-    """One row per token: balance, what is owed per chain and per database, the shortfall."""
+    """One row per token: balance, what is owed per chain and per database, the shortfall.
+
+    `solvent` is None (not established) when the balance is unreadable, or when some of the
+    token's streams are and the streams that were read do not already exceed the balance: what
+    was not read could only add to what is owed, so a partial sum proves a shortfall but never
+    solvency.
+    """
     decoded = decoded_rows(chain_streams)
     owed_chain = owed_by_token(decoded)
     owed_db = owed_by_token(db_streams)
-    unreadable = chain_streams[chain_streams["read_status"] == READ_ERROR].merge(
-        db_streams[["stream_id", "token"]], on="stream_id", how="left", suffixes=("_chain", "")
-    )
-    unreadable_counts = unreadable.groupby("token").size() if len(unreadable) else pd.Series(dtype=int)
     frame = balances.copy()
-    frame["owed_on_chain"] = frame["token"].map(lambda t: int(owed_chain.get(t, 0))).astype(object)
-    frame["owed_in_db"] = frame["token"].map(lambda t: int(owed_db.get(t, 0))).astype(object)
-    frame["unreadable_streams"] = frame["token"].map(lambda t: int(unreadable_counts.get(t, 0)))
+    frame["owed_on_chain"] = pd.Series([int(owed_chain.get(t, 0)) for t in frame["token"]], index=frame.index,
+                                       dtype=object)
+    frame["owed_in_db"] = pd.Series([int(owed_db.get(t, 0)) for t in frame["token"]], index=frame.index, dtype=object)
+    frame["unreadable_streams"] = _unreadable_streams_by_token(chain_streams, db_streams, frame["token"])
     readable = frame["read_status"] != READ_ERROR
-    frame["surplus"] = None
+    frame["surplus"] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
     frame.loc[readable, "surplus"] = (frame.loc[readable, "balance"] - frame.loc[readable, "owed_on_chain"]).astype(object)
-    frame["solvent"] = frame["surplus"].map(lambda s: None if s is None else s >= 0)
+    complete = frame["unreadable_streams"] == 0
+    frame["solvent"] = pd.Series(
+        [None if surplus is None or (surplus >= 0 and not whole) else surplus >= 0
+         for surplus, whole in zip(frame["surplus"], complete, strict=True)],
+        index=frame.index, dtype=object)
     return frame
+
+
+def insolvent_mask(solvency: pd.DataFrame) -> pd.Series:
+    """Boolean mask of tokens whose shortfall is established (a bool dtype even when empty:
+    an empty object mask would select columns)."""
+    return solvency["solvent"].map(lambda s: s is False).astype(bool)
 
 
 def escrow_findings(solvency: pd.DataFrame) -> pd.DataFrame:
     """A CRITICAL INVARIANT_VIOLATION per token whose escrow cannot cover what it owes."""
-    short = solvency[solvency["solvent"].map(lambda s: s is False)]
+    short = solvency[insolvent_mask(solvency)]
     details = short.apply(
         lambda r: {
             "holder": r["holder"],
@@ -91,6 +121,7 @@ def escrow_findings(solvency: pd.DataFrame) -> pd.DataFrame:
             "owed_in_db": str(r["owed_in_db"]),
             "shortfall": str(-r["surplus"]),
             "unreadable_streams": int(r["unreadable_streams"]),
+            "shortfall_is_lower_bound": int(r["unreadable_streams"]) > 0,
             "delta_meaning": "contract balance minus what active and paused streams still owe",
         },
         axis=1,
@@ -111,7 +142,22 @@ def escrow_findings(solvency: pd.DataFrame) -> pd.DataFrame:
 
 
 def escrow_read_error_findings(solvency: pd.DataFrame) -> pd.DataFrame:
-    bad = solvency[solvency["read_status"] == READ_ERROR]
+    """A CHAIN_READ_ERROR per token whose solvency the run could not establish: its balance, or
+    some of its streams, could not be read."""
+    bad = solvency[solvency["solvent"].isna()]
+    details = bad.apply(
+        lambda r: {
+            "error": r["read_error"] if r["read_status"] == READ_ERROR
+            else f"solvency could not be established: {int(r['unreadable_streams'])} of the token's streams "
+                 "could not be read, and the streams that were read do not exceed its balance",
+            "unreadable_streams": int(r["unreadable_streams"]),
+            "balance": None if r["balance"] is None else str(r["balance"]),
+            "owed_by_streams_read": str(r["owed_on_chain"]),
+            "raw_xdr": r["raw_xdr"] if r["read_status"] == READ_ERROR else None,
+            "ledger_key": r["ledger_key"],
+        },
+        axis=1,
+    ) if len(bad) else pd.Series([], dtype=object)
     return findings_frame(
         entity_type=ESCROW_ENTITY_TYPE,
         entity_id=bad["token"].astype(object),
@@ -120,14 +166,12 @@ def escrow_read_error_findings(solvency: pd.DataFrame) -> pd.DataFrame:
         drift_class=DriftClass.CHAIN_READ_ERROR,
         severity=Severity.WARN,
         ledger_sequence=bad["ledger_sequence"],
-        details=bad.apply(lambda r: {"error": r["read_error"], "raw_xdr": r["raw_xdr"], "ledger_key": r["ledger_key"]}, axis=1)
-        if len(bad)
-        else pd.Series([], dtype=object),
+        details=details,
     )
 
 
 def _solvency_check(solvency: pd.DataFrame) -> dg.AssetCheckResult:
-    insolvent = solvency[solvency["solvent"].map(lambda s: s is False)]
+    insolvent = solvency[insolvent_mask(solvency)]
     unknown = solvency[solvency["solvent"].isna()]
     return dg.AssetCheckResult(
         check_name="escrow_solvency",
@@ -135,7 +179,7 @@ def _solvency_check(solvency: pd.DataFrame) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
             "insolvent_tokens": len(insolvent),
-            "unreadable_balances": len(unknown),
+            "solvency_not_established": len(unknown),
             "shortfall": markdown_table(insolvent[["token", "balance", "owed_on_chain", "surplus"]],
                                         "Every escrow covers what it owes."),
         },
@@ -152,13 +196,15 @@ def escrow_solvency(ctx: StepContext, inputs: DomainInputs) -> StepResult:
     with ctx.reader() as reader:
         balances = read_escrow_balances(reader, ctx.contracts.stream_contract_id, tokens)
     solvency = escrow_solvency_frame(chain_streams, db_streams, balances)
-    readable = solvency[solvency["read_status"] != READ_ERROR]
+    # A token whose solvency was not established is not checked: its open incident stays open.
+    established = solvency[solvency["solvent"].notna()]
     ledgers = [int(x) for x in solvency["ledger_sequence"].dropna()]
     result = AggregateResult(
         name="stream_escrow",
         frame=solvency,
         findings=concat_findings([escrow_findings(solvency), escrow_read_error_findings(solvency)]),
-        checked=Checked.of(ESCROW_ENTITY_TYPE, readable["token"], unchecked=len(solvency) - len(readable)),
+        checked=Checked.of(ESCROW_ENTITY_TYPE, established["token"], unchecked=len(solvency) - len(established),
+                           unchecked_ids=solvency.loc[solvency["solvent"].isna(), "token"]),
         ledger_sequence=max(ledgers, default=None),
         db_snapshot_at=inputs.sources[STREAMS].taken_at,
     )
@@ -166,7 +212,8 @@ def escrow_solvency(ctx: StepContext, inputs: DomainInputs) -> StepResult:
         value=result,
         metadata={
             "tokens": len(solvency),
-            "insolvent_tokens": int(solvency["solvent"].map(lambda s: s is False).sum()),
+            "insolvent_tokens": int(insolvent_mask(solvency).sum()),
+            "solvency_not_established": int(solvency["solvent"].isna().sum()),
             "escrow": markdown_table(solvency[["token", "balance", "owed_on_chain", "owed_in_db", "surplus"]],
                                      "No tokens."),
         },

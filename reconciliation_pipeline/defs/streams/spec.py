@@ -15,6 +15,7 @@ from pandera.typing import Series
 from reconciliation_pipeline.chain.layouts import Kind, StructLayout, UnitEnum
 from reconciliation_pipeline.core.amounts import exact_int_mask
 from reconciliation_pipeline.core.drift import DriftClass, Severity
+from reconciliation_pipeline.core.money import MoneyField, TokenColumn, TokenIsEntity
 from reconciliation_pipeline.core.spec import (
     Aggregate,
     Authority,
@@ -134,6 +135,11 @@ SPEC = DomainSpec(
     sources=(STREAMS_SOURCE,),
     entities=(STREAM,),
     aggregates=(ESCROW_SOLVENCY,),
+    # Stream tokens are Stellar Asset Contracts (USDC, EURC): 7 decimals.
+    money=(
+        MoneyField("stream", ("total", "released"), TokenColumn(entity="streams", column="token")),
+        MoneyField(rules.ESCROW_ENTITY_TYPE, (rules.ESCROW_FIELD,), TokenIsEntity()),
+    ),
     findings_asset="stream",
     repairs_asset="stream",
     scopes=(

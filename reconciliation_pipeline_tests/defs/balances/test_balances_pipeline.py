@@ -142,3 +142,36 @@ def test_users_sharing_a_wallet_are_each_compared_with_its_one_holding(
     assert found[found["entity_id"] == f"user_{user_id(31)}"].empty
     chain = result.output_for_node("chain_usdc_balances").frame.set_index("user_id")
     assert chain.loc[[7, user_id(31)], "usdc_balance"].tolist() == [balance, balance]
+
+
+def test_a_muxed_wallet_is_read_as_its_base_account_and_says_so(
+    world: BalancesWorld, database_url: str, engine: sa.Engine, devnet: DevnetServer
+) -> None:
+    """Two users with M... wallets (SEP-23) on a clean holder's G... account: both are read from
+    its trustline, neither is INVALID_ADDRESS; the one whose balance differs says which account
+    was read."""
+    from stellar_sdk import MuxedAccount
+
+    drifting = set(world.expected_findings()["entity_id"])
+    clean = world.db[world.db["wallet_address"].str.startswith("G", na=False)
+                     & ~("user_" + world.db["user_id"].astype(str)).isin(drifting)].iloc[0]
+    base, balance = clean["wallet_address"], int(clean["usdc_balance"])
+    muxed = [MuxedAccount(base, muxed_id).account_muxed for muxed_id in (7, 8)]
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("INSERT INTO users (id, username, wallet_address, usdc_balance) VALUES (:id, 'sub', :w, :b)"),
+            [{"id": 7, "w": muxed[0], "b": balance}, {"id": 8, "w": muxed[1], "b": balance + 900}],
+        )
+    result = run_frequent(frequent_resources(database_url, devnet.url), BALANCES_ASSETS)
+    found = persisted_findings(engine, result.run_id)
+    assert found[found["entity_id"] == "user_7"].empty
+    chain = result.output_for_node("chain_usdc_balances").frame.set_index("user_id")
+    on_chain = int(chain.loc[int(clean["user_id"]), "usdc_balance"])
+    assert chain.loc[[7, 8], "usdc_balance"].tolist() == [on_chain, on_chain]
+    off = found[found["entity_id"] == "user_8"]
+    assert off[["field", "drift_class"]].values.tolist() == [["usdc_balance", "VALUE_MISMATCH"]]
+    assert int(off.iloc[0]["delta"]) == on_chain - (balance + 900)
+    details = off.iloc[0]["details"]
+    assert details["wallet_address"] == muxed[1] and details["read_as_account"] == base
+    assert "muxed" in details["note"]
+    assert not found["db_value"].isin(muxed).any()

@@ -336,3 +336,46 @@ def test_the_sync_flag_reads_true_or_false(value: str, enabled: bool) -> None:
 def test_an_unrecognised_sync_flag_is_a_configuration_error_naming_the_variable() -> None:
     with pytest.raises(dg.DagsterInvariantViolationError, match="STREAK_SYNC_ENABLED must be true or false"):
         parse_flag("maybe", "STREAK_SYNC_ENABLED")
+
+
+def test_implausible_sessions_are_findings_and_keep_their_users_out_of_the_sync(
+    world: StreaksWorld, contract: StreakContract, database_url: str, engine: sa.Engine, devnet: DevnetServer,
+    yesterday: str, reference_time: datetime,
+) -> None:
+    """An app schema without the reference schema's CHECK / NOT NULL: a 10,000-day session, one
+    that ends before it starts, one that never ended; a session in progress is none of those."""
+    long_session, backwards, never_ended, in_progress = (world.by_name(f"player_{i}") for i in range(4))
+    now = reference_time
+    sessions = [
+        ("implausible-long", long_session.user_id, now - timedelta(days=10_000), now - timedelta(minutes=1)),
+        ("implausible-backwards", backwards.user_id, now - timedelta(hours=1), now - timedelta(hours=3)),
+        ("implausible-open", never_ended.user_id, now - timedelta(days=3), None),
+        ("in-progress", in_progress.user_id, now - timedelta(minutes=20), None),
+    ]
+    with engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE focus_sessions ALTER COLUMN ended_at DROP NOT NULL"))
+        connection.execute(sa.text("ALTER TABLE focus_sessions DROP CONSTRAINT focus_sessions_check"))
+        for session_id, user_id, started, ended in sessions:
+            connection.execute(sa.text("INSERT INTO focus_sessions (id, user_id, started_at, ended_at) "
+                                       "VALUES (:id, :user_id, :started, :ended)"),
+                               {"id": session_id, "user_id": user_id, "started": started, "ended": ended})
+
+    result = run_streaks(database_url, devnet, yesterday, enabled=True)
+
+    found = query(engine, "SELECT * FROM recon.discrepancies WHERE run_id = :r", r=result.run_id)
+    flagged = found[found["field"] == "focus_sessions"]
+    doubtful = [long_session, backwards, never_ended]
+    assert set(flagged["entity_id"]) == {f"user_{p.user_id}" for p in doubtful}
+    assert set(flagged["drift_class"]) == {"INVARIANT_VIOLATION"}
+    reasons = {d["sessions"][0]["session_id"]: d["sessions"][0]["reason"] for d in flagged["details"]}
+    assert reasons["implausible-long"].startswith("lasts 9999 days 23:59:00")
+    assert reasons["implausible-backwards"] == "ends before it starts"
+    assert reasons["implausible-open"] == "has no end, and started more than 48 h before"
+    wallets = {p.wallet for p in doubtful}
+    assert not found[found["entity_id"].isin(wallets)]["drift_class"].isin(["VALUE_MISMATCH"]).any()
+    syncs = query(engine, "SELECT player_address FROM recon.streak_syncs WHERE run_id = :r", r=result.run_id)
+    assert not set(syncs["player_address"]) & wallets
+    assert {contract.profile(p.wallet)["current_streak"] for p in doubtful} <= {p.chain_streak for p in doubtful}
+    computed = result.output_for_node("computed_user_streaks")
+    assert not computed.streaks.set_index("user_id").loc[[p.user_id for p in doubtful], "computable"].any()
+    assert computed.streaks.set_index("user_id").loc[in_progress.user_id, "computable"]

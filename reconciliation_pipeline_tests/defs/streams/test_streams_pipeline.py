@@ -255,3 +255,70 @@ def test_a_day_neither_window_serves_still_reconciles_its_rows(
     expected = world.expected_findings()
     chain_only = expected["entity_id"] == f"stream_{world.chain_only_ids[0]}"
     assert found == as_set(expected[~chain_only])  # everything but the stream only the chain knows
+
+
+def _escrow_state(engine: sa.Engine, token: str) -> str:
+    return incidents(engine).set_index(["entity_id", "drift_class"])["state"][(token, "INVARIANT_VIOLATION")]
+
+
+def test_unread_streams_make_escrow_solvency_not_established_and_keep_its_incident(
+    world: StreamsWorld, ledger: DevnetLedger, database_url: str, engine: sa.Engine,
+    devnet: DevnetServer, yesterday: str,
+) -> None:
+    eurc = world.identities.eurc_contract_id
+    run_streams(database_url, devnet, yesterday)
+    assert _escrow_state(engine, eurc) == "open"
+    # One EURC stream's batch (200 streams) fails on every attempt; the escrow's balance reads.
+    owing = world.db[(world.db["token"] == eurc) & world.db["status"].isin(["active", "paused"])]
+    poisoned = u64_entry_key(DEVNET.stream_contract_id, "Stream", int(owing.iloc[0]["stream_id"]))
+    ledger.faults = FaultConfig(poison_keys=frozenset({poisoned}))
+
+    partial = run_streams(database_url, devnet, yesterday)
+
+    escrow = partial.output_for_node("chain_stream_escrow")
+    row = escrow.frame.set_index("token").loc[eurc]
+    assert row["read_status"] == "ok" and row["unreadable_streams"] > 0 and row["solvent"] is None
+    assert eurc not in set(escrow.checked.entities["entity_id"])
+    found = persisted_findings(engine, partial.run_id).query("entity_type == 'escrow' and entity_id == @eurc")
+    assert found["drift_class"].tolist() == ["CHAIN_READ_ERROR"]
+    assert found.iloc[0]["details"]["error"].startswith("solvency could not be established")
+    assert _escrow_state(engine, eurc) == "open"
+
+
+@pytest.mark.parametrize("failure_rate", [0.1, 0.25, 0.5])
+def test_no_failure_rate_resolves_an_escrow_shortfall(
+    world: StreamsWorld, ledger: DevnetLedger, database_url: str, engine: sa.Engine,
+    devnet: DevnetServer, yesterday: str, failure_rate: float,
+) -> None:
+    eurc = world.identities.eurc_contract_id
+    run_streams(database_url, devnet, yesterday)
+    ledger.faults = FaultConfig(failure_rate=failure_rate, failure_seed=11, methods=frozenset({"getLedgerEntries"}))
+    partial = run_streams(database_url, devnet, yesterday, max_attempts=1)
+    escrow = persisted_findings(engine, partial.run_id).query("entity_type == 'escrow' and entity_id == @eurc")
+    assert len(escrow) == 1
+    if escrow.iloc[0]["drift_class"] == "INVARIANT_VIOLATION":
+        unread = escrow.iloc[0]["details"]["unreadable_streams"]
+        assert escrow.iloc[0]["details"]["shortfall_is_lower_bound"] is (unread > 0)
+    assert _escrow_state(engine, eurc) != "resolved"
+
+
+def test_a_key_two_rows_share_is_one_finding_and_neither_row_is_compared(
+    world: StreamsWorld, database_url: str, engine: sa.Engine, devnet: DevnetServer, yesterday: str,
+) -> None:
+    """An app table without the reference schema's primary key: stream 2 (whose released amount
+    drifts) is written twice, once with a different total."""
+    with engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE streams DROP CONSTRAINT streams_pkey"))
+        connection.execute(sa.text(
+            "INSERT INTO streams SELECT id, sender_address, recipient_address, token_address, total_amount + 1, "
+            "released_amount, status, created_at, updated_at FROM streams WHERE id = 2"))
+    result = run_streams(database_url, devnet, yesterday)
+    found = persisted_findings(engine, result.run_id)
+    stream_2 = found[found["entity_id"] == "stream_2"]
+    assert stream_2[["field", "drift_class", "db_value"]].values.tolist() == [["stream_id", "INVARIANT_VIOLATION", "2"]]
+    assert stream_2.iloc[0]["details"]["rows"] == 2
+    expected = world.expected_findings()
+    assert as_set(found[found["entity_id"] != "stream_2"]) == as_set(expected[expected["entity_id"] != "stream_2"])
+    diff = result.output_for_node("stream_discrepancies")
+    assert "stream_2" not in set(diff.checked.entities["entity_id"])
+    assert result.output_for_node("db_streams").duplicate_keys == ("2",)

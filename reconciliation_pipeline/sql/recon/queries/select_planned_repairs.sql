@@ -1,4 +1,4 @@
-SELECT repair_id, idempotency_key, entity_id, entity_key, field, repair_query,
+SELECT repair_id, idempotency_key, entity_type, entity_id, entity_key, field, repair_query,
        observed_value, target_value
 FROM recon.repairs
 WHERE state = 'planned'

@@ -1,0 +1,1 @@
+"""What the Dagster instance loads from this package (named in dagster.yaml): the run launcher."""

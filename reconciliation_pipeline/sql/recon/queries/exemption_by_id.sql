@@ -1,0 +1,1 @@
+SELECT * FROM recon.exemption_rules WHERE rule_id = :rule_id

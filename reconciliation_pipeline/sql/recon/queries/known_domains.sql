@@ -1,0 +1,2 @@
+-- Domains the pipeline has reconciled.
+SELECT DISTINCT domain FROM recon.runs

@@ -1,0 +1,147 @@
+"""How a real RPC differs from an emulator, and the reader living with it.
+
+A lagging node answers getHealth with -32603 and still serves reads; a provider's event page
+limit can be below ours (-32602 naming it); a response can be huge or belong to another
+request; getLedgers answers with whole ledgers, so day-to-ledger searches must be short.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from stellar_sdk import SorobanServer, scval
+from stellar_sdk.exceptions import SorobanRpcErrorResponse
+
+from recon_demo.identities import contract_id
+from reconciliation_pipeline.chain.history import ledger_window
+from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings
+from reconciliation_pipeline.chain.rpc_client import ResponseIdMismatchError
+from reconciliation_pipeline_tests.chain.test_reader import entry_key, seed_entries
+from soroban_devnet.ledger import DevnetLedger, FaultConfig
+from soroban_devnet.server import DevnetServer
+
+CONTRACT = contract_id("reader-test")
+FAST = ReaderSettings(backoff_initial_s=0.001)
+
+
+def _seed_events(ledger: DevnetLedger, n: int) -> None:
+    for i in range(n):
+        ledger.add_event(contract_id=CONTRACT, topic=[scval.to_symbol("deposit"), scval.to_uint64(i)],
+                         value=scval.to_int128(i), ledger=ledger.latest_ledger - n + i, tx_index=1)
+
+
+def test_a_lagging_node_fails_get_health_but_every_read_still_works(ledger: DevnetLedger, devnet: DevnetServer) -> None:
+    _seed_events(ledger, 30)
+    seed_entries(ledger, [1, 2])
+    ledger.faults = FaultConfig(lagging=True)
+    with pytest.raises(SorobanRpcErrorResponse, match="too high"):
+        SorobanServer(devnet.url).get_health()
+    reader = ChainReader(devnet.url, FAST)
+    try:
+        events, latest = reader.get_events(contract_ids=[CONTRACT])
+        read = reader.get_entries([entry_key(1), entry_key(2)])
+        start = datetime.fromtimestamp(ledger.ledger_close_time(ledger.latest_ledger), UTC) - timedelta(days=2)
+        window, _ = ledger_window(reader, start, start + timedelta(days=1))
+    finally:
+        reader.close()
+    assert len(events) == 30 and latest == ledger.latest_ledger
+    assert len(read.entries) == 2 and not read.failed
+    assert window.ledgers == 86_400 // 5
+    assert ledger.request_counts["getHealth"] == 1  # only the test's own call
+
+
+def test_a_provider_page_limit_below_ours_is_read_from_its_error_and_kept() -> None:
+    ledger = DevnetLedger(ledger_close_seconds=math.inf, max_events_limit=40)
+    with DevnetServer(ledger) as devnet:
+        _seed_events(ledger, 130)
+        reader = ChainReader(devnet.url, FAST)
+        start = ledger.latest_ledger - 200  # one scan: only the page limit decides the request count
+        try:
+            events, _ = reader.get_events(contract_ids=[CONTRACT], start_ledger=start)
+            again, _ = reader.get_events(contract_ids=[CONTRACT], start_ledger=start)
+        finally:
+            reader.close()
+    assert len(events) == len(again) == 130
+    assert reader.provider_page_limit == 40
+    # Each read: its window probe, then 4 pages of 40; the first page of 1,000 was refused once
+    # (-32602 is not retried as is) and never asked again.
+    assert ledger.request_counts["getEvents"] == (1 + 1 + 4) + (1 + 4)
+
+
+def test_a_response_larger_than_the_limit_is_a_clear_error_not_retried(
+    ledger: DevnetLedger, devnet: DevnetServer
+) -> None:
+    keys = [entry_key(i) for i in range(50)]
+    seed_entries(ledger, list(range(50)))
+    ledger.reset_counters()
+    reader = ChainReader(devnet.url, ReaderSettings(backoff_initial_s=0.001, max_response_bytes=4096))
+    try:
+        read = reader.get_entries(keys)
+    finally:
+        reader.close()
+    assert set(read.failed) == set(keys) and not read.entries
+    assert all("exceeded RPC_MAX_RESPONSE_BYTES=4,096" in reason and "after 1 attempt" in reason
+               for reason in read.failed.values())
+    assert ledger.request_counts["getLedgerEntries"] == 1
+
+
+@contextmanager
+def _answering_with_id(answer_id: object) -> Iterator[str]:
+    """A JSON-RPC endpoint that answers getLatestLedger with the given response id."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"jsonrpc": "2.0", "id": answer_id, "result": {
+                "id": "ab" * 32, "protocolVersion": 23, "sequence": 7, "closeTime": "1", "headerXdr": "",
+                "metadataXdr": ""}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_response_to_another_request_is_refused() -> None:
+    with _answering_with_id("someone-else") as url:
+        reader = ChainReader(url, ReaderSettings(backoff_initial_s=0.001, max_attempts=2))
+        with pytest.raises(Exception, match="answered request id .* with the response of id 'someone-else'"):
+            reader.latest_ledger()
+        with pytest.raises(ResponseIdMismatchError):
+            reader.server.get_latest_ledger()
+        reader.close()
+
+
+def test_ledger_searches_take_a_handful_of_requests(ledger: DevnetLedger, devnet: DevnetServer) -> None:
+    reader = ChainReader(devnet.url, FAST)
+    try:
+        now = datetime.fromtimestamp(ledger.ledger_close_time(ledger.latest_ledger), UTC)
+        searches = []
+        for days_ago in (1, 3, 6):
+            start = (now - timedelta(days=days_ago)).replace(hour=0, minute=0, second=0)
+            window, requests = ledger_window(reader, start, start + timedelta(days=1))
+            assert ledger.ledger_close_time(window.start_ledger) >= start.timestamp() > ledger.ledger_close_time(
+                window.start_ledger - 1)
+            searches.append(requests)
+    finally:
+        reader.close()
+    assert max(searches) <= 6  # a binary search over 120,960 ledgers needs ~17 probes per bound
