@@ -27,6 +27,7 @@ from stellar_sdk.soroban_rpc import GetLedgersResponse
 
 from reconciliation_pipeline.chain.reader import ChainReader, RetentionWindowError, RpcReadError
 from reconciliation_pipeline.chain.replay import fetch_page
+from reconciliation_pipeline.chain.rpc_client import ResponseTooLargeError
 
 T = TypeVar("T")
 _NOT_RETRYABLE = (-32600, -32601, -32602)
@@ -40,6 +41,8 @@ def call_with_retries(reader: ChainReader, what: str, call: Callable[[], T]) -> 
     for attempt in range(1, settings.max_attempts + 1):
         try:
             return call()
+        except ResponseTooLargeError as error:  # the same request would be as large again
+            raise RpcReadError(f"{what} failed: {error}") from error
         except (SorobanRpcErrorResponse, BaseRequestError, requests.RequestException, ValueError) as error:
             permanent = isinstance(error, SorobanRpcErrorResponse) and error.code in _NOT_RETRYABLE
             if permanent or attempt == settings.max_attempts:

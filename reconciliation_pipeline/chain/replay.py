@@ -42,6 +42,7 @@ from stellar_sdk.soroban_rpc import EventInfo, GetLedgersResponse
 from reconciliation_pipeline.chain.fastxdr import XdrError
 from reconciliation_pipeline.chain.ledgermeta import EntryChange, LedgerMeta, MetaEvent, Watch, parse_ledger
 from reconciliation_pipeline.chain.reader import ChainReader, RetentionWindowError, RpcReadError, contract_event_filters
+from reconciliation_pipeline.chain.rpc_client import ResponseTooLargeError
 
 MAX_PAGE_LEDGERS = 200
 """getLedgers' largest `limit`."""
@@ -137,6 +138,8 @@ def fetch_page(reader: ChainReader, start: int, limit: int) -> GetLedgersRespons
                     + (f": the oldest ledger it serves is {oldest}" if oldest is not None else f" ({error.message})")
                 ) from error
             failure: Exception = error
+        except ResponseTooLargeError as error:  # the same request would be as large again
+            raise RpcReadError(f"getLedgers from {start} ({limit} ledgers): {error}") from error
         except (BaseRequestError, requests.RequestException, ValueError) as error:
             failure = error
         if attempt == settings.max_attempts or reader.past_deadline(settings.backoff_initial_s * 2 ** (attempt - 1)):

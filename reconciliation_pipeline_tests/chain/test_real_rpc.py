@@ -21,8 +21,11 @@ from stellar_sdk.exceptions import SorobanRpcErrorResponse
 
 from recon_demo.identities import contract_id
 from reconciliation_pipeline.chain.history import ledger_window
-from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings
+from reconciliation_pipeline.chain.ledgermeta import Watch
+from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings, RpcReadError
+from reconciliation_pipeline.chain.replay import replay
 from reconciliation_pipeline.chain.rpc_client import ResponseIdMismatchError
+from reconciliation_pipeline.core.latency import ledger_close_times
 from reconciliation_pipeline_tests.chain.test_reader import entry_key, seed_entries
 from soroban_devnet.ledger import DevnetLedger, FaultConfig
 from soroban_devnet.server import DevnetServer
@@ -90,6 +93,23 @@ def test_a_response_larger_than_the_limit_is_a_clear_error_not_retried(
     assert all("exceeded RPC_MAX_RESPONSE_BYTES=4,096" in reason and "after 1 attempt" in reason
                for reason in read.failed.values())
     assert ledger.request_counts["getLedgerEntries"] == 1
+
+
+def test_getledgers_pages_larger_than_the_limit_are_read_errors_not_crashes(
+    ledger: DevnetLedger, devnet: DevnetServer
+) -> None:
+    """Whole ledgers make getLedgers the largest response there is: a replay stops with an RpcReadError
+    naming the limit, and latency's close-time lookup goes without those ledgers."""
+    latest = ledger.latest_ledger
+    ledger.reset_counters()
+    reader = ChainReader(devnet.url, ReaderSettings(backoff_initial_s=0.001, max_response_bytes=2048, max_in_flight=1))
+    try:
+        with pytest.raises(RpcReadError, match="exceeded RPC_MAX_RESPONSE_BYTES=2,048"):
+            replay(reader, latest - 40, latest + 1, Watch(contracts=frozenset({CONTRACT})))
+        assert ledger_close_times(reader, list(range(latest - 150, latest + 1))) == {}
+    finally:
+        reader.close()
+    assert ledger.request_counts["getLedgers"] == 3  # none retried: the ledger before the range, a page, a cluster
 
 
 @contextmanager
