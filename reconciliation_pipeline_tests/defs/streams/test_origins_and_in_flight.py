@@ -29,6 +29,7 @@ from recon_demo.worlds.streams import (
     write_streams_to_db,
 )
 from reconciliation_pipeline.defs.streams.definitions import STREAMS
+from reconciliation_pipeline_tests.api.conftest import READ_TOKEN, api_server
 from reconciliation_pipeline_tests.conftest import make_resources
 from soroban_devnet.ledger import DevnetLedger
 from soroban_devnet.server import DevnetServer
@@ -174,6 +175,14 @@ def test_writes_between_the_snapshots_are_in_flight_and_the_next_run_compares_no
                                                                     & (found["status"] == "drift")])
     assert first.asset_materializations_for_node("stream_discrepancies")[0].metadata[
         "findings_in_flight"].value == 2
+    with engine.connect() as connection:  # the analysts' daily counts leave them out
+        counted = connection.execute(sa.text(
+            "SELECT sum(finding_rows) FROM recon.daily_drift_counts WHERE domain = 'streams' AND partition_key = :p"),
+            {"p": yesterday}).scalar_one()
+    assert int(counted) == int((found["status"] == "drift").sum()) == len(found) - 2
+    with api_server({"DATABASE_URL": database_url, "RECON_API_READ_TOKENS": READ_TOKEN}) as api:
+        served = api.get("/v1/discrepancies", domain="streams", entity_id=f"stream_{CHAIN_MOVES}").json()
+    assert [(d["status"], d["incident_id"]) for d in served["discrepancies"]] == [("in_flight", None)]
 
     # The app's row for CHAIN_MOVES follows; the next run compares both normally: they agree.
     set_released(engine, CHAIN_MOVES, 5_000)
