@@ -180,6 +180,12 @@ class ReconSettings:
     missing_share_jump: str
     """A read whose missing share is this far above the entity's recent median fails."""
     streak_qualifying_minutes: int
+    ttl_warning_ledgers: int
+    """A live entry whose TTL runs out within this many ledgers is TTL_EXPIRING."""
+    origin_max_ledgers: int
+    """Ledgers a run fetches to name the transaction behind chain-side findings."""
+    replay_max_ledgers: int
+    """Ledgers a run replays from getLedgers metadata beyond getEvents's window."""
 
     def __post_init__(self) -> None:
         self.incident_policy()
@@ -193,6 +199,16 @@ class ReconSettings:
             raise dg.DagsterInvariantViolationError(
                 f"USDC_BALANCE_TOLERANCE must be a non-negative number of base units, got {self.usdc_balance_tolerance}"
             )
+        for value, variable in ((self.ttl_warning_ledgers, "TTL_WARNING_LEDGERS"),
+                                (self.origin_max_ledgers, "ORIGIN_MAX_LEDGERS"),
+                                (self.replay_max_ledgers, "REPLAY_MAX_LEDGERS")):
+            if value < 0:
+                raise dg.DagsterInvariantViolationError(f"{variable} must be a non-negative number of ledgers, got {value}")
+        for value, variable in ((self.ttl_warning_ledgers, "TTL_WARNING_LEDGERS"),
+                                (self.origin_max_ledgers, "ORIGIN_MAX_LEDGERS"),
+                                (self.replay_max_ledgers, "REPLAY_MAX_LEDGERS")):
+            if value < 0:
+                raise dg.DagsterInvariantViolationError(f"{variable} must be a non-negative number of ledgers, got {value}")
         if self.streak_qualifying_minutes < 1:
             raise dg.DagsterInvariantViolationError(
                 f"STREAK_QUALIFYING_MINUTES must be at least 1, got {self.streak_qualifying_minutes}"
@@ -240,6 +256,9 @@ class ReconSettingsResource(dg.ConfigurableResource):
     streak_qualifying_minutes: int | None = None
     """A deployment-wide rule, not run config: a run with another threshold would "repair"
     every projection to a rule the app does not use."""
+    ttl_warning_ledgers: int | None = None
+    origin_max_ledgers: int | None = None
+    replay_max_ledgers: int | None = None
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.resolved()
@@ -257,6 +276,9 @@ class ReconSettingsResource(dg.ConfigurableResource):
             missing_share_jump=configured(self.missing_share_jump, "RECON_MISSING_SHARE_JUMP", setting_text),
             streak_qualifying_minutes=configured(self.streak_qualifying_minutes, "STREAK_QUALIFYING_MINUTES",
                                                  setting_int),
+            ttl_warning_ledgers=configured(self.ttl_warning_ledgers, "TTL_WARNING_LEDGERS", setting_int),
+            origin_max_ledgers=configured(self.origin_max_ledgers, "ORIGIN_MAX_LEDGERS", setting_int),
+            replay_max_ledgers=configured(self.replay_max_ledgers, "REPLAY_MAX_LEDGERS", setting_int),
         )
 
 

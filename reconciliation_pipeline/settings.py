@@ -72,6 +72,17 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
                "Absolute YES-odds gap (0 to 1) above which the database's odds and the AMM's disagree."),
     EnvSetting("USDC_BALANCE_TOLERANCE", "10",
                "Base units (1 USDC = 10,000,000) a user's balance may differ from the chain before it is a finding."),
+    EnvSetting("TTL_WARNING_LEDGERS", "120960",
+               "A live contract-data entry whose TTL runs out within this many ledgers (120960: about 7 days) is "
+               "TTL_EXPIRING, so the app can extend it; one whose TTL already ran out is ARCHIVED."),
+    EnvSetting("ORIGIN_MAX_LEDGERS", "50",
+               "Most ledgers a run fetches with getLedgers (one request each, cached in recon) to name the "
+               "transaction that last wrote each chain-side finding's entry; beyond it, a finding names the ledger "
+               "only."),
+    EnvSetting("REPLAY_MAX_LEDGERS", "34560",
+               "Most ledgers a run replays from getLedgers metadata for events older than getEvents's window "
+               "(34560: about 2 days); a longer range is refused (lending events) or swept in full (incremental "
+               "runs)."),
     EnvSetting("RECON_MAX_MISSING_SHARE", "0.5",
                "Share (0 to 1) of a read's database keys that may be missing on chain; above it the run fails "
                "closed (a wrong contract id, another network, a lagging node), nothing persisted. Reads of fewer "

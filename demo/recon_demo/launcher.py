@@ -164,22 +164,33 @@ CATALOGUE_KEY = ["domain", "entity_type", "entity_id", "field", "drift_class", "
 
 
 def _check_catalogue(database_url: str, run_ids: list[str], world: DemoWorld) -> bool:
-    """Compare what the runs reported with what the world's catalogues injected."""
+    """Compare what the runs reported with what the world's catalogues injected, and the transactions
+    the findings name as the writers of their chain values with those the catalogues know."""
     engine = _engine(database_url)
     try:
         with engine.connect() as connection:
             found = connection.execute(DEMO_SQL.query("demo/run_findings.sql"), {"run_ids": run_ids}).all()
+            origins = connection.execute(DEMO_SQL.query("demo/run_origins.sql"), {"run_ids": run_ids}).all()
     finally:
         engine.dispose()
     reported = {tuple(row) for row in found}
-    expected = set(map(tuple, world.expected_findings()[CATALOGUE_KEY].itertuples(index=False)))
+    catalogue = world.expected_findings()
+    expected = set(map(tuple, catalogue[CATALOGUE_KEY].itertuples(index=False)))
     missing, unexpected = expected - reported, reported - expected
     print(f"\nCatalogue check: {len(expected)} findings injected, {len(reported)} reported, "
           f"{len(missing)} missing, {len(unexpected)} unexpected.")
     for label, rows in (("missing", missing), ("unexpected", unexpected)):
         for row in sorted(rows)[:10]:
             print(f"  {label}: {' '.join(map(str, row))}")
-    return not missing and not unexpected
+    named = {tuple(row[:5]): row[5] for row in origins}
+    known = catalogue[catalogue["origin_tx_hash"].notna()]
+    wrong = [row for row in known.itertuples(index=False)
+             if named.get((row.domain, row.entity_type, row.entity_id, row.field, row.drift_class)) != row.origin_tx_hash]
+    print(f"Origin check: {len(known)} findings whose writing transaction the catalogues know, "
+          f"{len(known) - len(wrong)} name it.")
+    for row in wrong:
+        print(f"  wrong origin: {row.domain} {row.entity_id} {row.field}: expected tx {row.origin_tx_hash}")
+    return not missing and not unexpected and not wrong
 
 
 def _devnet_defaults() -> dict[str, str]:

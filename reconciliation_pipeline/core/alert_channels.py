@@ -144,11 +144,13 @@ def _incident_line(alert: IncidentAlert, markdown: bool) -> str:
         f": database {alert.db_value} vs chain {alert.chain_value}")
     money = (f", {alert.amount_at_stake} base units of {alert.asset_label} at stake"
              if alert.amount_at_stake is not None else "")
+    written = "".join([f"; chain written in {alert.origin}" if alert.origin is not None else "",
+                       f"; database row written {alert.db_written_at}" if alert.db_written_at is not None else ""])
     if markdown:
         return (f"• *#{alert.incident_id}* [{alert.severity}] {alert.domain} {alert.entity_type} `{alert.entity_id}` "
-                f"{alert.drift_class} on `{alert.field}`{values}{money} (<{runbook}|runbook>)")
+                f"{alert.drift_class} on `{alert.field}`{values}{money}{written} (<{runbook}|runbook>)")
     return (f"- #{alert.incident_id} [{alert.severity}] {alert.domain} {alert.entity_type} {alert.entity_id} "
-            f"{alert.drift_class} on {alert.field}{values}{money}\n  runbook: {runbook}")
+            f"{alert.drift_class} on {alert.field}{values}{money}{written}\n  runbook: {runbook}")
 
 
 @dataclass

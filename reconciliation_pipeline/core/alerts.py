@@ -69,6 +69,7 @@ from reconciliation_pipeline.core.alert_routes import (
 )
 from reconciliation_pipeline.core.drift import Severity
 from reconciliation_pipeline.core.json_text import to_json
+from reconciliation_pipeline.core.metadata import origin_text
 from reconciliation_pipeline.core.metrics import is_http_url
 from reconciliation_pipeline.core.redaction import keep_out_of_logs, url_secrets
 from reconciliation_pipeline.settings import configured, setting_text
@@ -150,11 +151,24 @@ class IncidentAlert:
         return self.asset_contract_id
 
     @property
+    def origin(self) -> str | None:
+        """Where the chain value came from: the ledger, its close time, the transaction and operation."""
+        return origin_text(self.details)
+
+    @property
+    def db_written_at(self) -> str | None:
+        return self.details.get("db_written_at")
+
+    @property
     def summary(self) -> str:
         text = f"[{self.severity}] {self.domain}: {self.entity_type} {self.entity_id} {self.drift_class} on {self.field}"
-        if self.db_value is None and self.chain_value is None:
-            return text
-        return f"{text} (database {self.db_value} vs chain {self.chain_value})"
+        if self.db_value is not None or self.chain_value is not None:
+            text = f"{text} (database {self.db_value} vs chain {self.chain_value})"
+        if self.origin is not None:
+            text = f"{text}; chain written in {self.origin}"
+        if self.db_written_at is not None:
+            text = f"{text}; database row written {self.db_written_at}"
+        return text
 
     def record(self) -> dict[str, Any]:
         """The structured-log form: flat keys, JSON-safe values (raw XDR left in recon.discrepancies)."""
@@ -177,6 +191,8 @@ class IncidentAlert:
             "last_seen_at": _iso(self.last_seen_at),
             "consecutive_runs": self.consecutive_runs,
             "last_run_id": self.last_run_id,
+            "chain_written": self.origin,
+            "db_written_at": self.db_written_at,
             "runbook": self.runbook,
             **({"resolution": self.resolution, "resolution_note": self.resolution_note}
                if self.resolution is not None else {}),

@@ -6,6 +6,10 @@ the findings (with their asset and amount at stake when they are money), the
 incidents they open, confirm or resolve (each transition also written to
 `recon.incident_events`), the exemptions live rules grant, and the coverage of
 the entities the run knew of.
+
+Findings in flight (`core.inflight`) are recorded with that status but open no
+incident: they are remembered in `recon.in_flight`, and only when the next run
+sees the same finding in flight again has it persisted, and is drift.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.coverage import record_coverage
+from reconciliation_pipeline.core.drift import FindingStatus
 from reconciliation_pipeline.core.finding_rows import StorableFindings, insert_params, missing, storable_findings
-from reconciliation_pipeline.core.findings import counts_by_class
+from reconciliation_pipeline.core.findings import counts_by_class, drifting
 from reconciliation_pipeline.core.json_text import storable_text, to_json
 from reconciliation_pipeline.core.results import DomainDiff
 
@@ -57,6 +62,8 @@ class PersistSummary:
     """Incidents this run opened or reopened (of `opened_or_seen`)."""
     exempt: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INCIDENT_KEY))
     """The incident keys of this run's findings that a live exemption rule matched."""
+    in_flight: int = 0
+    """Findings recorded in flight: they open no incident until a next run sees them again."""
     storage_errors: int = 0
     """Findings stored without their values because PostgreSQL could not store those (`core.finding_rows`)."""
 
@@ -186,6 +193,44 @@ def _with_open_incidents(connection: Connection, domain: str, checked: pd.DataFr
     return checked[pairs.isin(pd.MultiIndex.from_tuples(open_entities))]
 
 
+def promote_persisting(engine: Engine, domain: str, run_id: str, findings: pd.DataFrame) -> pd.DataFrame:
+    """In-flight findings that an earlier run saw in flight too have persisted: they are drift."""
+    in_flight = findings["status"] == FindingStatus.IN_FLIGHT.value
+    if not in_flight.any():
+        return findings
+    with engine.connect() as connection:
+        earlier = connection.execute(sql.query("recon/queries/in_flight_read.sql"),
+                                     {"domain": domain, "run_id": run_id}).tuples().all()
+    if not earlier:
+        return findings
+    keys = pd.MultiIndex.from_frame(findings[INCIDENT_KEY].astype(str))
+    persisted = in_flight & keys.isin(pd.MultiIndex.from_tuples(earlier, names=INCIDENT_KEY))
+    details = [{**d, "in_flight_persisted": d.get("in_flight")} if p else d
+               for d, p in zip(findings["details"], persisted, strict=True)]
+    return findings.assign(status=findings["status"].mask(persisted, FindingStatus.DRIFT.value),
+                           details=pd.Series(details, index=findings.index, dtype=object))
+
+
+def _remember_in_flight(connection: Connection, run: RunInfo, domain: str, in_flight: pd.DataFrame,
+                        checked: pd.DataFrame, seen_at: datetime) -> None:
+    """What this run saw in flight replaces what was remembered for the entities it checked."""
+    remembered = connection.execute(sql.query("recon/queries/in_flight_read.sql"),
+                                    {"domain": domain, "run_id": ""}).tuples().all()
+    if remembered and len(checked):
+        pairs = pd.MultiIndex.from_arrays([checked["entity_type"].astype(str), checked["entity_id"].astype(str)])
+        settled = checked[pairs.isin(pd.MultiIndex.from_tuples([(t, i) for t, i, _, _ in remembered]))]
+        if len(settled):
+            connection.execute(sql.query("recon/queries/in_flight_forget.sql"), {
+                "domain": domain, "entity_types": _text_array(settled["entity_type"]),
+                "entity_ids": _text_array(settled["entity_id"])})
+    if len(in_flight):
+        unique = in_flight.drop_duplicates(INCIDENT_KEY)
+        connection.execute(sql.query("recon/queries/in_flight_record.sql"), {
+            "domain": domain, "run_id": run.run_id, "seen_at": seen_at,
+            "entity_types": _text_array(unique["entity_type"]), "entity_ids": _text_array(unique["entity_id"]),
+            "fields": _text_array(unique["field"]), "drift_classes": _text_array(unique["drift_class"])})
+
+
 def persist_domain_run(
     engine: Engine, run: RunInfo, domain: str, diff: DomainDiff, *, started_at: datetime, policy: IncidentPolicy,
     steps_pending: int = 0,
@@ -195,7 +240,8 @@ def persist_domain_run(
     Only the incidents of entities the diff `checked` can be resolved; a run with
     any entity it could not check (read errors, the time limit) is `partial`. With
     `steps_pending` steps still to follow (repairs, a sync), the row stays `running` and
-    the last of them gives it that outcome (`core.run_status`).
+    the last of them gives it that outcome (`core.run_status`). Entities with a finding in
+    flight keep their incidents as they were: the next run settles them.
     """
     checked = diff.checked
     stored = storable_findings(diff.findings)
@@ -221,8 +267,15 @@ def persist_domain_run(
         )
         stored = _insert_findings(connection, stored, {"run_id": run.run_id, "partition_key": run.partition_key,
                                                        "db_snapshot_at": diff.db_snapshot_at})
-        seen, opened, confirmed, resolved = _record_incidents(connection, run, domain, stored.findings,
-                                                              checked.entities, policy, seen_at)
+        findings = stored.findings
+        in_flight = findings[findings["status"] == FindingStatus.IN_FLIGHT.value]
+        settled = checked.entities
+        if len(in_flight) and len(settled):
+            moving = pd.MultiIndex.from_frame(in_flight[["entity_type", "entity_id"]].astype(str))
+            settled = settled[~pd.MultiIndex.from_frame(settled.astype(str)).isin(moving)]
+        seen, opened, confirmed, resolved = _record_incidents(connection, run, domain, drifting(findings), settled,
+                                                              policy, seen_at)
+        _remember_in_flight(connection, run, domain, in_flight, checked.entities, seen_at)
         exempt = _apply_exemptions(connection, run, domain, seen_at)
         record_coverage(connection, domain, run.run_id, checked, seen_at)
         connection.execute(
@@ -236,6 +289,7 @@ def persist_domain_run(
                 "entities_checked": len(checked.entities),
                 "entities_unchecked": checked.unchecked,
                 "finding_counts": to_json(counts),
+                "in_flight": len(in_flight),
             },
         )
     return PersistSummary(
@@ -247,5 +301,6 @@ def persist_domain_run(
         resolved=resolved,
         opened=opened,
         exempt=exempt,
+        in_flight=len(in_flight),
         storage_errors=stored.storage_errors,
     )

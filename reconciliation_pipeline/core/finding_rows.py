@@ -4,7 +4,8 @@ A domain's findings are persisted in one transaction, so one value PostgreSQL
 rejects would roll back all of them. Each finding is therefore made storable on
 its own: a finding whose values cannot be stored (a delta that is not an exact
 integer, a ledger beyond BIGINT, details that are not a mapping, ...) keeps its
-identity (entity, field, class, severity, so incidents still follow it) and
+identity (entity, field, class, severity, drift or in flight, so incidents still
+follow it) and
 becomes a *storage error*: its values move, as text, into `details.unstored`
 beside `details.storage_error`, which says why. The rest persist untouched.
 """
@@ -27,7 +28,7 @@ STORAGE_ERROR = "storage_error"
 UNSTORED = "unstored"
 """The `details` key holding such a finding's original values, as text."""
 
-IDENTITY_COLUMNS = ("domain", "entity_type", "entity_id", "field", "drift_class", "severity")
+IDENTITY_COLUMNS = ("domain", "entity_type", "entity_id", "field", "drift_class", "severity", "status")
 VALUE_COLUMNS = ("db_value", "chain_value", "delta", "ledger_sequence", "details", *MONEY_COLUMNS)
 _BIGINT_MAX = 2**63 - 1
 _SMALLINT_MAX = 2**15 - 1

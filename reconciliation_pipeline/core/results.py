@@ -45,6 +45,9 @@ class DbSnapshot:
     duplicate_keys: tuple[str, ...] = ()
     """Keys several rows share: their rows are not in `frame` (which one is right is unknown), so
     they are neither read, compared, repaired nor counted checked; each has its own finding."""
+    ledger_at_snapshot: int | None = None
+    """The chain's latest ledger when the snapshot was taken: an entry modified after it may be a
+    write in flight (None when the RPC could not say)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class ChainSnapshot:
     """Ids of events whose key could not be read while discovering chain-only keys."""
     skipped: str | None = None
     """Why nothing was read (the run compares nothing), or None."""
+    read_started_at: datetime | None = None
+    """When the read began: a row written after it may be a write in flight."""
 
 
 @dataclass(frozen=True)
