@@ -455,7 +455,7 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
     skipped = spec.hooks.skip_compare(ctx, inputs) if spec.hooks.skip_compare is not None else None
     if skipped is not None:
         ctx.log.info(f"{spec.domain}: nothing compared: {skipped}")
-        run_status.record_outcome(ctx.engine, ctx.run.run_id, spec.domain, "succeeded", steps_pending)
+        run_status.record_recomputed(ctx.engine, ctx.run.run_id, spec.domain, skipped, steps_pending)
         diff = DomainDiff(empty_findings(), Checked.none(), None, None, repairs.empty_plan(), skipped=skipped)
         return Output(diff, {"skipped": skipped, "findings": 0}, _discrepancy_checks(spec, scope, diff))
     parts: list[pd.DataFrame] = []
