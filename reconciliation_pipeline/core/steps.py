@@ -92,14 +92,20 @@ class Output:
     checks: tuple[dg.AssetCheckResult, ...] = ()
 
 
-def batch_progress(ctx: StepContext, what: str) -> ProgressCallback:
-    """Logs a long read every tenth of its batches, so the run's log shows it moving."""
-    step = {"next": 0.1}
+PROGRESS_INTERVAL_S = 15.0
+"""How often a long read says how far it got; a read shorter than this logs only its result line."""
+
+
+def batch_progress(ctx: StepContext, what: str, interval_s: float = PROGRESS_INTERVAL_S) -> ProgressCallback:
+    """Logs a long read's batch count every `interval_s`, so the run's log shows it moving; the
+    step's own line with its count closes it (one line per step for a read that takes seconds)."""
+    next_report = {"at": time.monotonic() + interval_s}
 
     def report(done: int, total: int) -> None:
-        if done == total or done / total >= step["next"]:
+        now = time.monotonic()
+        if done < total and now >= next_report["at"]:
             ctx.log.info(f"{what}: {done}/{total} getLedgerEntries batches")
-            step["next"] = done / total + 0.1
+            next_report["at"] = now + interval_s
 
     return report
 
