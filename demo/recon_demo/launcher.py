@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -360,26 +361,63 @@ def cmd_ui(args: argparse.Namespace) -> int:
                 say("the demo database is empty: seeding the world the devnet serves")
                 write_demo_world_to_db(engine, world, progress=say)
         _, server = seeded_devnet(world, env["DATABASE_URL"], port=_port(args.devnet_port, "DEVNET_PORT"))
-        server.start()
         env["SOROBAN_RPC_URL"] = server.url
         story = f" (the world as demo act {act.value} left it)" if act is not None else ""
         say(f"devnet serving at {server.url}{story}")
     url = f"http://127.0.0.1:{ui_port}"
     say(f"Dagster UI at {url}  (Ctrl-C stops it and the devnet; make api: DAGSTER_WEBSERVER_URL={url})")
+    _stop_on_interrupt_or_term()
+    dev = subprocess.Popen(
+        [sys.executable, *DAGSTER_DEV_WARNINGS, "-m", "dagster", "dev", "-w",
+         str(localenv.PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(ui_port)],
+        env={**os.environ, **env},
+        # In the instance folder: started elsewhere, dagster dev warns that a dagster.yaml in the
+        # current folder (the repository's, which DAGSTER_HOME links to) is not used.
+        cwd=env["DAGSTER_HOME"],
+        # Its own session: Ctrl-C reaches this process only, which asks dagster dev to stop; it then
+        # stops its webserver, daemon and code servers in order instead of each printing a traceback.
+        start_new_session=True,
+        # Started before any other thread of this process (the devnet's starts below), so resetting
+        # the signals a background launch may have ignored is safe: dagster dev must hear SIGINT.
+        preexec_fn=_default_signals,
+    )
+    if server is not None:
+        server.start()
     try:
-        return subprocess.call(
-            [sys.executable, *DAGSTER_DEV_WARNINGS, "-m", "dagster", "dev", "-w",
-             str(localenv.PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(ui_port)],
-            env={**os.environ, **env},
-            # In the instance folder: started elsewhere, dagster dev warns that a dagster.yaml in the
-            # current folder (the repository's, which DAGSTER_HOME links to) is not used.
-            cwd=env["DAGSTER_HOME"],
-        )
-    except KeyboardInterrupt:
-        return 0
+        return _wait_interruptible(dev)
     finally:
         if server is not None:
             server.stop()
+
+
+def _default_signals() -> None:
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_DFL)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_interrupt_or_term() -> None:
+    """Ctrl-C and `kill <pid>` both stop `recon ui` in order, even when started in the background
+    (where a shell leaves SIGINT ignored)."""
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, _raise_interrupt)
+
+
+def _wait_interruptible(process: subprocess.Popen[bytes]) -> int:
+    """Wait for `process`; Ctrl-C forwards one SIGINT to it and waits for its orderly exit."""
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        say("stopping the Dagster UI (and the devnet)")
+        process.send_signal(signal.SIGINT)
+        try:
+            return process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            return process.wait()
 
 
 def _demo_tables_empty(engine: sa.Engine) -> bool:
