@@ -140,6 +140,14 @@ def test_make_demo_twice_then_make_ui_shows_the_runs_and_backfills_two_days_in_s
 
         with engine_for(database_url) as engine, engine.connect() as connection:
             demo_runs = {row[0] for row in connection.execute(sa.text("SELECT DISTINCT run_id FROM recon.runs"))}
+            xdr = connection.execute(sa.text(
+                "SELECT d.details ->> 'raw_xdr' FROM recon.discrepancies AS d "
+                "WHERE d.drift_class = 'CHAIN_READ_ERROR' AND d.details ->> 'raw_xdr' IS NOT NULL")).scalars().all()
+            sent = connection.execute(sa.text("SELECT payload::text FROM recon.alert_messages")).scalars().all()
+        # The undecodable entries' XDR stays in the findings' details; the alerts sent carry none of it.
+        assert xdr and sent and "CHAIN_READ_ERROR" in " ".join(sent)
+        assert not [payload for payload in sent for raw in xdr if raw in payload]
+        assert not [payload for payload in sent if '"ledger_key"' in payload or '"raw_xdr"' in payload]
         assert set(first.run_ids) | set(second.run_ids) == demo_runs
         tagged = instance.get_runs(filters=dg.RunsFilter(tags={ACT_TAG: ["1", "2"]}))
         assert {run.run_id for run in tagged} == demo_runs

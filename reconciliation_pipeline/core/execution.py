@@ -30,10 +30,20 @@ def executor_config(mode: str) -> dict[str, dict[str, Any]]:
     return {mode: {}}
 
 
-def _from_environment(_config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    # Evaluated when a run's config is resolved (at launch and in the run's process), never at import.
+def _from_run_config_or_environment(config: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A run's own `execution` config wins (the launchpad, `-c run_config.yaml`); without one,
+    `RECON_EXECUTOR`. Evaluated when a run's config is resolved (at launch and in the run's
+    process), never at import."""
+    if config:
+        return config
     return executor_config(dg.EnvVar(EXECUTOR_VARIABLE).get_value(MULTIPROCESS) or MULTIPROCESS)
 
 
-recon_executor = dg.multi_or_in_process_executor.configured(_from_environment, name="recon_executor")
-"""Multiprocess or in-process, as `RECON_EXECUTOR` says when the run starts."""
+recon_executor = dg.multi_or_in_process_executor.configured(
+    _from_run_config_or_environment,
+    name="recon_executor",
+    # What multi_or_in_process_executor takes ({multiprocess: {...}} or {in_process: {...}}), checked
+    # by it once chosen; optional here so a run without it gets the environment's choice.
+    config_schema=dg.Field(dg.Permissive(), is_required=False, default_value={}),
+)
+"""Multiprocess or in-process, as the run's config or else `RECON_EXECUTOR` says when the run starts."""

@@ -32,11 +32,12 @@ def two_step_job() -> dg.JobDefinition:
                           executor=recon_executor).resolve_job_def("two_steps")
 
 
-def _step_pids(mode: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, int]:
+def _step_pids(mode: str, monkeypatch: pytest.MonkeyPatch,
+               run_config: dict | None = None) -> tuple[int, int, int]:
     """The processes the two steps ran in, and the run's own."""
     monkeypatch.setenv("RECON_EXECUTOR", mode)
     with dg.instance_for_test() as instance:
-        with dg.execute_job(dg.reconstructable(two_step_job), instance) as result:
+        with dg.execute_job(dg.reconstructable(two_step_job), instance, run_config=run_config) as result:
             assert result.success
             run_id = result.run_id
         starts = {e.step_key: e.dagster_event.pid for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)}
@@ -54,6 +55,12 @@ def test_multiprocess_is_the_default_and_starts_a_process_per_step(monkeypatch: 
     assert len({first, second, run_process}) == 3
     monkeypatch.delenv("RECON_EXECUTOR")
     assert executor_config(os.environ.get("RECON_EXECUTOR", "multiprocess")) == {"multiprocess": {}}
+
+
+def test_a_runs_own_execution_config_wins_over_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second, run_process = _step_pids("multiprocess", monkeypatch,
+                                            {"execution": {"config": {"in_process": {}}}})
+    assert first == second == run_process
 
 
 def test_an_unknown_executor_is_refused_by_name() -> None:
