@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from recon_demo import DEMO_SQL
 from recon_demo.identities import DEVNET
-from recon_demo.stack import FinishedRun, demo_webserver, free_port
+from recon_demo.stack import DemoWebserver, FinishedRun, demo_webserver, free_port
 from recon_demo.story import ACT_TAG, STEP_TAG, Act, SecondAct, second_act
 from recon_demo.world import (
     DemoWorld,
@@ -205,52 +205,38 @@ def run_act(env: Mapping[str, str], sizes: WorldSizes, instance: dg.DagsterInsta
         act = next_act(instance, engine)
         if act is Act.FIRST:
             reset_recon(engine)
-        now = datetime.now(UTC)
-        partition = (now - timedelta(days=1)).strftime("%Y-%m-%d")
-        progress(f"act {act.value} of 2: {'the world with its injected drift' if act is Act.FIRST else 'the next day'}"
-                 f" ({sizes.streams} streams, {sizes.loans} loans, {sizes.markets} markets, {sizes.users} users)")
-        world = build_demo_world(sizes, reference_time=now)
-        story: SecondAct | None = second_act(world) if act is Act.SECOND else None
-        seeded = story.world if story is not None else world
-        if story is not None:
-            progress("since act 1:")
-            for change in story.changes:
-                progress(f"  {change.side}: {change.description}")
-        write_demo_world_to_db(engine, seeded, progress=progress)
-    ledger, server = seeded_devnet(seeded, database_url, progress=progress)
-    with server:
-        progress(f"devnet (a local Soroban RPC emulator) serving at {server.url}")
+    now = datetime.now(UTC)
+    partition = (now - timedelta(days=1)).strftime("%Y-%m-%d")
+    progress(f"act {act.value} of 2: {'the world with its injected drift' if act is Act.FIRST else 'the next day'}"
+             f" ({sizes.streams} streams, {sizes.loans} loans, {sizes.markets} markets, {sizes.users} users)")
+    world = build_demo_world(sizes, reference_time=now)
+    story: SecondAct | None = second_act(world) if act is Act.SECOND else None
+    seeded = story.world if story is not None else world
+    # The devnet's port is bound first, so the webserver (which takes its time to load the code
+    # location) starts while both sides are seeded.
+    ledger = DevnetLedger()
+    with bind_devnet(ledger, 0) as server:
         resolved = localenv.resolve_environment(
             {**env, **_demo_overrides()}, {"SOROBAN_RPC_URL": server.url, **_devnet_defaults(), **LOCAL_RUNS})
         resolved["SOROBAN_RPC_URL"] = server.url
         os.environ.update(resolved)
-        tags = {ACT_TAG: str(act.value), STEP_TAG: "reconcile"}
         with demo_webserver(resolved, Path(resolved["DAGSTER_HOME"]), instance, local_dir) as web:
+            if story is not None:
+                progress("since act 1:")
+                for change in story.changes:
+                    progress(f"  {change.side}: {change.description}")
+            with _connected(database_url) as engine:
+                write_demo_world_to_db(engine, seeded, progress=progress)
+                load_demo_world_into_ledger(ledger, seeded, progress=progress, engine=engine)
+            progress(f"devnet (a local Soroban RPC emulator) serving at {server.url}")
+            web.wait_until_loaded()
             progress(f"the runs go through a Dagster webserver on the workspace's code location ({web.url}, "
                      "for the demo's length; make ui serves the UI)")
-            runs: list[FinishedRun] = []
-            checks: list[CatalogueCheck] = []
-            if story is not None:
-                from reconciliation_pipeline.api.launch import launch_plans
-
-                plan = launch_plans()[story.repair_domain]
-                progress(f"launching {story.repair_domain} with its planned repairs applied, and "
-                         f"{FREQUENT_JOB}")
-                repair = web.submit(plan.job_name, run_config=plan.run_config(dry_run=False),
-                                    asset_selection=plan.selection(dry_run=False),
-                                    tags={**tags, STEP_TAG: "repair", PARTITION_TAG: partition})
-                frequent = web.submit(FREQUENT_JOB, tags=tags)
-                runs += web.follow([repair, frequent], progress)
-                # Checked now: the nightly run replaces the partition's streams findings.
-                with _connected(database_url) as engine:
-                    checks.append(check_catalogue(engine, [repair], story.world, f"the {story.repair_domain} "
-                                                  "repair run", frozenset({story.repair_domain})))
-                progress(f"launching {NIGHTLY_JOB} for {partition}")
-                runs += web.follow([web.submit(NIGHTLY_JOB, tags={**tags, PARTITION_TAG: partition})], progress)
+            tags = {ACT_TAG: str(act.value), STEP_TAG: "reconcile", PARTITION_TAG: partition}
+            if story is None:
+                runs, checks = _act_one_runs(web, tags, progress)
             else:
-                progress(f"launching {NIGHTLY_JOB} for {partition} and {FREQUENT_JOB}")
-                nightly = web.submit(NIGHTLY_JOB, tags={**tags, PARTITION_TAG: partition})
-                runs += web.follow([nightly, web.submit(FREQUENT_JOB, tags=tags)], progress)
+                runs, checks = _act_two_runs(web, story, tags, database_url, progress)
         for run in runs:
             progress(f"run {run.run_id} ({run.job_name}) {'succeeded' if run.success else run.status.value}")
         progress(f"devnet requests by method: {dict(ledger.request_counts)}")
@@ -263,6 +249,38 @@ def run_act(env: Mapping[str, str], sizes: WorldSizes, instance: dg.DagsterInsta
             checks.append(check_catalogue(engine, run_ids, world, "act 1's runs"))
         summary = render_run_summary(engine, run_ids, ui_url=ui_url)
     return ActResult(act, run_ids, runs, checks, summary)
+
+
+def _without_partition(tags: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in tags.items() if k != PARTITION_TAG}
+
+
+def _act_one_runs(web: DemoWebserver, tags: Mapping[str, str],
+                  progress: Say) -> tuple[list[FinishedRun], list[CatalogueCheck]]:
+    """The nightly job for yesterday and the every-5-minutes job, side by side (different domains)."""
+    progress(f"launching {NIGHTLY_JOB} for {tags[PARTITION_TAG]} and {FREQUENT_JOB}")
+    nightly = web.submit(NIGHTLY_JOB, tags=tags)
+    return web.follow([nightly, web.submit(FREQUENT_JOB, tags=_without_partition(tags))], progress), []
+
+
+def _act_two_runs(web: DemoWebserver, story: SecondAct, tags: Mapping[str, str], database_url: str,
+                  progress: Say) -> tuple[list[FinishedRun], list[CatalogueCheck]]:
+    """The repair domain's run with its planned repairs applied (beside the every-5-minutes job),
+    then the nightly job, which finds them repaired."""
+    from reconciliation_pipeline.api.launch import launch_plans
+
+    plan = launch_plans()[story.repair_domain]
+    progress(f"launching {story.repair_domain} with its planned repairs applied, and {FREQUENT_JOB}")
+    repair = web.submit(plan.job_name, run_config=plan.run_config(dry_run=False),
+                        asset_selection=plan.selection(dry_run=False), tags={**tags, STEP_TAG: "repair"})
+    runs = web.follow([repair, web.submit(FREQUENT_JOB, tags=_without_partition(tags))], progress)
+    # Checked now: the nightly run replaces the partition's findings of the repair domain.
+    with _connected(database_url) as engine:
+        checks = [check_catalogue(engine, [repair], story.world, f"the {story.repair_domain} repair run",
+                                  frozenset({story.repair_domain}))]
+    progress(f"launching {NIGHTLY_JOB} for {tags[PARTITION_TAG]}")
+    runs += web.follow([web.submit(NIGHTLY_JOB, tags=tags)], progress)
+    return runs, checks
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

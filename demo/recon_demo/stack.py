@@ -81,16 +81,31 @@ class FinishedRun:
 
 
 class DemoWebserver:
-    """A running webserver: submit runs to it, follow them to their end."""
+    """A webserver starting up: wait for its code location, submit runs to it, follow them to their end."""
 
-    def __init__(self, url: str, instance: dg.DagsterInstance, log_path: Path) -> None:
+    def __init__(self, url: str, instance: dg.DagsterInstance, log_path: Path,
+                 process: subprocess.Popen[bytes]) -> None:
         from dagster_graphql import DagsterGraphQLClient
 
         port = int(url.rsplit(":", 1)[1])
         self.url = url
         self.log_path = log_path
         self._instance = instance
+        self._process = process
         self._client = DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=120)
+
+    def wait_until_loaded(self, timeout_s: float = LOCATION_LOAD_TIMEOUT_S) -> None:
+        """Block until the webserver answers with its code location loaded."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if requests.get(self.url + "/server_info", timeout=2).ok and _location_loaded(self.url):
+                    return
+            except requests.RequestException:
+                pass
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Dagster webserver did not start; its log is {self.log_path}")
+            time.sleep(0.3)
 
     def submit(self, job_name: str, *, tags: Mapping[str, str], run_config: Mapping[str, Any] | None = None,
                asset_selection: Sequence[str] | None = None) -> str:
@@ -140,7 +155,8 @@ def _location_loaded(url: str) -> bool:
 @contextmanager
 def demo_webserver(env: Mapping[str, str], instance_home: Path, instance: dg.DagsterInstance,
                    base: Path = LOCAL_DIR) -> Iterator[DemoWebserver]:
-    """`dagster-webserver -w workspace.yaml` on a free port with `env`, until the block ends."""
+    """`dagster-webserver -w workspace.yaml` on a free port with `env`, started (not yet loaded: call
+    `wait_until_loaded`, so the caller can seed meanwhile) until the block ends."""
     home = launcher_home(instance_home, base)
     port = free_port()
     log_path = base / "demo-webserver.log"
@@ -149,19 +165,8 @@ def demo_webserver(env: Mapping[str, str], instance_home: Path, instance: dg.Dag
         process = subprocess.Popen(
             [str(webserver), "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
             env={**os.environ, **env, "DAGSTER_HOME": str(home)}, cwd=home, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + LOCATION_LOAD_TIMEOUT_S
-            while True:
-                try:
-                    if requests.get(url + "/server_info", timeout=2).ok and _location_loaded(url):
-                        break
-                except requests.RequestException:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the Dagster webserver did not start; its log is {log_path}")
-                time.sleep(0.3)
-            yield DemoWebserver(url, instance, log_path)
+            yield DemoWebserver(f"http://127.0.0.1:{port}", instance, log_path, process)
         finally:
             process.terminate()
             try:
