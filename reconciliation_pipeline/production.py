@@ -21,6 +21,7 @@ import yaml
 
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.instance.home import DEFAULT_HOME, INSTANCE_FILE, ensure_dagster_home
+from reconciliation_pipeline.run_summary import render_run_summary
 
 REQUIRED_VARIABLES = ("DATABASE_URL", "SOROBAN_RPC_URL", "STREAM_CONTRACT_ID", "LENDING_CONTRACT_ID",
                       "AMM_CONTRACT_ID", "STREAK_CONTRACT_ID", "USDC_ISSUER")
@@ -190,7 +191,8 @@ def _partitions(job: Any, args: argparse.Namespace) -> tuple[str | None, ...]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run a job against DATABASE_URL and SOROBAN_RPC_URL, print what it found, exit 1 if a run failed."""
+    """Run a job against DATABASE_URL and SOROBAN_RPC_URL, print the summary `make demo` prints, exit 1 if a
+    run failed."""
     if args.last is not None and args.first is None:
         raise CommandError("--to needs --from")
     os.environ.update(production_environment(os.environ))
@@ -228,24 +230,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 failed += not result.success
                 print(f"run {result.run_id} {'succeeded' if result.success else 'FAILED'}", flush=True)
         print()
-        print(render_runs(engine, run_ids))
+        print(render_run_summary(engine, run_ids, ui_url=os.environ.get("DAGSTER_WEBSERVER_URL")))
         return 1 if failed else 0
     finally:
         engine.dispose()
-
-
-def render_runs(engine: sa.Engine, run_ids: Sequence[str]) -> str:
-    """Each run's domains: outcome, entities checked and not, and findings by class."""
-    with engine.connect() as connection:
-        rows = connection.execute(sql.query("recon/queries/run_domains.sql"), {"run_ids": list(run_ids)}).mappings().all()
-    if not rows:
-        return "No domain recorded a run (a failed run stops before persisting: see the Dagster run's logs)."
-    lines = []
-    for row in rows:
-        found = ", ".join(f"{n} {c}" for c, n in sorted(row["finding_counts"].items()) if n) or "no findings"
-        lines.append(f"{row['domain']:<10} {row['status']:<9} checked {row['entities_checked']}, not checked "
-                     f"{row['entities_unchecked']}; {found}")
-    return "\n".join(lines)
 
 
 def register(commands: argparse._SubParsersAction) -> None:

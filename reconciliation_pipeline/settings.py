@@ -126,7 +126,20 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
                "the streak sync alone and never logged. With the devnet the launcher supplies the devnet oracle's. "
                "May stay empty while STREAK_SYNC_ENABLED is false.", secret=True),
     EnvSetting("STREAK_QUALIFYING_MINUTES", "30", "Focused minutes that make a user's local day count toward a streak."),
-    EnvSetting("DEVNET_PORT", "8765", "Port of the devnet that `make ui` / `make devnet` start on 127.0.0.1."),
+    EnvSetting("RECON_PARTITIONS_START", "-30d",
+               "First day of the daily partitions: a date (2026-01-01) or days back from today (-30d), so the "
+               "UI's partition bars and backfill dialog cover the recent past. Set a date in production to keep "
+               "older days backfillable. Read when the code location loads (a partition set is its shape)."),
+    EnvSetting("RECON_EXECUTOR", "multiprocess",
+               "How a run executes its steps, read when it starts: multiprocess (each step in its own process) or "
+               "in_process (every step in the run's own process: no start-up per step; make ui and make demo use "
+               "it). Distributed deployments give their code location their own executor (deploy/README.md)."),
+    EnvSetting("RECON_UI_PORT", "3000",
+               "Port of the Dagster UI that `make ui` serves on 127.0.0.1; when it is taken, the next free one "
+               "(printed)."),
+    EnvSetting("DEVNET_PORT", "8765",
+               "Port of the devnet that `make ui` / `make devnet` start on 127.0.0.1; when it is taken, the next "
+               "free one (printed)."),
     EnvSetting("DEMO_STREAMS", "1000", "How many streams `make demo` seeds on both sides."),
     EnvSetting("DEMO_LOANS", "500", "How many loans `make demo` seeds on both sides (plus the lending drift catalogue)."),
     EnvSetting("DEMO_MARKETS", "200", "How many markets `make demo` seeds (at least 15)."),

@@ -123,7 +123,7 @@ class RunDomain(BaseModel):
     domain: str
     job_name: str | None
     partition_key: str | None
-    status: str = Field(description="running, succeeded, partial or failed (recon.runs).")
+    status: str = Field(description="running, succeeded, partial, recomputed or failed (recon.runs).")
     dry_run: bool
     started_at: datetime
     finished_at: datetime | None

@@ -83,6 +83,10 @@ _SLACK_FIELD_LIMIT = 1900
 Logger = logging.Logger | logging.LoggerAdapter
 
 
+XDR_DETAILS = frozenset({"raw_xdr", "ledger_key"})
+"""Details that hold base64 XDR: kept in recon.discrepancies.details, never put in an alert."""
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="seconds") if value is not None else None
 
@@ -196,7 +200,7 @@ class IncidentAlert:
             "runbook": self.runbook,
             **({"resolution": self.resolution, "resolution_note": self.resolution_note}
                if self.resolution is not None else {}),
-            "details": {k: v for k, v in self.details.items() if k != "raw_xdr"},
+            "details": {k: v for k, v in self.details.items() if k not in XDR_DETAILS},
         }
 
 

@@ -96,14 +96,20 @@ class Output:
     checks: tuple[dg.AssetCheckResult, ...] = ()
 
 
-def batch_progress(ctx: StepContext, what: str) -> ProgressCallback:
-    """Logs a long read every tenth of its batches, so the run's log shows it moving."""
-    step = {"next": 0.1}
+PROGRESS_INTERVAL_S = 15.0
+"""How often a long read says how far it got; a read shorter than this logs only its result line."""
+
+
+def batch_progress(ctx: StepContext, what: str, interval_s: float = PROGRESS_INTERVAL_S) -> ProgressCallback:
+    """Logs a long read's batch count every `interval_s`, so the run's log shows it moving; the
+    step's own line with its count closes it (one line per step for a read that takes seconds)."""
+    next_report = {"at": time.monotonic() + interval_s}
 
     def report(done: int, total: int) -> None:
-        if done == total or done / total >= step["next"]:
+        now = time.monotonic()
+        if done < total and now >= next_report["at"]:
             ctx.log.info(f"{what}: {done}/{total} getLedgerEntries batches")
-            step["next"] = done / total + 0.1
+            next_report["at"] = now + interval_s
 
     return report
 
@@ -520,7 +526,7 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
     skipped = spec.hooks.skip_compare(ctx, inputs) if spec.hooks.skip_compare is not None else None
     if skipped is not None:
         ctx.log.info(f"{spec.domain}: nothing compared: {skipped}")
-        run_status.record_outcome(ctx.engine, ctx.run.run_id, spec.domain, "succeeded", steps_pending)
+        run_status.record_recomputed(ctx.engine, ctx.run.run_id, spec.domain, skipped, steps_pending)
         diff = DomainDiff(empty_findings(), Checked.none(), None, None, repairs.empty_plan(), skipped=skipped)
         return Output(diff, {"skipped": skipped, "findings": 0}, _discrepancy_checks(spec, scope, diff))
     parts: list[pd.DataFrame] = []

@@ -58,7 +58,7 @@ def test_existing_incidents_and_alerts_survive_the_upgrade(old_schema: sa.Engine
             "FROM recon.drift_incidents WHERE entity_id = 'market_4'"))
     applied = sql.apply_recon_migrations(old_schema)
     assert applied == [m.name for m in sql.PIPELINE_SQL.files("recon/migrations") if int(m.name[:3]) > 7]
-    assert applied[-3:-1] == ["010_operating.sql", "011_analyst_views.sql"]
+    assert [m for m in applied if m[:3] in ("010", "011")] == ["010_operating.sql", "011_analyst_views.sql"]
     assert sql.apply_recon_migrations(old_schema) == []
     with old_schema.connect() as connection:
         alert = connection.execute(sa.text("SELECT kind, channels, sinks, status FROM recon.alerts")).one()
