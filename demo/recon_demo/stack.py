@@ -31,6 +31,7 @@ import dagster as dg
 import requests
 import yaml
 
+from reconciliation_pipeline.instance.home import packaged_instance_file
 from reconciliation_pipeline.localenv import LOCAL_DIR, PROJECT_ROOT
 
 Say = Callable[[str], None]
@@ -56,7 +57,7 @@ def launcher_home(instance_home: Path, base: Path = LOCAL_DIR) -> Path:
     """An instance folder that launches runs as they are submitted, sharing `instance_home`'s storage."""
     home = base / LAUNCHER_HOME
     home.mkdir(parents=True, exist_ok=True)
-    config: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    config: dict[str, Any] = yaml.safe_load(packaged_instance_file().read_text())
     config["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"}
     config["local_artifact_storage"] = {"module": "dagster.core.storage.root", "class": "LocalArtifactStorage",
                                         "config": {"base_dir": str(instance_home)}}

@@ -81,7 +81,8 @@ def test_a_schema_at_011_without_009_gets_chain_history_and_counts_no_drift_in_f
                 "INSERT INTO recon.discrepancies (run_id, domain, entity_type, entity_id, field, drift_class, "
                 "severity, partition_key, details) VALUES "
                 "('r1', 'streams', 'stream', 'stream_2', 'released', 'VALUE_MISMATCH', 'WARN', '2026-11-20', '{}')"))
-        assert sql.apply_recon_migrations(engine) == ["009_chain_history.sql", "012_in_flight_views.sql"]
+        assert sql.apply_recon_migrations(engine) == ["009_chain_history.sql", "012_in_flight_views.sql",
+                                                  "013_recompute_only_runs.sql"]
         with engine.begin() as connection:
             connection.execute(sa.text(
                 "INSERT INTO recon.discrepancies (run_id, domain, entity_type, entity_id, field, drift_class, "
