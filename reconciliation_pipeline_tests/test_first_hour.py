@@ -6,6 +6,7 @@ HTTP, real Dagster processes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -208,9 +209,35 @@ def test_make_demo_twice_then_make_ui_shows_the_runs_and_backfills_two_days_in_s
         finally:
             ui.send_signal(signal.SIGTERM)
             ui.wait(timeout=120)
+            _reap_left_behind(home)
         output = log_path.read_text()
         assert ui.returncode == 0, output[-3000:]
         assert not [line for line in output.splitlines() if any(noise in line for noise in NOISE)], output[-3000:]
+
+
+def _processes_of(home: Path) -> list[int]:
+    """This machine's processes started for the instance in `home` (code servers name it in their
+    instance ref), other than this test's own."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if str(home).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _reap_left_behind(home: Path, grace_s: float = 60) -> None:
+    """A code server still finishing an RPC when make ui stopped exits on its own; one that does not
+    within `grace_s` (its database is about to be dropped) is killed, so no test leaves processes."""
+    deadline = time.monotonic() + grace_s
+    while _processes_of(home) and time.monotonic() < deadline:
+        time.sleep(1)
+    for pid in _processes_of(home):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @contextmanager
