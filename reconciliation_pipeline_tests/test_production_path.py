@@ -29,7 +29,7 @@ from soroban_devnet.server import DevnetServer
 
 README = PROJECT_ROOT / "README.md"
 SECTION = "## Pointing it at a real database and RPC"
-CATALOGUE_KEY = "domain, entity_type, entity_id, field, drift_class, severity"
+CATALOGUE_KEY = ["domain", "entity_type", "entity_id", "field", "drift_class", "severity"]
 SIZES = WorldSizes(streams=40, loans=20, markets=20, users=260)
 RECON = str(Path(sys.executable).with_name("recon"))
 
@@ -118,9 +118,10 @@ def test_the_readme_production_section_works_the_first_time(app_database: str, t
 
         with engine.connect() as connection:
             found = set(connection.execute(sa.text(
-                f"SELECT DISTINCT {CATALOGUE_KEY} FROM recon.discrepancies WHERE run_id = ANY(:r)"),
+                "SELECT DISTINCT domain, entity_type, entity_id, field, drift_class, severity "
+                "FROM recon.discrepancies WHERE run_id = ANY(:r)"),
                 {"r": run_ids}).tuples())
-        expected = set(map(tuple, world.expected_findings()[CATALOGUE_KEY.split(", ")].itertuples(index=False)))
+        expected = set(map(tuple, world.expected_findings()[CATALOGUE_KEY].itertuples(index=False)))
         assert found == expected
 
         # Dagster kept the runs in PostgreSQL (DAGSTER_PG_URL defaults to DATABASE_URL), not in SQLite files.
