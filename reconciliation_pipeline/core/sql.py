@@ -102,12 +102,13 @@ def apply_recon_migrations(engine: Engine) -> list[str]:
         connection.execute(query("recon/queries/migration_lock.sql"), {"lock_id": _MIGRATION_LOCK_ID})
         run_script(connection, read_sql("recon/bootstrap.sql"))
         done = set(connection.execute(query("recon/queries/applied_migrations.sql")).scalars())
-        for version, name in sorted(available_migrations().items()):
+        for version, migration in sorted(_migration_files().items()):
             if version in done:
                 continue
-            run_script(connection, read_sql(f"recon/migrations/{name}"))
-            connection.execute(query("recon/queries/record_migration.sql"), {"version": version, "name": name})
-            applied.append(name)
+            run_script(connection, migration.read_text())
+            connection.execute(query("recon/queries/record_migration.sql"),
+                               {"version": version, "name": migration.name})
+            applied.append(migration.name)
     return applied
 
 
@@ -115,15 +116,19 @@ class SchemaNotMigratedError(RuntimeError):
     """The `recon` schema lacks migrations this release needs."""
 
 
-def available_migrations() -> dict[int, str]:
-    """Every migration this release ships, by version."""
-    versions: dict[int, str] = {}
+def _migration_files() -> dict[int, Traversable]:
+    versions: dict[int, Traversable] = {}
     for migration in PIPELINE_SQL.files("recon/migrations"):
         match = _MIGRATION_NAME.match(migration.name)
         if match is None:
             raise ValueError(f"Migration file name must look like 001_name.sql: {migration.name}")
-        versions[int(match.group(1))] = migration.name
+        versions[int(match.group(1))] = migration
     return versions
+
+
+def available_migrations() -> dict[int, str]:
+    """Every migration this release ships, by version."""
+    return {version: migration.name for version, migration in _migration_files().items()}
 
 
 def pending_migrations(engine: Engine) -> list[str]:
