@@ -5,18 +5,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test bench ui api devnet psql stop env clean
+.PHONY: setup demo test bench ui api devnet migrate psql stop env clean
 
 $(STAMP): pyproject.toml devnet/pyproject.toml demo/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]' -e ./devnet -e ./demo
+	@# setuptools prints a box about editable installs (a folder named like the package would shadow it):
+	@# true of any editable install, nothing to act on here.
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -c constraints.txt \
+		-e '.[dev]' -e ./devnet -e ./demo
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install the project and its test tools
 
-demo: setup      ## embedded PostgreSQL + devnet, seed both sides, run the nightly job, print a summary
-	$(BIN)/recon demo
+demo: setup      ## embedded PostgreSQL + devnet, seed both sides, run the jobs, print a summary (twice: act 2)
+	@$(BIN)/recon demo
 
 test: setup      ## lint, then the whole test suite against a real PostgreSQL and the devnet over HTTP
 	$(BIN)/ruff check reconciliation_pipeline reconciliation_pipeline_tests devnet demo benchmarks
@@ -25,8 +28,8 @@ test: setup      ## lint, then the whole test suite against a real PostgreSQL an
 bench: setup     ## the chain-sweep benchmark (N=10000, 20 ms latency); figures go to BENCHMARKS.md
 	$(BIN)/python benchmarks/chain_sweep.py --n 10000 --latency-ms 20 --write
 
-ui: setup        ## dagster dev against the demo's database and a seeded devnet
-	$(BIN)/recon ui
+ui: setup        ## dagster dev on the demo's database and a seeded devnet; prints its URL (ARGS='--port 3100')
+	@$(BIN)/recon ui $(ARGS)
 
 api: setup       ## the API for the apps on RECON_API_HOST:RECON_API_PORT (needs RECON_API_*_TOKENS; launches via make ui's webserver)
 	$(BIN)/recon api
@@ -34,8 +37,11 @@ api: setup       ## the API for the apps on RECON_API_HOST:RECON_API_PORT (needs
 devnet: setup    ## a seeded devnet in the foreground (prints the variables that point at it)
 	$(BIN)/recon devnet
 
-psql: setup      ## psql on the embedded app database
-	$(BIN)/recon psql
+migrate: setup   ## apply the recon schema's migrations to DATABASE_URL (idempotent; no application table)
+	$(BIN)/recon migrate
+
+psql: setup      ## psql on the embedded app database (ARGS='-c "SELECT 1"' passes arguments to psql)
+	@$(BIN)/recon psql -- $(ARGS)
 
 stop: setup      ## stop the embedded PostgreSQL
 	$(BIN)/recon stop

@@ -47,7 +47,8 @@ def _serve_devnet(n: int, latency_s: float, port_queue: mp.Queue, stop: mp.Event
     from soroban_devnet.ledger import DevnetLedger, FaultConfig
     from soroban_devnet.server import DevnetServer
 
-    ledger = DevnetLedger(ledger_close_seconds=math.inf)
+    # A million seeded entries: state only, no per-write history (the replay benchmark measures that).
+    ledger = DevnetLedger(ledger_close_seconds=math.inf, record_history=False)
     world = build_balances_world(n)
     load_balances_into_ledger(ledger, world)
     holdings = [*zip(world.trustlines["account"], world.trustlines["balance"], strict=True),

@@ -40,7 +40,8 @@ def _serve_devnet(n: int, latency_s: float, reference: datetime, port_queue: mp.
     from soroban_devnet.ledger import DevnetLedger, FaultConfig
     from soroban_devnet.server import DevnetServer
 
-    ledger = DevnetLedger()
+    # A million seeded entries: state only, no per-write history (the replay benchmark measures that).
+    ledger = DevnetLedger(record_history=False)
     load_streams_into_ledger(ledger, build_streams_world(n, reference_time=reference))
     ledger.faults = FaultConfig(latency_s=latency_s, methods=frozenset({"getLedgerEntries"}))
     with DevnetServer(ledger) as server:

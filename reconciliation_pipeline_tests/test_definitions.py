@@ -14,6 +14,7 @@ from reconciliation_pipeline.core.cadences import daily_partitions, daily_sharde
 from reconciliation_pipeline.core.watermarks import FULL_SWEEP, SWEEP_TAG
 from reconciliation_pipeline.definitions import defs as load_defs
 from reconciliation_pipeline.localenv import PROJECT_ROOT
+from reconciliation_pipeline.production import op_config_fields
 from reconciliation_pipeline.settings import ENV_SETTINGS, render_env_example
 from soroban_devnet.ledger import DevnetLedger
 
@@ -218,6 +219,16 @@ def test_a_missing_variable_fails_naming_it(pipeline_env: None, monkeypatch: pyt
 def test_readme_lists_every_variable() -> None:
     readme = (PROJECT_ROOT / "README.md").read_text()
     assert [s.name for s in ENV_SETTINGS if f"`{s.name}`" not in readme] == []
+
+
+def test_readme_lists_every_run_config_option_of_every_job() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme[readme.index("### Run config"):readme.index("If your tables are named differently")]
+    unlisted = [(job.name, op, option) for job in defs.jobs
+                for op, options in op_config_fields(defs.resolve_job_def(job.name)).items() for option in options
+                if f"`{option}`" not in section
+                or (f"`{op}`" not in section and not (op.startswith("db_") and "`db_*`" in section))]
+    assert unlisted == []
 
 
 def test_the_sharded_sweep_runs_per_day_and_shard_and_has_no_schedule() -> None:

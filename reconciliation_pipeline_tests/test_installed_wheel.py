@@ -56,7 +56,7 @@ CHECK = textwrap.dedent('''
         "assets": len(list(definitions.resolve_asset_graph().get_all_asset_keys())),
         "sql_files": len(files), "sql_chars": sum(map(len, texts)),
         "migrations": applied, "unavailable": unavailable,
-    }))
+    }, allow_nan=False))
 ''')
 
 
@@ -75,6 +75,7 @@ def test_the_wheel_holds_the_product_only(wheel: Path) -> None:
     assert {t for t in top if not t.endswith(".dist-info")} == {"reconciliation_pipeline"}
     assert "reconciliation_pipeline/sql/recon/migrations/001_recon_schema.sql" in names
     assert "reconciliation_pipeline/dg.toml" in names
+    assert "reconciliation_pipeline/instance/dagster.yaml" in names  # recon dagster-home links to it
 
 
 def test_an_installed_wheel_loads_its_definitions_and_every_sql_file(

@@ -31,6 +31,7 @@ import yaml
 from dagster._core.definitions.run_request import InstigatorType
 
 from recon_demo.worlds.streams import build_streams_world, load_streams_into_ledger, write_streams_to_db
+from reconciliation_pipeline.instance.home import packaged_instance_file
 from reconciliation_pipeline.instance.run_launcher import process_alive, run_worker_pid
 from reconciliation_pipeline.localenv import PROJECT_ROOT, dagster_storage_url, ensure_database, with_database
 from reconciliation_pipeline_tests.defs.markets.support import HttpReceiver, http_receiver
@@ -55,7 +56,7 @@ def _wait_for(what: str, probe: Callable[[], T | None], timeout_s: float, log: P
 @pytest.fixture
 def dagster_home(tmp_path: Path, pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A Dagster home holding the shipped dagster.yaml (monitoring polled every second), on its own database."""
-    config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    config = yaml.safe_load(packaged_instance_file().read_text())
     config["run_monitoring"]["poll_interval_seconds"] = 1
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -98,7 +99,7 @@ def test_a_killed_run_is_failed_in_dagster_and_recon_runs_and_alerted_once(
             _wait_for("the run failure sensor's first tick",
                       lambda: _sensor_ticked(instance, "run_failure_alerts"), 120, log)
             job = subprocess.Popen([BIN / "dagster", "job", "execute", *CODE, "-j", "nightly_reconciliation",
-                                    "-c", run_config, "--tags", json.dumps({"dagster/partition": yesterday})],
+                                    "-c", run_config, "--tags", json.dumps({"dagster/partition": yesterday}, allow_nan=False)],
                                    cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    start_new_session=True)
 

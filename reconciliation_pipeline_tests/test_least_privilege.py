@@ -16,6 +16,7 @@ from datetime import datetime
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from psycopg import sql as pgsql
 from sqlalchemy.engine import make_url
 
 from recon_demo.identities import DEVNET
@@ -41,7 +42,9 @@ def _grant_role(admin_url: str) -> None:
     engine = sa.create_engine(sqlalchemy_url(admin_url))
     with engine.begin() as connection:
         sql.run_script(connection, sql.read_sql("roles/recon_pipeline.sql"))
-        connection.execute(sa.text(f"ALTER ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'"))
+        # DDL takes no bound parameters: the role and password are quoted by psycopg.
+        statement = pgsql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(pgsql.Identifier(ROLE), pgsql.Literal(PASSWORD))
+        connection.connection.driver_connection.execute(statement)
     engine.dispose()
 
 

@@ -22,6 +22,8 @@ class ExpectedFinding:
     severity: str
     db_value: str | None
     chain_value: str | None
+    origin_tx_hash: str | None = None
+    """The transaction that wrote the chain value, when the world knows it (the finding must name it)."""
 
 
 @dataclass(frozen=True)

@@ -23,4 +23,4 @@ celery = celery_executor.configured(
 @dg.definitions
 def defs() -> dg.Definitions:
     """The pipeline's definitions (its defs folder and resources) run on Celery workers."""
-    return dg.Definitions.merge(pipeline.defs(), dg.Definitions(executor=celery))
+    return pipeline.pipeline_definitions(executor=celery)

@@ -9,6 +9,13 @@ the readers' retry and isolation logic.
 `DevnetLedger` holds the state and the JSON-RPC method handlers; the HTTP
 transport lives in `server.py`. All state is guarded by one re-entrant lock so
 the threaded HTTP server, seeders and tests can share one instance.
+
+Every write is a transaction in the ledger it lands in (`history.py`):
+`getLedgers` serves each ledger's real `LedgerCloseMeta`, with the changes and
+events of its transactions and a header hash chain. Persistent contract data
+has a TTL: an entry past it is expired, and some ledgers later archived (evicted
+to the hot archive), which `getLedgerEntries` shows the way a real RPC does
+(`liveUntilLedgerSeq` behind the latest ledger, then the placeholder 0).
 """
 
 from __future__ import annotations
@@ -16,18 +23,22 @@ from __future__ import annotations
 import base64
 import bisect
 import collections
+import contextlib
 import hashlib
 import math
 import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from stellar_sdk import StrKey, xdr
+
+from soroban_devnet import history
+from soroban_devnet.history import AppliedTransaction
 
 STANDALONE_PASSPHRASE = "Standalone Network ; February 2017"
 
@@ -57,6 +68,13 @@ _LEDGER_LIMIT = 1 << 31
 _EVENT_ID_RE = re.compile(r"^(\d{1,19})-(\d{1,10})$", re.ASCII)
 _TTL_KEY_TYPE = xdr.LedgerEntryType.TTL.value
 _EVENT_TYPES = frozenset({"system", "contract", "diagnostic"})
+
+DEFAULT_PERSISTENT_TTL = 2_073_600
+"""Ledgers a new persistent entry lives before its TTL runs out (about 120 days), unless a write says."""
+DEFAULT_EVICTION_DELAY = 16
+"""Ledgers an expired entry stays in the live state before it is evicted to the archive."""
+_DEFAULT = object()
+"""`put_raw_entry`'s default TTL: the persistent default for contract data, none for classic entries."""
 
 Handler = Callable[[Any], dict[str, Any]]
 """A JSON-RPC method: receives the request's `params` and returns the `result` object."""
@@ -88,6 +106,12 @@ class FaultConfig:
     failure_seed: int = 0
     methods: frozenset[str] | None = None
     poison_keys: frozenset[str] = frozenset()
+    broken_ledgers: frozenset[int] = frozenset()
+    """Ledgers `getLedgers` serves with a forged `previousLedgerHash` (a broken hash chain)."""
+    missing_ledgers: frozenset[int] = frozenset()
+    """Ledgers `getLedgers` leaves out of its pages (a gap)."""
+    garbled_ledgers: frozenset[int] = frozenset()
+    """Ledgers `getLedgers` serves with metadata cut short (it does not parse)."""
     lagging: bool = False
     """getHealth answers -32603 as a real RPC does while its latest ledger is too old; every
     other method keeps serving (so does a real one)."""
@@ -184,12 +208,18 @@ class _EventFilter:
 
 
 class DevnetLedger:
-    """Chain state served by the devnet: ledger clock, ledger entries, contract events.
+    """Chain state served by the devnet: ledger clock, ledger entries, contract events, history.
 
     Ledgers close lazily: `latest_ledger` is computed from the clock on each
     access. `ledger_close_seconds=math.inf` means ledgers close only through
     `close_ledger`, which makes tests deterministic; close times are then
     spaced `MANUAL_CLOSE_SPACING_S` apart.
+
+    `retention_window` is what the RPC's own database keeps (events,
+    transactions, `getHealth`); `ledger_retention_window` (default: the same)
+    is how far back `getLedgers` serves, as an RPC backed by a ledger data
+    store does (`SERVE_LEDGERS_FROM_DATASTORE`): longer, while `getLedgers`
+    still reports the local window as its `oldestLedger`.
     """
 
     def __init__(
@@ -199,8 +229,12 @@ class DevnetLedger:
         start_ledger: int = 2_000_000,
         ledger_close_seconds: float = 5.0,
         retention_window: int = 120_960,
+        ledger_retention_window: int | None = None,
         clock: Callable[[], float] = time.time,
         protocol_version: int = 23,
+        record_history: bool = True,
+        persistent_ttl: int = DEFAULT_PERSISTENT_TTL,
+        eviction_delay: int = DEFAULT_EVICTION_DELAY,
         max_events_limit: int = MAX_EVENTS_LIMIT,
     ) -> None:
         """`max_events_limit`: the largest getEvents page this provider serves (real RPC: 10,000;
@@ -209,14 +243,18 @@ class DevnetLedger:
             raise ValueError("ledger_close_seconds must be > 0; use math.inf to close ledgers only by hand")
         if not 1 <= start_ledger < _LEDGER_LIMIT:
             raise ValueError(f"start_ledger out of range: {start_ledger}")
-        if retention_window < 1:
-            raise ValueError(f"retention_window must be >= 1, got {retention_window}")
+        if retention_window < 1 or (ledger_retention_window is not None and ledger_retention_window < 1):
+            raise ValueError(f"retention windows must be >= 1, got {retention_window}/{ledger_retention_window}")
         self.lock = threading.RLock()
         self.network_passphrase = network_passphrase
         self.start_ledger = start_ledger
         self.ledger_close_seconds = ledger_close_seconds
         self.retention_window = retention_window
+        self.ledger_retention_window = ledger_retention_window or retention_window
         self.protocol_version = protocol_version
+        self.record_history = record_history
+        self.persistent_ttl = persistent_ttl
+        self.eviction_delay = eviction_delay
         self.max_events_limit = max_events_limit
         self._clock = clock
         self._created_at = clock()
@@ -226,7 +264,18 @@ class DevnetLedger:
         self._event_keys: list[tuple[int, int]] = []
         self._events: list[_Event] = []
         self._next_event_index: dict[int, int] = {}
+        self._history: dict[int, list[AppliedTransaction]] = {}
+        self._history_version: collections.Counter[int] = collections.Counter()
+        self._open: tuple[int, AppliedTransaction] | None = None
+        self._evictions: dict[int, set[str]] = collections.defaultdict(set)
+        # The hash chain starts below the oldest ledger any window can reach and grows as ledgers close.
+        self._chain_base = max(1, start_ledger - max(self.retention_window, self.ledger_retention_window))
+        self._chain: list[bytes] = []
+        self._meta_cache: dict[int, tuple[int, bytes, str]] = {}
+        """Per ledger: (history version, LedgerCloseMeta XDR, its base64), built once per change."""
         self.request_counts: collections.Counter[str] = collections.Counter()
+        self.ledgers_requested: collections.Counter[int] = collections.Counter()
+        """getLedgers requests by the first ledger they asked for."""
         self.bytes_sent = 0
         self._faults = FaultConfig()
         self._failure_rng = random.Random(0)
@@ -269,6 +318,10 @@ class DevnetLedger:
         """Oldest retained ledger, from one reading of the clock so a response stays consistent."""
         return max(1, latest - self.retention_window + 1)
 
+    def oldest_served_ledger(self, latest: int) -> int:
+        """The oldest ledger `getLedgers` serves (the ledger retention, within the hash chain)."""
+        return max(self._chain_base, latest - self.ledger_retention_window + 1)
+
     def close_ledger(self, n: int = 1) -> int:
         """Close `n` ledgers now and return the new latest ledger."""
         if n < 0:
@@ -281,9 +334,142 @@ class DevnetLedger:
         """Unix close time: `start_ledger` closed at creation, the others evenly spaced."""
         return math.floor(self._created_at + (seq - self.start_ledger) * self._close_spacing)
 
+    def ledger_closed_by(self, unix_seconds: float) -> int:
+        """The last ledger that closed at or before a moment (close times are evenly spaced)."""
+        return self.start_ledger + math.floor((unix_seconds - self._created_at) / self._close_spacing)
+
+    def _previous_hash(self, seq: int) -> bytes:
+        """The hash of ledger `seq - 1` (below the chain's base: a fixed genesis hash)."""
+        if seq - 1 < self._chain_base:
+            return hashlib.sha256(f"{self.network_passphrase}|genesis".encode()).digest()
+        return self._hash(seq - 1)
+
+    def _hash(self, seq: int) -> bytes:
+        if seq < self._chain_base:
+            raise ValueError(f"ledger {seq} is below the devnet's history (it starts at {self._chain_base})")
+        with self.lock:
+            chain = self._chain
+            if len(chain) <= seq - self._chain_base:
+                # One tight loop: the whole retention window's chain is built on the first request.
+                pack, sha256 = history.header_packer(self.protocol_version), hashlib.sha256
+                previous = chain[-1] if chain else self._previous_hash(self._chain_base)
+                spacing, created = self._close_spacing, self._created_at
+                for n in range(self._chain_base + len(chain), seq + 1):
+                    previous = sha256(pack(n, previous, max(0, math.floor(created + (n - self.start_ledger)
+                                                                          * spacing)))).digest()
+                    chain.append(previous)
+            return chain[seq - self._chain_base]
+
+    def ledger_header(self, seq: int, previous_hash: bytes | None = None) -> bytes:
+        """The ledger's `LedgerHeader` XDR (its previous hash from the chain unless given)."""
+        previous = self._previous_hash(seq) if previous_hash is None else previous_hash
+        return history.header_packer(self.protocol_version)(seq, previous, max(0, self.ledger_close_time(seq)))
+
     def ledger_hash(self, seq: int) -> str:
-        """Deterministic 64-hex stand-in for a ledger header hash."""
-        return hashlib.sha256(f"{self.network_passphrase}|ledger|{seq}".encode()).hexdigest()
+        """The ledger's hash: the SHA-256 of its header, which names the hash of the ledger before."""
+        return self._hash(seq).hex()
+
+    # -- history --------------------------------------------------------------
+
+    @property
+    def meta_version(self) -> int:
+        """LedgerCloseMeta v2 with TransactionMeta v4 from protocol 23; v1 with v3 before."""
+        return 2 if self.protocol_version >= 23 else 1
+
+    def _transactions(self, seq: int) -> list[AppliedTransaction]:
+        self._history_version[seq] += 1
+        return self._history.setdefault(seq, [])
+
+    def _tx(self, seq: int, tx_hash: str | None, tx_index: int | None) -> tuple[int, AppliedTransaction]:
+        """The transaction (1-based index, record) a write or event belongs to: the open one, the one
+        with this index or hash in the ledger, or a new one at the end."""
+        txs = self._transactions(seq)
+        if self._open is not None and self._open[0] == seq:
+            return next(i for i, t in enumerate(txs, start=1) if t is self._open[1]), self._open[1]
+        if tx_index is not None:
+            while len(txs) < tx_index:
+                txs.append(AppliedTransaction(tx_hash=hashlib.sha256(f"devnet-tx|{seq}|{len(txs) + 1}".encode())
+                                              .hexdigest()))
+            if tx_hash is not None and txs[tx_index - 1].tx_hash != tx_hash and not txs[tx_index - 1].operations:
+                txs[tx_index - 1].tx_hash = tx_hash
+            return tx_index, txs[tx_index - 1]
+        if tx_hash is not None:
+            for index, tx in enumerate(txs, start=1):
+                if tx.tx_hash == tx_hash:
+                    return index, tx
+        tx = AppliedTransaction(tx_hash=tx_hash or hashlib.sha256(f"devnet-tx|{seq}|{len(txs) + 1}".encode())
+                                .hexdigest())
+        txs.append(tx)
+        return len(txs), tx
+
+    @contextlib.contextmanager
+    def transaction(self, *, ledger: int | None = None, tx_hash: str | None = None, successful: bool = True,
+                    contract_id: str | None = None) -> Iterator[AppliedTransaction]:
+        """Group the writes and events made inside into one transaction of `ledger` (the latest by
+        default): entries written inside are last modified in that ledger."""
+        with self.lock:
+            seq = self.latest_ledger if ledger is None else ledger
+            if not self.record_history:  # bulk seeding: state and events only
+                tx = AppliedTransaction(tx_hash=tx_hash or "")
+                previous, self._open = self._open, (seq, tx)
+                try:
+                    yield tx
+                finally:
+                    self._open = previous
+                return
+            _, tx = self._tx(seq, tx_hash, None)
+            tx.successful = successful
+            if contract_id is not None:
+                tx.operation(0).contract = StrKey.decode_contract(contract_id)
+            previous, self._open = self._open, (seq, tx)
+            try:
+                yield tx
+            finally:
+                self._open = previous
+                self._history_version[seq] += 1
+
+    def record_raw_transaction(self, seq: int, tx_hash: str, envelope: bytes, result: bytes, meta: bytes) -> None:
+        """A transaction given as its XDR (traffic the devnet did not apply itself, e.g. a benchmark's
+        public-network-shaped ledgers): served in its ledger's metadata, not applied to the state."""
+        with self.lock:
+            self._transactions(seq).append(AppliedTransaction(tx_hash=tx_hash, raw=(envelope, result, meta)))
+
+    def transaction_index(self, seq: int, tx: AppliedTransaction) -> int:
+        """The 1-based position of a transaction in its ledger (its application order)."""
+        with self.lock:
+            return next(i for i, t in enumerate(self._history.get(seq, []), start=1) if t is tx)
+
+    def transactions_in(self, seq: int) -> list[AppliedTransaction]:
+        with self.lock:
+            return list(self._history.get(seq, []))
+
+    def ledger_close_meta(self, seq: int) -> bytes:
+        """The ledger's `LedgerCloseMeta` XDR (built once per change of its history)."""
+        return self._cached_meta(seq)[1]
+
+    def ledger_close_meta_b64(self, seq: int) -> str:
+        """The same, base64-encoded as getLedgers serves it (encoded once)."""
+        return self._cached_meta(seq)[2]
+
+    def _cached_meta(self, seq: int) -> tuple[int, bytes, str]:
+        with self.lock:
+            version = self._history_version[seq]
+            cached = self._meta_cache.get(seq)
+            if cached is not None and cached[0] == version:
+                return cached
+            transactions = []
+            for tx in self._history.get(seq, []):
+                envelope, result, meta = history.transaction_parts(tx, seq, 4 if self.meta_version == 2 else 3)
+                transactions.append((tx.tx_hash, envelope, result, meta))
+            evicted = [history.unb64(k) for k in sorted(self._evictions.get(seq, ()))
+                       if self._is_evicted_at(k, seq)]
+            evicted += [history.ttl_key(k) for k in evicted]
+            meta_bytes = history.ledger_close_meta(
+                self.meta_version, self._hash(seq), self.ledger_header(seq), self._previous_hash(seq), transactions,
+                evicted)
+            built = (version, meta_bytes, history.b64(meta_bytes))
+            self._meta_cache[seq] = built
+            return built
 
     # -- ledger entries -----------------------------------------------------
 
@@ -293,7 +479,7 @@ class DevnetLedger:
         data: xdr.LedgerEntryData,
         *,
         last_modified: int | None = None,
-        live_until: int | None = None,
+        live_until: Any = _DEFAULT,
     ) -> None:
         """Create or replace an entry; `last_modified` defaults to the latest ledger."""
         self.put_raw_entry(key.to_xdr(), data.to_xdr(), last_modified=last_modified, live_until=live_until)
@@ -304,18 +490,65 @@ class DevnetLedger:
         data_b64: str,
         *,
         last_modified: int | None = None,
-        live_until: int | None = None,
+        live_until: Any = _DEFAULT,
+        tx_hash: str | None = None,
     ) -> None:
-        """Store already-encoded XDR unchecked, so bulk seeders skip re-encoding and
-        tests can seed payloads that do not decode."""
+        """Store already-encoded XDR unchecked, so bulk seeders skip re-encoding and tests can seed
+        payloads that do not decode. The write is a transaction of its ledger (the open one inside
+        `transaction`). A contract-data entry keeps its TTL, or gets the persistent default when new;
+        `live_until=None` stores none."""
         with self.lock:
-            modified = self.latest_ledger if last_modified is None else last_modified
+            if self._open is not None and last_modified is None:
+                modified = self._open[0]
+            else:
+                modified = self.latest_ledger if last_modified is None else last_modified
+            before = self._entries.get(key_b64)
+            if live_until is _DEFAULT:
+                if before is not None and before[2] is not None:
+                    live_until = before[2]
+                elif history.is_contract_data(history.unb64(key_b64)):
+                    live_until = modified + self.persistent_ttl
+                else:
+                    live_until = None
             self._entries[key_b64] = (data_b64, modified, live_until)
+            self._schedule_eviction(key_b64, before[2] if before is not None else None, live_until)
+            if self.record_history:
+                _, tx = self._tx(modified, tx_hash, None)
+                raw_key = history.unb64(key_b64)
+                tx.write(raw_key, history.unb64(data_b64), modified,
+                         None if before is None else (history.unb64(before[0]), before[1]), live_until,
+                         None if before is None else before[2])
+                if tx.operation(0).contract is None and history.is_contract_data(raw_key) and raw_key[4:8] == b"\0\0\0\1":
+                    tx.operation(0).contract = raw_key[8:40]
 
     def remove_entry(self, key_b64: str) -> bool:
         """Delete an entry; returns whether it existed."""
         with self.lock:
-            return self._entries.pop(key_b64, None) is not None
+            before = self._entries.pop(key_b64, None)
+            if before is None:
+                return False
+            self._schedule_eviction(key_b64, before[2], None)
+            if self.record_history:
+                _, tx = self._tx(self._open[0] if self._open is not None else self.latest_ledger, None, None)
+                tx.remove(history.unb64(key_b64), (history.unb64(before[0]), before[1]), before[2] is not None)
+            return True
+
+    def extend_ttl(self, key_b64: str, live_until: int) -> None:
+        """Extend (or set) an entry's TTL in a transaction of the latest ledger; a restore when the
+        entry was archived."""
+        with self.lock:
+            data_b64, last_modified, old = self._entries[key_b64]
+            seq = self._open[0] if self._open is not None else self.latest_ledger
+            archived = old is not None and self._is_evicted(old, seq)
+            self._entries[key_b64] = (data_b64, seq if archived else last_modified, live_until)
+            self._schedule_eviction(key_b64, old, live_until)
+            if self.record_history:
+                _, tx = self._tx(seq, None, None)
+                raw_key = history.unb64(key_b64)
+                if archived:
+                    tx.restore(raw_key, history.unb64(data_b64), seq, live_until)
+                else:
+                    tx.extend(raw_key, seq, old, live_until)
 
     def get_entry(self, key_b64: str) -> EntryRecord | None:
         with self.lock:
@@ -325,6 +558,21 @@ class DevnetLedger:
     def entry_count(self) -> int:
         with self.lock:
             return len(self._entries)
+
+    def _is_evicted(self, live_until: int, latest: int) -> bool:
+        """An expired entry is evicted to the archive `eviction_delay` ledgers after its TTL ran out."""
+        return latest > live_until + self.eviction_delay
+
+    def _is_evicted_at(self, key_b64: str, seq: int) -> bool:
+        record = self._entries.get(key_b64)
+        return record is not None and record[2] is not None and record[2] + self.eviction_delay + 1 == seq
+
+    def _schedule_eviction(self, key_b64: str, old: int | None, new: int | None) -> None:
+        if old is not None:
+            self._evictions[old + self.eviction_delay + 1].discard(key_b64)
+        if new is not None and history.is_contract_data(history.unb64(key_b64)):
+            self._evictions[new + self.eviction_delay + 1].add(key_b64)
+            self._history_version[new + self.eviction_delay + 1] += 1
 
     # -- events -------------------------------------------------------------
 
@@ -336,31 +584,46 @@ class DevnetLedger:
         value: xdr.SCVal,
         ledger: int | None = None,
         tx_hash: str | None = None,
-        tx_index: int = 1,
+        tx_index: int | None = None,
         op_index: int = 0,
     ) -> str:
-        """Record a contract event (in the latest ledger by default) and return its id."""
+        """Record a contract event (in the latest ledger by default) and return its id.
+
+        It belongs to the open transaction, the ledger's transaction at `tx_index` (1-based; 0 is
+        an event of the ledger itself, before every transaction, kept out of its history), the one
+        with `tx_hash`, or, with neither, the ledger's first transaction. Its position gives the
+        event its id, as the RPC's TOID does.
+        """
         if not StrKey.is_valid_contract(contract_id):
             raise ValueError(f"not a contract id: {contract_id!r}")
-        if not 0 <= tx_index < _TX_INDEX_LIMIT or not 0 <= op_index < _OP_INDEX_LIMIT:
+        if (tx_index is not None and not 0 <= tx_index < _TX_INDEX_LIMIT) or not 0 <= op_index < _OP_INDEX_LIMIT:
             raise ValueError(f"tx_index/op_index out of range: {tx_index}/{op_index}")
         with self.lock:
             seq = self.latest_ledger if ledger is None else ledger
             if not 1 <= seq < _LEDGER_LIMIT:
                 raise ValueError(f"ledger out of range: {seq}")
-            event_toid = toid(seq, tx_index, op_index)
-            index = self._next_event_index.get(event_toid, 0)
-            self._next_event_index[event_toid] = index + 1
-            event = _Event(
-                toid=event_toid,
-                index=index,
-                contract_id=contract_id,
-                topic=tuple(segment.to_xdr() for segment in topic),
-                value=value.to_xdr(),
-                tx_hash=tx_hash or hashlib.sha256(f"devnet-tx|{seq}|{tx_index}".encode()).hexdigest(),
-            )
-            position = bisect.bisect_left(self._event_keys, (event_toid, index))
-            self._event_keys.insert(position, (event_toid, index))
+            if tx_index == 0 or not self.record_history:
+                index, tx = (1 if tx_index is None else tx_index), None
+            else:
+                opened = self._open is not None and self._open[0] == seq
+                index, tx = self._tx(seq, tx_hash, 1 if tx_index is None and tx_hash is None and not opened
+                                     else tx_index)
+            event_toid = toid(seq, index, op_index)
+            event_index = self._next_event_index.get(event_toid, 0)
+            self._next_event_index[event_toid] = event_index + 1
+            topics = tuple(segment.to_xdr() for segment in topic)
+            hash_ = tx.tx_hash if tx is not None else (
+                tx_hash or hashlib.sha256(f"devnet-tx|{seq}|0".encode()).hexdigest())
+            event = _Event(toid=event_toid, index=event_index, contract_id=contract_id, topic=topics,
+                           value=value.to_xdr(), tx_hash=hash_)
+            if tx is not None and tx.raw is None:
+                op = tx.operation(op_index)
+                contract_raw = StrKey.decode_contract(contract_id)
+                op.contract = op.contract or contract_raw
+                op.events.append(history.contract_event(contract_raw, [history.unb64(t) for t in topics],
+                                                        history.unb64(event.value)))
+            position = bisect.bisect_left(self._event_keys, (event_toid, event_index))
+            self._event_keys.insert(position, (event_toid, event_index))
             self._events.insert(position, event)
             return event.id
 
@@ -382,6 +645,7 @@ class DevnetLedger:
     def reset_counters(self) -> None:
         with self.lock:
             self.request_counts.clear()
+            self.ledgers_requested.clear()
             self.bytes_sent = 0
 
     @property
@@ -446,62 +710,15 @@ class DevnetLedger:
     def _rpc_get_network(self, _params: Any) -> dict[str, Any]:
         return {"passphrase": self.network_passphrase, "protocolVersion": self.protocol_version}
 
-    def _ledger_header(self, seq: int) -> xdr.LedgerHeader:
-        """A real (synthetic) LedgerHeader so headerXdr decodes like the network's."""
-
-        def h(label: str) -> xdr.Hash:
-            return xdr.Hash(hashlib.sha256(f"{label}|{seq}".encode()).digest())
-
-        return xdr.LedgerHeader(
-            ledger_version=xdr.Uint32(self.protocol_version),
-            previous_ledger_hash=xdr.Hash(bytes.fromhex(self.ledger_hash(seq - 1))),
-            scp_value=xdr.StellarValue(
-                tx_set_hash=h("tx-set"),
-                close_time=xdr.TimePoint(xdr.Uint64(max(0, self.ledger_close_time(seq)))),
-                upgrades=[],
-                ext=xdr.StellarValueExt(xdr.StellarValueType.STELLAR_VALUE_BASIC),
-            ),
-            tx_set_result_hash=h("tx-set-result"),
-            bucket_list_hash=h("bucket-list"),
-            ledger_seq=xdr.Uint32(seq),
-            total_coins=xdr.Int64(10**18),
-            fee_pool=xdr.Int64(0),
-            inflation_seq=xdr.Uint32(0),
-            id_pool=xdr.Uint64(0),
-            base_fee=xdr.Uint32(100),
-            base_reserve=xdr.Uint32(5_000_000),
-            max_tx_set_size=xdr.Uint32(100),
-            skip_list=[xdr.Hash(bytes(32)) for _ in range(4)],
-            ext=xdr.LedgerHeaderExt(0),
-        )
-
     def _rpc_get_latest_ledger(self, _params: Any) -> dict[str, Any]:
         seq = self.latest_ledger
-        header = self._ledger_header(seq)
-        ledger_hash = self.ledger_hash(seq)
-        # metadataXdr is a real LedgerCloseMeta, version 0 with an empty
-        # transaction set (the network sends v1/v2, which carry the same header).
-        meta = xdr.LedgerCloseMeta(
-            v=0,
-            v0=xdr.LedgerCloseMetaV0(
-                ledger_header=xdr.LedgerHeaderHistoryEntry(
-                    hash=xdr.Hash(bytes.fromhex(ledger_hash)),
-                    header=header,
-                    ext=xdr.LedgerHeaderHistoryEntryExt(0),
-                ),
-                tx_set=xdr.TransactionSet(previous_ledger_hash=header.previous_ledger_hash, txs=[]),
-                tx_processing=[],
-                upgrades_processing=[],
-                scp_info=[],
-            ),
-        )
         return {
-            "id": ledger_hash,
+            "id": self.ledger_hash(seq),
             "protocolVersion": self.protocol_version,
             "sequence": seq,
             "closeTime": str(self.ledger_close_time(seq)),
-            "headerXdr": header.to_xdr(),
-            "metadataXdr": meta.to_xdr(),
+            "headerXdr": history.b64(self.ledger_header(seq)),
+            "metadataXdr": history.b64(self.ledger_close_meta(seq)),
         }
 
     def _rpc_get_ledger_entries(self, params: Any) -> dict[str, Any]:
@@ -515,6 +732,7 @@ class DevnetLedger:
         for i, key in enumerate(keys):
             _check_ledger_key(key, i, stored=isinstance(key, str) and key in self._entries)
         entries: list[dict[str, Any]] = []
+        latest = self.latest_ledger
         for key in keys:
             record = self._entries.get(key)
             if record is None:
@@ -522,9 +740,10 @@ class DevnetLedger:
             data_b64, last_modified, live_until = record
             entry: dict[str, Any] = {"key": key, "xdr": data_b64, "lastModifiedLedgerSeq": last_modified}
             if live_until is not None:
-                entry["liveUntilLedgerSeq"] = live_until
+                # An archived entry comes from the hot archive, whose TTL core does not keep: 0.
+                entry["liveUntilLedgerSeq"] = 0 if self._is_evicted(live_until, latest) else live_until
             entries.append(entry)
-        return {"entries": entries, "latestLedger": self.latest_ledger}
+        return {"entries": entries, "latestLedger": latest}
 
     def _rpc_get_events(self, params: Any) -> dict[str, Any]:
         if params is None:

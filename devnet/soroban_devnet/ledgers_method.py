@@ -1,18 +1,25 @@
 """`getLedgers` for the devnet, as stellar-rpc serves it.
 
-The lending event indexer maps a UTC day to its ledgers by close time; on a
-real network that is `getLedgers`. Response shape: `ledgers[{hash, sequence,
+Each ledger comes with its real `LedgerCloseMeta` (`DevnetLedger.ledger_close_meta`):
+its transactions' results, entry changes and events, and a header whose hash
+chain links it to the ledger before. Response shape: `ledgers[{hash, sequence,
 ledgerCloseTime (string), headerXdr (LedgerHeaderHistoryEntry), metadataXdr
 (LedgerCloseMeta)}]`, `latestLedger`, `latestLedgerCloseTime`, `oldestLedger`,
 `oldestLedgerCloseTime`, `cursor` (the last sequence returned, as a string).
+
+As an RPC serving ledgers from a data store does, it serves ledgers back to
+`ledger_retention_window` while reporting its local window as `oldestLedger`.
+The faults `broken_ledgers` (a forged `previousLedgerHash`), `missing_ledgers`
+(left out of the page) and `garbled_ledgers` (metadata cut short) stand for a
+corrupt or incomplete data store.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from stellar_sdk import xdr
-
+from soroban_devnet import history
 from soroban_devnet.ledger import INVALID_PARAMS, INVALID_REQUEST, DevnetLedger, RpcError
 
 DEFAULT_LEDGERS_LIMIT = 50
@@ -26,27 +33,26 @@ def _uint(value: Any, name: str) -> int:
 
 
 def _ledger_info(ledger: DevnetLedger, sequence: int) -> dict[str, Any]:
-    # The same synthetic header getLatestLedger serves, so both methods agree on every ledger.
-    header = ledger._ledger_header(sequence)  # noqa: SLF001 - the devnet's own header builder
-    entry = xdr.LedgerHeaderHistoryEntry(
-        hash=xdr.Hash(bytes.fromhex(ledger.ledger_hash(sequence))), header=header, ext=xdr.LedgerHeaderHistoryEntryExt(0)
-    )
-    meta = xdr.LedgerCloseMeta(
-        v=0,
-        v0=xdr.LedgerCloseMetaV0(
-            ledger_header=entry,
-            tx_set=xdr.TransactionSet(previous_ledger_hash=header.previous_ledger_hash, txs=[]),
-            tx_processing=[],
-            upgrades_processing=[],
-            scp_info=[],
-        ),
-    )
+    faults = ledger.faults
+    if sequence in faults.broken_ledgers:
+        forged = hashlib.sha256(b"forged|" + str(sequence).encode()).digest()
+        header = ledger.ledger_header(sequence, previous_hash=forged)
+        ledger_hash = hashlib.sha256(header).digest()
+        metadata = history.b64(history.ledger_close_meta(ledger.meta_version, ledger_hash, header, forged, [], []))
+    else:
+        header = ledger.ledger_header(sequence)
+        ledger_hash = bytes.fromhex(ledger.ledger_hash(sequence))
+        if sequence in faults.garbled_ledgers:
+            full = ledger.ledger_close_meta(sequence)
+            metadata = history.b64(full[: len(full) // 2])
+        else:
+            metadata = ledger.ledger_close_meta_b64(sequence)
     return {
-        "hash": ledger.ledger_hash(sequence),
+        "hash": ledger_hash.hex(),
         "sequence": sequence,
         "ledgerCloseTime": str(ledger.ledger_close_time(sequence)),
-        "headerXdr": entry.to_xdr(),
-        "metadataXdr": meta.to_xdr(),
+        "headerXdr": history.b64(ledger_hash + header + b"\0\0\0\0"),
+        "metadataXdr": metadata,
     }
 
 
@@ -64,7 +70,8 @@ def get_ledgers(ledger: DevnetLedger, params: Any) -> dict[str, Any]:
         raise RpcError(INVALID_PARAMS, f"limit must be between 1 and {MAX_LEDGERS_LIMIT}")
     cursor, start = pagination.get("cursor"), params.get("startLedger")
     latest = ledger.latest_ledger
-    oldest = max(1, latest - ledger.retention_window + 1)
+    oldest = ledger.oldest_ledger
+    served = ledger.oldest_served_ledger(latest)
     if cursor is not None:
         if start:
             raise RpcError(INVALID_PARAMS, "startLedger and cursor cannot both be set")
@@ -74,21 +81,24 @@ def get_ledgers(ledger: DevnetLedger, params: Any) -> dict[str, Any]:
             raise RpcError(INVALID_PARAMS, f"invalid cursor {cursor!r}") from exc
     else:
         first = _uint(start, "startLedger") if start is not None else 0
-        if not oldest <= first <= latest:
+        if not served <= first <= latest:
             raise RpcError(
                 INVALID_REQUEST,
-                f"start ledger must be between the oldest ledger: {oldest} and the latest ledger: {latest} "
+                f"start ledger must be between the oldest ledger: {served} and the latest ledger: {latest} "
                 "for this rpc instance.",
             )
+    ledger.ledgers_requested[first] += 1
     last = min(first + limit - 1, latest)
-    ledgers = [_ledger_info(ledger, sequence) for sequence in range(max(first, oldest), last + 1)]
+    missing = ledger.faults.missing_ledgers
+    ledgers = [_ledger_info(ledger, sequence) for sequence in range(max(first, served), last + 1)
+               if sequence not in missing]
     return {
         "ledgers": ledgers,
         "latestLedger": latest,
         "latestLedgerCloseTime": str(ledger.ledger_close_time(latest)),
         "oldestLedger": oldest,
         "oldestLedgerCloseTime": str(ledger.ledger_close_time(oldest)),
-        "cursor": str(ledgers[-1]["sequence"]) if ledgers else str(first - 1),
+        "cursor": str(last) if last >= first else str(first - 1),
     }
 
 

@@ -73,7 +73,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.send_error(400, "invalid Content-Length")
             return
         response = handle_jsonrpc(self.server.ledger, self.rfile.read(length))
-        payload = json.dumps(response, separators=(",", ":")).encode()
+        payload = json.dumps(response, separators=(",", ":"), allow_nan=False).encode()
         self.server.ledger.record_response_bytes(len(payload))
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -155,7 +155,6 @@ class StreakContract:
         self.oracle = oracle
         self.wasm_hash = hashlib.sha256(f"streaks-wasm:{contract_id}".encode()).digest()
         self._pending: list[_Pending] = []
-        self._applied_in_ledger: dict[int, int] = {}
 
     # -- state ---------------------------------------------------------------
 
@@ -411,26 +410,29 @@ class StreakContract:
             return len(due)
 
     def _apply(self, pending: _Pending, ledger_seq: int) -> None:
-        tx = pending.envelope.transaction
-        index = self._applied_in_ledger.get(ledger_seq, 0) + 1
-        self._applied_in_ledger[ledger_seq] = index
-        assert tx.soroban_data is not None
-        fee = min(tx.fee, BASE_FEE + tx.soroban_data.resource_fee.int64)
+        """Apply a transaction as one transaction of the ledger's history, with its real XDR."""
+        with self.ledger.transaction(ledger=ledger_seq, tx_hash=pending.tx_hash,
+                                     contract_id=self.contract_id) as applied:
+            tx = pending.envelope.transaction
+            index = self.ledger.transaction_index(ledger_seq, applied)
+            assert tx.soroban_data is not None
+            fee = min(tx.fee, BASE_FEE + tx.soroban_data.resource_fee.int64)
 
-        account_before = self._ledger_entry(account_key(pending.source))
-        account = account_before.data.account
-        updated_account = account_entry(pending.source, account.balance.int64 - fee, tx.sequence)
-        self.ledger.put_raw_entry(account_key(pending.source), updated_account.to_xdr(), last_modified=ledger_seq)
-        fee_changes = xdr.LedgerEntryChanges([
-            _change(xdr.LedgerEntryChangeType.LEDGER_ENTRY_STATE, account_before),
-            _change(xdr.LedgerEntryChangeType.LEDGER_ENTRY_UPDATED, _entry(ledger_seq, updated_account)),
-        ])
-        try:
-            changes, event = self._execute(pending, ledger_seq, index)
-        except InvocationError as failure:
-            self._record(pending, ledger_seq, fee, fee_changes, failure=failure)
-            return
-        self._record(pending, ledger_seq, fee, fee_changes, changes=changes, event=event)
+            account_before = self._ledger_entry(account_key(pending.source))
+            account = account_before.data.account
+            updated_account = account_entry(pending.source, account.balance.int64 - fee, tx.sequence)
+            self.ledger.put_raw_entry(account_key(pending.source), updated_account.to_xdr(), last_modified=ledger_seq)
+            fee_changes = xdr.LedgerEntryChanges([
+                _change(xdr.LedgerEntryChangeType.LEDGER_ENTRY_STATE, account_before),
+                _change(xdr.LedgerEntryChangeType.LEDGER_ENTRY_UPDATED, _entry(ledger_seq, updated_account)),
+            ])
+            try:
+                changes, event = self._execute(pending, ledger_seq, index)
+            except InvocationError as failure:
+                applied.raw = self._record(pending, ledger_seq, index, fee, fee_changes, failure=failure)
+                applied.successful = False
+                return
+            applied.raw = self._record(pending, ledger_seq, index, fee, fee_changes, changes=changes, event=event)
 
     def _execute(
         self, pending: _Pending, ledger_seq: int, tx_index: int
@@ -487,13 +489,15 @@ class StreakContract:
         self,
         pending: _Pending,
         ledger_seq: int,
+        index: int,
         fee: int,
         fee_changes: xdr.LedgerEntryChanges,
         *,
         changes: xdr.LedgerEntryChanges | None = None,
         event: xdr.ContractEvent | None = None,
         failure: InvocationError | None = None,
-    ) -> None:
+    ) -> tuple[bytes, bytes, bytes]:
+        """Store the outcome for getTransaction; returns (envelope, result, meta) for the ledger's history."""
         succeeded = failure is None
         if succeeded:
             assert event is not None
@@ -547,9 +551,10 @@ class StreakContract:
                 envelope_xdr=pending.envelope_xdr,
                 result_xdr=result.to_xdr(),
                 result_meta_xdr=meta.to_xdr(),
-                application_order=self._applied_in_ledger[ledger_seq],
+                application_order=index,
             )
         )
+        return pending.envelope.to_xdr_object().to_xdr_bytes(), result.to_xdr_bytes(), meta.to_xdr_bytes()
 
 
 def _entry(last_modified: int, data: xdr.LedgerEntryData) -> xdr.LedgerEntry:

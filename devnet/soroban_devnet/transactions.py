@@ -59,8 +59,11 @@ class TransactionStore:
             self._records[record.tx_hash] = record
 
     def record_status(self, tx_hash: str, status: str, ledger: int | None = None) -> None:
-        """Record an app-submitted transaction by its final status (seeding)."""
+        """Record an app-submitted transaction by its final status (seeding); it is part of its
+        ledger's history too."""
         included_at = self.ledger.latest_ledger if ledger is None else ledger
+        with self.ledger.transaction(ledger=included_at, tx_hash=tx_hash, successful=status == SUCCESS):
+            pass
         self.record(
             TransactionRecord(
                 tx_hash=tx_hash,

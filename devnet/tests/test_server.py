@@ -9,6 +9,7 @@ where the wire type itself is the point.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Iterator
@@ -25,7 +26,14 @@ from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.exceptions import SorobanRpcErrorResponse
 from stellar_sdk.soroban_rpc import EventFilter, EventFilterType
 
-from soroban_devnet.ledger import LEDGER_SCAN_LIMIT, STANDALONE_PASSPHRASE, DevnetLedger, FaultConfig, parse_event_id
+from soroban_devnet.ledger import (
+    DEFAULT_PERSISTENT_TTL,
+    LEDGER_SCAN_LIMIT,
+    STANDALONE_PASSPHRASE,
+    DevnetLedger,
+    FaultConfig,
+    parse_event_id,
+)
 from soroban_devnet.server import DevnetServer
 
 START = 2_000_000
@@ -142,7 +150,8 @@ def test_health_network_and_latest_ledger_parse(ledger: DevnetLedger, rpc: Sorob
     header = xdr.LedgerHeader.from_xdr(latest.header_xdr)
     assert (header.ledger_seq.uint32, header.scp_value.close_time.time_point.uint64) == (START + 4, latest.close_time)
     meta = xdr.LedgerCloseMeta.from_xdr(latest.metadata_xdr)
-    assert meta.v0 is not None and meta.v0.ledger_header.hash.hash.hex() == latest.id
+    assert meta.v2 is not None and meta.v2.ledger_header.hash.hash.hex() == latest.id
+    assert hashlib.sha256(header.to_xdr_bytes()).hexdigest() == latest.id
 
 
 def test_int64_fields_are_json_strings_and_ledgers_numbers(ledger: DevnetLedger, devnet: DevnetServer) -> None:
@@ -168,7 +177,8 @@ def test_stream_entry_round_trips_and_missing_keys_are_absent(ledger: DevnetLedg
     assert [e.key for e in response.entries] == [stream_key(7).to_xdr(), stream_key(8).to_xdr()]
     first, second = response.entries
     assert (first.last_modified_ledger, first.live_until_ledger) == (START - 3, START + 500)
-    assert (second.last_modified_ledger, second.live_until_ledger) == (START, None)
+    # A new persistent entry gets the devnet's default TTL, as every contract-data entry has one.
+    assert (second.last_modified_ledger, second.live_until_ledger) == (START, START + DEFAULT_PERSISTENT_TTL)
     data = xdr.LedgerEntryData.from_xdr(first.xdr)
     assert data == stream_entry(7, 1_000, 250)
     assert data.contract_data is not None

@@ -28,6 +28,8 @@ class Discrepancy(BaseModel):
     field: str = Field(description="The field that differs; * for the whole entity.")
     drift_class: str
     severity: str
+    status: str = Field(description="drift, or in_flight: one side was written between the two snapshots; "
+                                    "the next run checks it again, and it opens no incident unless it persists.")
     db_value: str | None = Field(description="The database's value, canonical text.")
     chain_value: str | None = Field(description="The chain's value, canonical text.")
     delta: str | None = Field(description="Chain minus database, an exact integer, for compared integers.")
@@ -121,7 +123,7 @@ class RunDomain(BaseModel):
     domain: str
     job_name: str | None
     partition_key: str | None
-    status: str = Field(description="running, succeeded, partial or failed (recon.runs).")
+    status: str = Field(description="running, succeeded, partial, recomputed or failed (recon.runs).")
     dry_run: bool
     started_at: datetime
     finished_at: datetime | None
@@ -130,6 +132,7 @@ class RunDomain(BaseModel):
     entities_checked: int
     entities_unchecked: int
     finding_counts: dict[str, int]
+    in_flight: int = Field(description="Findings in flight (not in finding_counts).")
     repairs_planned: int
     repairs_applied: int
     repairs_skipped: int

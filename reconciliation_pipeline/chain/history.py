@@ -26,6 +26,8 @@ from stellar_sdk.exceptions import BaseRequestError, SorobanRpcErrorResponse
 from stellar_sdk.soroban_rpc import GetLedgersResponse
 
 from reconciliation_pipeline.chain.reader import ChainReader, RetentionWindowError, RpcReadError
+from reconciliation_pipeline.chain.replay import fetch_page
+from reconciliation_pipeline.chain.rpc_client import ResponseTooLargeError
 
 T = TypeVar("T")
 _NOT_RETRYABLE = (-32600, -32601, -32602)
@@ -39,6 +41,8 @@ def call_with_retries(reader: ChainReader, what: str, call: Callable[[], T]) -> 
     for attempt in range(1, settings.max_attempts + 1):
         try:
             return call()
+        except ResponseTooLargeError as error:  # the same request would be as large again
+            raise RpcReadError(f"{what} failed: {error}") from error
         except (SorobanRpcErrorResponse, BaseRequestError, requests.RequestException, ValueError) as error:
             permanent = isinstance(error, SorobanRpcErrorResponse) and error.code in _NOT_RETRYABLE
             if permanent or attempt == settings.max_attempts:
@@ -91,9 +95,7 @@ class _LedgerClock:
             raise RpcReadError(f"mapping a time to its ledger took more than {SEARCH_TIME_LIMIT_S:.0f} s "
                                f"({self.requests} getLedgers requests); the RPC is too slow to search")
         self.requests += 1
-        page = call_with_retries(
-            self.reader, "getLedgers", lambda: self.reader.server.get_ledgers(start_ledger=sequence, limit=1)
-        )
+        page = fetch_page(self.reader, sequence, 1)
         for info in page.ledgers:
             self._seen[info.sequence] = info.ledger_close_time
         return page
@@ -134,29 +136,57 @@ class _LedgerClock:
         return min(max(first + round(share * (last - first)), low), high)
 
 
+SECONDS_PER_LEDGER = 5
+"""For the first guess of how far back a moment is; the search itself reads close times."""
+_PROBES = 6
+
+
+def _served_before(clock: _LedgerClock, start_s: int, oldest: int, oldest_close: int, start: datetime,
+                   end: datetime) -> int:
+    """A ledger closed at or before `start_s` that getLedgers serves although it is older than the
+    RPC's own window (a data-store-backed RPC does): found by probing back from `oldest`."""
+    gap = max(1, -(-(oldest_close - start_s) // SECONDS_PER_LEDGER))
+    for _ in range(_PROBES):
+        candidate = max(1, oldest - gap - gap // 4)
+        try:
+            if clock.close_time(candidate) <= start_s or candidate == 1:
+                return candidate
+        except RetentionWindowError as refused:
+            raise RetentionWindowError(
+                f"cannot index {start.isoformat()} to {end.isoformat()}: it starts before the RPC's retention "
+                f"window and before what getLedgers serves. The oldest ledger available is {oldest} (closed "
+                f"{_iso(oldest_close)}) for getEvents, and {refused}; use an RPC with longer retention or one "
+                "serving ledgers from a data store (an archive provider) to replay this window"
+            ) from refused
+        gap *= 2
+    raise RetentionWindowError(f"cannot find a ledger closed before {start.isoformat()} below ledger {oldest}")
+
+
 def ledger_window(reader: ChainReader, start: datetime, end: datetime) -> tuple[LedgerWindow, int]:
     """The ledgers that closed in `[start, end)`, found by binary search over close times.
 
-    A window that starts before the RPC's oldest retained ledger is refused with
-    `RetentionWindowError` naming that ledger: its events can no longer be read
-    completely, and an empty answer would look like a quiet day. Returns the
-    window and how many getLedgers requests the search took.
+    A window that starts before the RPC's own retention is searched in the ledgers getLedgers
+    serves beyond it (an RPC backed by a ledger data store serves all of history); one that starts
+    before those too is refused with `RetentionWindowError` naming both: its events can no longer
+    be read completely, and an empty answer would look like a quiet day. Returns the window and
+    how many getLedgers requests the search took.
     """
     clock = _LedgerClock(reader)
     oldest, oldest_close, latest, latest_close = clock.bounds()
     start_s, end_s = int(start.timestamp()), int(end.timestamp())
-    if start_s < oldest_close:
-        raise RetentionWindowError(
-            f"cannot index {start.isoformat()} to {end.isoformat()}: it starts before the RPC's retention window. "
-            f"The oldest ledger available is {oldest} (closed {_iso(oldest_close)}); "
-            f"use an RPC with longer retention (or an archive) to replay this window"
-        )
-    first = clock.first_closing_at_or_after(start_s, oldest, latest)
+    low = oldest if start_s >= oldest_close else _served_before(clock, start_s, oldest, oldest_close, start, end)
+    first = clock.first_closing_at_or_after(start_s, low, latest)
     stop = clock.first_closing_at_or_after(end_s, first, latest)
     window = LedgerWindow(
         start_ledger=first, end_ledger=stop, oldest_ledger=oldest, latest_ledger=latest, complete=end_s <= latest_close
     )
     return window, clock.requests
+
+
+def events_window(reader: ChainReader) -> tuple[int, int]:
+    """(oldest ledger, its close time) of the RPC's own window, the one getEvents serves."""
+    oldest, oldest_close, _, _ = _LedgerClock(reader).bounds()
+    return oldest, oldest_close
 
 
 def ledger_at_or_after(reader: ChainReader, moment: datetime) -> int:

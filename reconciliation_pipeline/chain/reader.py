@@ -302,13 +302,7 @@ class ChainReader:
         raises `RetentionWindowError` naming the oldest ledger available.
         Returns the events and the latest ledger the RPC reported.
         """
-        filters = [
-            EventFilter(
-                event_type=EventFilterType.CONTRACT,
-                contract_ids=list(contract_ids),
-                topics=[list(t) for t in topics] if topics else None,
-            )
-        ]
+        filters = contract_event_filters(contract_ids, topics)
         oldest, latest = self.event_window(filters)
         start = oldest if start_ledger is None else start_ledger
         if start < oldest or start > latest:
@@ -338,6 +332,12 @@ class ChainReader:
                 break
             cursor = page.cursor
         return events, latest
+
+
+def contract_event_filters(contract_ids: Sequence[str], topics: Sequence[Sequence[str]] | None) -> list[EventFilter]:
+    """The one getEvents filter for the contracts' events (topics as `scval_topic` segments)."""
+    return [EventFilter(event_type=EventFilterType.CONTRACT, contract_ids=list(contract_ids),
+                        topics=[list(t) for t in topics] if topics else None)]
 
 
 def scval_topic(value: xdr.SCVal) -> str:

@@ -1,4 +1,4 @@
-"""The HTTP client under the SDK's `SorobanServer`: bounded responses, matched JSON-RPC ids.
+"""The HTTP client under the SDK's `SorobanServer`: bounded responses, matched JSON-RPC ids, UTF-8.
 
 `stellar_sdk`'s `RequestsClient.post` reads whatever the server sends, however large, and the
 SDK never compares a response's `id` with the request's. A provider (or a proxy in front of
@@ -35,6 +35,9 @@ class GuardedRequestsClient(RequestsClient):
              json_data: dict[str, Any] | None = None) -> Response:
         try:
             response = self._session.post(url, data=data, json=json_data, timeout=self.post_timeout, stream=True)
+            # JSON is UTF-8 (RFC 8259), whatever a proxy's Content-Type says: requests reads a text/*
+            # body without a charset as ISO-8859-1.
+            response.encoding = "utf-8"
             text = self._read_with_limit(response, self.max_response_bytes)
         except ContentSizeLimitExceededError as error:
             method = (json_data or {}).get("method", "request")

@@ -11,7 +11,6 @@ payload carries them.
 
 from __future__ import annotations
 
-import json
 import logging
 import smtplib
 import ssl
@@ -25,6 +24,7 @@ import requests
 
 from reconciliation_pipeline.core.alert_routes import EmailChannel, PagerDutyChannel
 from reconciliation_pipeline.core.drift import Severity
+from reconciliation_pipeline.core.json_text import to_json
 from reconciliation_pipeline.core.metrics import redact_url
 
 if TYPE_CHECKING:
@@ -119,11 +119,11 @@ class LogSender:
 
     def send(self, batch: Batch, log: Logger) -> dict[int, str | None]:
         level = logging.INFO if batch.kind == RESOLVE else _LOG_LEVELS[batch.worst]
-        log.log(level, json.dumps(batch.record(), sort_keys=True, default=str))
+        log.log(level, to_json(batch.record(), sort_keys=True))
         return _all(batch, None)
 
     def send_run_failure(self, alert: RunFailureAlert, log: Logger) -> str | None:
-        log.error(json.dumps(alert.record(), sort_keys=True, default=str))
+        log.error(to_json(alert.record(), sort_keys=True))
         return None
 
 
@@ -144,11 +144,13 @@ def _incident_line(alert: IncidentAlert, markdown: bool) -> str:
         f": database {alert.db_value} vs chain {alert.chain_value}")
     money = (f", {alert.amount_at_stake} base units of {alert.asset_label} at stake"
              if alert.amount_at_stake is not None else "")
+    written = "".join([f"; chain written in {alert.origin}" if alert.origin is not None else "",
+                       f"; database row written {alert.db_written_at}" if alert.db_written_at is not None else ""])
     if markdown:
         return (f"• *#{alert.incident_id}* [{alert.severity}] {alert.domain} {alert.entity_type} `{alert.entity_id}` "
-                f"{alert.drift_class} on `{alert.field}`{values}{money} (<{runbook}|runbook>)")
+                f"{alert.drift_class} on `{alert.field}`{values}{money}{written} (<{runbook}|runbook>)")
     return (f"- #{alert.incident_id} [{alert.severity}] {alert.domain} {alert.entity_type} {alert.entity_id} "
-            f"{alert.drift_class} on {alert.field}{values}{money}\n  runbook: {runbook}")
+            f"{alert.drift_class} on {alert.field}{values}{money}{written}\n  runbook: {runbook}")
 
 
 @dataclass

@@ -28,7 +28,6 @@ from run status.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
@@ -69,8 +68,11 @@ from reconciliation_pipeline.core.alert_routes import (
     load_routes,
 )
 from reconciliation_pipeline.core.drift import Severity
+from reconciliation_pipeline.core.json_text import to_json
+from reconciliation_pipeline.core.metadata import origin_text
 from reconciliation_pipeline.core.metrics import is_http_url
 from reconciliation_pipeline.core.redaction import keep_out_of_logs, url_secrets
+from reconciliation_pipeline.settings import configured, setting_text
 
 CURSOR_OVERLAP = timedelta(minutes=15)
 """Incidents touched up to this long before the cursor are looked at again (late commits)."""
@@ -79,6 +81,10 @@ _SLACK_HEADER_LIMIT = 150
 _SLACK_FIELD_LIMIT = 1900
 
 Logger = logging.Logger | logging.LoggerAdapter
+
+
+XDR_DETAILS = frozenset({"raw_xdr", "ledger_key"})
+"""Details that hold base64 XDR: kept in recon.discrepancies.details, never put in an alert."""
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -149,11 +155,24 @@ class IncidentAlert:
         return self.asset_contract_id
 
     @property
+    def origin(self) -> str | None:
+        """Where the chain value came from: the ledger, its close time, the transaction and operation."""
+        return origin_text(self.details)
+
+    @property
+    def db_written_at(self) -> str | None:
+        return self.details.get("db_written_at")
+
+    @property
     def summary(self) -> str:
         text = f"[{self.severity}] {self.domain}: {self.entity_type} {self.entity_id} {self.drift_class} on {self.field}"
-        if self.db_value is None and self.chain_value is None:
-            return text
-        return f"{text} (database {self.db_value} vs chain {self.chain_value})"
+        if self.db_value is not None or self.chain_value is not None:
+            text = f"{text} (database {self.db_value} vs chain {self.chain_value})"
+        if self.origin is not None:
+            text = f"{text}; chain written in {self.origin}"
+        if self.db_written_at is not None:
+            text = f"{text}; database row written {self.db_written_at}"
+        return text
 
     def record(self) -> dict[str, Any]:
         """The structured-log form: flat keys, JSON-safe values (raw XDR left in recon.discrepancies)."""
@@ -176,10 +195,12 @@ class IncidentAlert:
             "last_seen_at": _iso(self.last_seen_at),
             "consecutive_runs": self.consecutive_runs,
             "last_run_id": self.last_run_id,
+            "chain_written": self.origin,
+            "db_written_at": self.db_written_at,
             "runbook": self.runbook,
             **({"resolution": self.resolution, "resolution_note": self.resolution_note}
                if self.resolution is not None else {}),
-            "details": {k: v for k, v in self.details.items() if k != "raw_xdr"},
+            "details": {k: v for k, v in self.details.items() if k not in XDR_DETAILS},
         }
 
 
@@ -214,14 +235,15 @@ class RunFailureAlert:
 
 class AlertingResource(dg.ConfigurableResource):
     """Where alerts go: the routes file (`ALERT_ROUTES_FILE`) or the default routes, and the secrets
-    of its channels. Secrets come from environment variables: the standard ones through these fields
-    (bound to `EnvVar`s), any other variable a channel names read when the sensor starts. None is
-    ever logged: errors name a webhook's host only, and the variable, never the value."""
+    of its channels. Secrets come from environment variables, read through `EnvVar` when the sensor
+    starts: the standard ones unless these fields set them, and any other variable a channel names. None
+    is ever logged: errors name a webhook's host only, and the variable, never the value."""
 
-    routes_file: str = ""
-    webhook_url: str = ""
-    pagerduty_routing_key: str = ""
-    smtp_password: str = ""
+    routes_file: str | None = None
+    """None, like each field below: its variable (ALERT_ROUTES_FILE, ...) when the sensor starts, else empty."""
+    webhook_url: str | None = None
+    pagerduty_routing_key: str | None = None
+    smtp_password: str | None = None
     timeout_ms: int = 5000
     max_attempts: int = 3
     """Delivery attempts per incident occurrence and channel (one per sensor tick) before giving up."""
@@ -234,20 +256,23 @@ class AlertingResource(dg.ConfigurableResource):
     def _secret(self, variable: str) -> str:
         standard = {WEBHOOK_VARIABLE: self.webhook_url, PAGERDUTY_VARIABLE: self.pagerduty_routing_key,
                     SMTP_PASSWORD_VARIABLE: self.smtp_password}
-        value = standard[variable] if variable in standard else dg.EnvVar(variable).get_value()
-        return value or ""
+        if variable in standard:
+            return configured(standard[variable], variable, setting_text)
+        return dg.EnvVar(variable).get_value() or ""
 
     def configure(self) -> tuple[RoutesConfig, dict[str, Sender]]:
         """The routes and a sender per channel, validated once; a clear error naming what is wrong."""
         if self._routes is not None and self._senders is not None:
             return self._routes, self._senders
-        if self.webhook_url and not is_http_url(self.webhook_url):
+        webhook_url = self._secret(WEBHOOK_VARIABLE)
+        routes_file = configured(self.routes_file, ROUTES_FILE_VARIABLE, setting_text)
+        if webhook_url and not is_http_url(webhook_url):
             raise dg.DagsterInvariantViolationError(
                 f"{WEBHOOK_VARIABLE} must be an http(s) URL or empty, got a value that is not")
         if self.timeout_ms <= 0 or self.max_attempts < 1:
             raise dg.DagsterInvariantViolationError("alert timeout must be positive and max_attempts at least 1")
         try:
-            routes = load_routes(self.routes_file) if self.routes_file else default_routes(bool(self.webhook_url))
+            routes = load_routes(routes_file) if routes_file else default_routes(bool(webhook_url))
         except AlertConfigError as error:
             raise dg.DagsterInvariantViolationError(f"{ROUTES_FILE_VARIABLE}: {error}") from None
         timeout_s = self.timeout_ms / 1000
@@ -357,7 +382,7 @@ def _record_message(engine: Engine, sender: Sender, batch: Batch, results: Mappi
             "route": batch.route, "channel": sender.name, "channel_type": sender.channel_type, "kind": batch.kind,
             "run_id": batch.run_id, "incident_ids": [a.incident_id for a in batch.alerts],
             "status": "failed" if failed else "sent", "error": failed[0] if failed else None,
-            "payload": json.dumps(sender.payload(batch), default=str),
+            "payload": to_json(sender.payload(batch)),
         })
 
 
@@ -369,7 +394,7 @@ def _record(engine: Engine, items: list[_Due], status_of: Any) -> None:
             {"incident_id": d.alert.incident_id, "occurrence": d.alert.occurrence, "kind": d.kind,
              "severity": d.alert.severity, "route": d.route, "run_id": d.run_id, "status": status_of(d),
              "channels": list(d.channels), "sinks": d.delivered, "error": d.errors[-1] if d.errors else None,
-             "payload": json.dumps(d.alert.record(), default=str)}
+             "payload": to_json(d.alert.record())}
             for d in items
         ])
 
@@ -450,7 +475,7 @@ def alert_run_failure(engine: Engine, alerting: AlertingResource, alert: RunFail
                 "route": "run_failures", "channel": channel, "channel_type": sender.channel_type,
                 "kind": "run_failure", "run_id": alert.run_id, "incident_ids": [],
                 "status": "sent" if error is None else "failed", "error": error,
-                "payload": json.dumps(alert.record(), default=str)})
+                "payload": to_json(alert.record())})
     return delivered
 
 

@@ -8,6 +8,11 @@ reconciliation nobody switched on finds nothing.
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+
 import dagster as dg
 import pandas as pd
 
@@ -16,8 +21,39 @@ from reconciliation_pipeline.core.watermarks import FULL_SWEEP, SWEEP_TAG
 
 CADENCE_TAG = "recon/cadence"
 
-daily_partitions = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC")
-"""One partition per UTC day; the nightly job reconciles the day that just ended."""
+PARTITIONS_START_VARIABLE = "RECON_PARTITIONS_START"
+DEFAULT_PARTITIONS_START = "-30d"
+_DAYS_BACK = re.compile(r"^-(\d{1,5})d$")
+
+
+def partitions_start(value: str, today: date) -> date:
+    """The first daily partition `value` names: an ISO date, or `-<N>d`, N days before `today`."""
+    days_back = _DAYS_BACK.match(value.strip())
+    if days_back is not None:
+        return today - timedelta(days=int(days_back.group(1)))
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"{PARTITIONS_START_VARIABLE} must be a date (2026-01-01) or days back (-30d), "
+                         f"not {value!r}") from None
+
+
+def configured_partitions_start(environ: Mapping[str, str] = os.environ, now: datetime | None = None) -> date:
+    """`RECON_PARTITIONS_START` (default 30 days back), resolved against today in UTC.
+
+    The one setting read when the code location loads, not when a run starts: a
+    partitions definition is part of the definitions' shape (the webserver, the
+    daemon and every run build the same one), so no resource or EnvVar can carry
+    it. With the relative default the start moves with the calendar: a run for
+    the oldest day, offered by a webserver loaded before midnight UTC and started
+    after it, fails on an unknown partition. Production sets a date.
+    """
+    today = (now or datetime.now(UTC)).date()
+    return partitions_start(environ.get(PARTITIONS_START_VARIABLE, DEFAULT_PARTITIONS_START), today)
+
+
+daily_partitions = dg.DailyPartitionsDefinition(start_date=configured_partitions_start().isoformat(), timezone="UTC")
+"""One partition per UTC day from `RECON_PARTITIONS_START`; the nightly job reconciles the day that just ended."""
 
 SHARD_COUNT = 4
 """How many shards a large-fleet sweep splits a day's entities into."""
@@ -47,6 +83,11 @@ def shard_of(keys: pd.Series) -> pd.Series:
 
 NIGHTLY_JOB = "nightly_reconciliation"
 FREQUENT_JOB = "markets_balances_reconciliation"
+SERIAL_TAG = "recon/serial"
+"""On the nightly job's runs: the repository's dagster.yaml starts runs sharing it one at a time. Its
+days share the stored outputs of its unpartitioned steps (lending's pending transactions and provisional
+loans), which two days run at once write and read at the same time (a reader can see a half-written
+file)."""
 
 
 def shared_jobs() -> dg.Definitions:
@@ -56,8 +97,10 @@ def shared_jobs() -> dg.Definitions:
         name=NIGHTLY_JOB,
         selection=dg.AssetSelection.tag(CADENCE_TAG, Cadence.NIGHTLY.value),
         partitions_def=daily_partitions,
+        tags={SERIAL_TAG: NIGHTLY_JOB},
         description="Every daily-partitioned domain, both sides snapshotted, diffed and persisted to recon.*; "
-        "repairs planned (applied only when the run config asks).",
+        "repairs planned (applied only when the run config asks). Its runs carry recon/serial (one day at a "
+        "time where the instance limits it, as the repository's dagster.yaml does).",
     )
     frequent = dg.define_asset_job(
         name=FREQUENT_JOB,

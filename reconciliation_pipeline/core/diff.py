@@ -193,6 +193,69 @@ def diff_snapshots(
     return concat_findings(parts)
 
 
+DEFAULT_TTL_WARNING_LEDGERS = 120_960
+"""About 7 days of ledgers (TTL_WARNING_LEDGERS)."""
+SECONDS_PER_LEDGER = 5
+"""For estimates only: ledgers close about every 5 to 6 seconds."""
+TTL_FIELD = "live_until_ledger"
+
+
+def _estimate(ledgers: pd.Series) -> list[str]:
+    """The moment `ledgers` ledgers after the read ledger (which closed about when the run read it),
+    as ISO text, at SECONDS_PER_LEDGER."""
+    now = pd.Timestamp.now(tz="UTC")
+    return [(now + pd.Timedelta(seconds=int(n) * SECONDS_PER_LEDGER)).isoformat(timespec="seconds") for n in ledgers]
+
+
+def ttl_findings(entity: Entity, chain: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    """ARCHIVED and TTL_EXPIRING findings of the entries read (decoded or left unchanged).
+
+    Since protocol 23 a persistent entry whose TTL ran out is archived, not deleted: the RPC still
+    returns it, with `liveUntilLedgerSeq` behind the ledger it was read at, or 0 once it is in the
+    hot archive. The contract cannot touch it until someone restores it, so it is a finding of its
+    own (its values are still compared). A live entry whose TTL ends within `horizon` ledgers is
+    TTL_EXPIRING, so the app can extend it. Entries without a TTL (classic trustlines) have neither.
+    """
+    read = chain[chain["read_status"].isin([READ_OK, READ_UNCHANGED]) & chain["live_until_ledger"].notna()
+                 & chain["ledger_sequence"].notna()]
+    if read.empty:
+        return empty_findings()
+    live_until = read["live_until_ledger"].astype("int64")
+    read_at = read["ledger_sequence"].astype("int64")
+    archived = (live_until == 0) | (live_until < read_at)
+    expiring = ~archived & (live_until - read_at <= horizon)
+    parts = []
+    for mask, drift_class in ((archived, DriftClass.ARCHIVED), (expiring, DriftClass.TTL_EXPIRING)):
+        rows = read[mask]
+        if rows.empty:
+            continue
+        until, at = live_until[mask], read_at[mask]
+        if drift_class is DriftClass.ARCHIVED:
+            when = _estimate(until.where(until > 0, at) - at)
+            details = pd.Series([
+                {"live_until_ledger": int(u), "read_at_ledger": int(a), "last_modified_ledger": _json_safe(m),
+                 **({"expired_ledgers_ago": int(a - u), "expired_at_estimated": w} if u > 0 else
+                    {"archived": "in the hot archive: the RPC returns 0 in place of the ledger it expired at"}),
+                 "action": "restore the entry (RestoreFootprint) before the contract can use it"}
+                for u, a, m, w in zip(until, at, rows["last_modified_ledger"], when, strict=True)],
+                index=rows.index, dtype=object)
+            severity = entity.archived_severity
+        else:
+            when = _estimate(until - at)
+            details = pd.Series([
+                {"live_until_ledger": int(u), "read_at_ledger": int(a), "ledgers_left": int(u - a),
+                 "expires_at_estimated": w, "warning_ledgers": horizon, "last_modified_ledger": _json_safe(m),
+                 "action": "extend the entry's TTL (ExtendFootprintTTL)"}
+                for u, a, m, w in zip(until, at, rows["last_modified_ledger"], when, strict=True)],
+                index=rows.index, dtype=object)
+            severity = Severity.WARN
+        parts.append(findings_frame(
+            entity_type=entity.entity_type, entity_id=entity.entity_ids(rows[entity.key]),
+            entity_key=rows[entity.key].astype(str), field=TTL_FIELD, drift_class=drift_class, severity=severity,
+            chain_value=until.astype(str).astype(object), ledger_sequence=rows["ledger_sequence"], details=details))
+    return concat_findings(parts)
+
+
 def key_address_column(entity: Entity) -> str | None:
     """The database column whose address the entity's ledger key is built from, if any."""
     if isinstance(entity.key_source, InstanceOf | PerRow):
@@ -219,15 +282,17 @@ class EntityDiff:
 
 
 def diff_entity_keys(
-    entity: Entity, db: pd.DataFrame, chain: ChainSnapshot, tolerances: Mapping[str, int]
+    entity: Entity, db: pd.DataFrame, chain: ChainSnapshot, tolerances: Mapping[str, int],
+    ttl_warning_ledgers: int = DEFAULT_TTL_WARNING_LEDGERS,
 ) -> EntityDiff:
     """One entity's findings and the keys it settled.
 
     Rows whose ledger key needs an address that is invalid were never read: they are
     INVALID_ADDRESS on that column (and checked: that is what they are). Entries left
-    `unchanged` (an incremental skip) are in neither side; entries not read before the
-    run's time limit are not checked, which is different from any finding. The chain
-    side's invariants are not validated here: the chain step validated them once.
+    `unchanged` (an incremental skip) are in neither side, but their TTL is still read:
+    an unchanged entry can expire; entries not read before the run's time limit are not
+    checked, which is different from any finding. The chain side's invariants are not
+    validated here: the chain step validated them once.
     """
     key = entity.key
     frame = chain.frame
@@ -244,7 +309,7 @@ def diff_entity_keys(
         invalid_found, _ = address_findings(entity, key, db[invalid], (address_column,),
                                             entity.invalid_address_severity)
     parts = [invalid_found, diff_snapshots(entity, compared_db, compared_chain, contract_id=chain.contract_id,
-                                           tolerances=tolerances)]
+                                           tolerances=tolerances), ttl_findings(entity, frame[~unread], ttl_warning_ledgers)]
     errors = compared_chain.loc[compared_chain["read_status"] == READ_ERROR, key]
     keys = pd.Index(compared_db[key]).union(pd.Index(compared_chain[key])).difference(pd.Index(errors))
     compared = pd.concat([pd.Series(keys, dtype=object), db.loc[invalid, key].astype(object)], ignore_index=True)
@@ -253,10 +318,11 @@ def diff_entity_keys(
 
 
 def diff_entity(
-    entity: Entity, db: pd.DataFrame, chain: ChainSnapshot, tolerances: Mapping[str, int]
+    entity: Entity, db: pd.DataFrame, chain: ChainSnapshot, tolerances: Mapping[str, int],
+    ttl_warning_ledgers: int = DEFAULT_TTL_WARNING_LEDGERS,
 ) -> tuple[pd.DataFrame, Checked]:
     """One entity's findings and the entities it settled (`diff_entity_keys`)."""
-    diff = diff_entity_keys(entity, db, chain, tolerances)
+    diff = diff_entity_keys(entity, db, chain, tolerances, ttl_warning_ledgers)
     return diff.findings, diff.checked(entity)
 
 

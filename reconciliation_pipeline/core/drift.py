@@ -17,6 +17,7 @@ class DriftClass(StrEnum):
     INVALID_ADDRESS = "INVALID_ADDRESS"
     CHAIN_READ_ERROR = "CHAIN_READ_ERROR"
     TTL_EXPIRING = "TTL_EXPIRING"
+    ARCHIVED = "ARCHIVED"
     PROJECTION_DRIFT = "PROJECTION_DRIFT"
 
 
@@ -24,6 +25,15 @@ class Severity(StrEnum):
     INFO = "INFO"
     WARN = "WARN"
     CRITICAL = "CRITICAL"
+
+
+class FindingStatus(StrEnum):
+    """Whether a finding is drift, or may be a write caught between the two snapshots."""
+
+    DRIFT = "drift"
+    IN_FLIGHT = "in_flight"
+    """The chain entry changed after the database snapshot, or the row after the chain read: re-checked
+    by the next run, and no incident unless it persists."""
 
 
 WHOLE_ENTITY = "*"

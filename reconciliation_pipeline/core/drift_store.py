@@ -6,21 +6,28 @@ the findings (with their asset and amount at stake when they are money), the
 incidents they open, confirm or resolve (each transition also written to
 `recon.incident_events`), the exemptions live rules grant, and the coverage of
 the entities the run knew of.
+
+Findings in flight (`core.inflight`) are recorded with that status but open no
+incident: they are remembered in `recon.in_flight`, and only when the next run
+sees the same finding in flight again has it persisted, and is drift.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.coverage import record_coverage
-from reconciliation_pipeline.core.findings import MONEY_COLUMNS, FindingsModel, counts_by_class
+from reconciliation_pipeline.core.drift import FindingStatus
+from reconciliation_pipeline.core.finding_rows import StorableFindings, insert_params, missing, storable_findings
+from reconciliation_pipeline.core.findings import counts_by_class, drifting
+from reconciliation_pipeline.core.json_text import storable_text, to_json
 from reconciliation_pipeline.core.results import Checked, DomainDiff
 
 INCIDENT_KEY = ["entity_type", "entity_id", "field", "drift_class"]
@@ -55,49 +62,45 @@ class PersistSummary:
     """Incidents this run opened or reopened (of `opened_or_seen`)."""
     exempt: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INCIDENT_KEY))
     """The incident keys of this run's findings that a live exemption rule matched."""
+    in_flight: int = 0
+    """Findings recorded in flight: they open no incident until a next run sees them again."""
+    storage_errors: int = 0
+    """Findings stored without their values because PostgreSQL could not store those (`core.finding_rows`)."""
 
 
 def _none_if_missing(value: Any) -> Any:
-    if value is None:
-        return None
+    return None if missing(value) else value
+
+
+def _insert_findings(connection: Connection, stored: StorableFindings, run_params: dict[str, Any]) -> StorableFindings:
+    """Insert the findings; one PostgreSQL rejects becomes a storage error, the others are inserted as they are.
+
+    The whole batch goes in one savepoint; only if PostgreSQL refuses it are the halves retried,
+    down to the single findings it refuses, so a clean run costs one statement."""
+    rejected: dict[int, str] = {}
+    _insert_range(connection, insert_params(stored, run_params), 0, len(stored.params), rejected)
+    if not rejected:
+        return stored
+    stored = stored.replace(rejected)
+    connection.execute(sql.query("recon/queries/insert_finding.sql"),
+                       [{**run_params, **stored.params[position].values} for position in sorted(rejected)])
+    return stored
+
+
+def _insert_range(connection: Connection, params: list[dict[str, Any]], start: int, stop: int,
+                  rejected: dict[int, str]) -> None:
+    if start >= stop:
+        return
     try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value
-
-
-def _finding_params(run: RunInfo, findings: pd.DataFrame, db_snapshot_at: datetime | None) -> list[dict[str, Any]]:
-    records = findings.to_dict("records")
-    return [
-        {
-            "run_id": run.run_id,
-            "domain": r["domain"],
-            "entity_type": r["entity_type"],
-            "entity_id": r["entity_id"],
-            "field": r["field"],
-            "drift_class": r["drift_class"],
-            "severity": r["severity"],
-            "db_value": _none_if_missing(r["db_value"]),
-            "chain_value": _none_if_missing(r["chain_value"]),
-            "delta": None if _none_if_missing(r["delta"]) is None else str(int(r["delta"])),
-            "ledger_sequence": None if _none_if_missing(r["ledger_sequence"]) is None else int(r["ledger_sequence"]),
-            "db_snapshot_at": db_snapshot_at,
-            "partition_key": run.partition_key,
-            "details": json.dumps({"entity_key": r["entity_key"], **r["details"]}, default=str),
-            **_money_params(r),
-        }
-        for r in records
-    ]
-
-
-def _money_params(record: dict[str, Any]) -> dict[str, Any]:
-    """The money columns of one finding; the amount as text so no driver rounds it."""
-    values = {name: _none_if_missing(record.get(name)) for name in MONEY_COLUMNS}
-    values["asset_decimals"] = None if values["asset_decimals"] is None else int(values["asset_decimals"])
-    values["amount_at_stake"] = None if values["amount_at_stake"] is None else str(int(values["amount_at_stake"]))
-    return values
+        with connection.begin_nested():
+            connection.execute(sql.query("recon/queries/insert_finding.sql"), params[start:stop])
+    except (sa.exc.DataError, sa.exc.IntegrityError) as error:
+        if stop - start == 1:
+            rejected[start] = f"PostgreSQL refused the finding: {str(error.orig).strip()}"
+            return
+        middle = (start + stop) // 2
+        _insert_range(connection, params, start, middle, rejected)
+        _insert_range(connection, params, middle, stop, rejected)
 
 
 def _changed_ledgers(details: pd.Series) -> list[int | None]:
@@ -107,7 +110,7 @@ def _changed_ledgers(details: pd.Series) -> list[int | None]:
 
 
 def _text_array(values: pd.Series) -> list[str | None]:
-    return [None if _none_if_missing(v) is None else str(v) for v in values]
+    return [None if missing(v) else storable_text(str(v)) for v in values]
 
 
 def _record_incidents(
@@ -116,6 +119,7 @@ def _record_incidents(
     domain: str,
     findings: pd.DataFrame,
     checked: Checked,
+    in_flight: pd.DataFrame,
     policy: IncidentPolicy,
     seen_at: datetime,
 ) -> tuple[int, int, int, int]:
@@ -151,7 +155,7 @@ def _record_incidents(
         {**base, "confirm_after_runs": policy.confirm_after_runs, "grace_minutes": policy.grace_minutes},
     ).rowcount
     resolved = 0
-    resolvable = _with_open_incidents(connection, domain, checked)
+    resolvable = _with_open_incidents(connection, domain, checked, in_flight)
     if len(resolvable):
         resolved = connection.execute(
             sql.query("recon/queries/resolve_incidents.sql"),
@@ -177,14 +181,55 @@ def _apply_exemptions(connection: Connection, run: RunInfo, domain: str, seen_at
     return pd.DataFrame(rows, columns=INCIDENT_KEY, dtype=object).drop_duplicates()
 
 
-def _with_open_incidents(connection: Connection, domain: str, checked: Checked) -> pd.DataFrame:
-    """The checked entities that have unresolved incidents. A sweep checks a million
-    entities and few have incidents: sending only those keeps the resolve statement small."""
+def _with_open_incidents(connection: Connection, domain: str, checked: Checked,
+                         in_flight: pd.DataFrame) -> pd.DataFrame:
+    """The checked entities that have unresolved incidents, less those with a finding in flight
+    (the next run settles them). A sweep checks a million entities and few have incidents:
+    sending only those keeps the resolve statement small."""
     if not checked.count:
         return checked.entities
     open_entities = connection.execute(sql.query("recon/queries/open_incident_entities.sql"),
                                        {"domain": domain}).tuples().all()
-    return checked.compared_among((str(t), str(i)) for t, i in open_entities)
+    moving = set(zip(in_flight["entity_type"].astype(str), in_flight["entity_id"].astype(str), strict=True))
+    return checked.compared_among(pair for pair in ((str(t), str(i)) for t, i in open_entities)
+                                  if pair not in moving)
+
+
+def promote_persisting(engine: Engine, domain: str, run_id: str, findings: pd.DataFrame) -> pd.DataFrame:
+    """In-flight findings that an earlier run saw in flight too have persisted: they are drift."""
+    in_flight = findings["status"] == FindingStatus.IN_FLIGHT.value
+    if not in_flight.any():
+        return findings
+    with engine.connect() as connection:
+        earlier = connection.execute(sql.query("recon/queries/in_flight_read.sql"),
+                                     {"domain": domain, "run_id": run_id}).tuples().all()
+    if not earlier:
+        return findings
+    keys = pd.MultiIndex.from_frame(findings[INCIDENT_KEY].astype(str))
+    persisted = in_flight & keys.isin(pd.MultiIndex.from_tuples(earlier, names=INCIDENT_KEY))
+    details = [{**d, "in_flight_persisted": d.get("in_flight")} if p else d
+               for d, p in zip(findings["details"], persisted, strict=True)]
+    return findings.assign(status=findings["status"].mask(persisted, FindingStatus.DRIFT.value),
+                           details=pd.Series(details, index=findings.index, dtype=object))
+
+
+def _remember_in_flight(connection: Connection, run: RunInfo, domain: str, in_flight: pd.DataFrame,
+                        checked: Checked, seen_at: datetime) -> None:
+    """What this run saw in flight replaces what was remembered for the entities it checked."""
+    remembered = connection.execute(sql.query("recon/queries/in_flight_read.sql"),
+                                    {"domain": domain, "run_id": ""}).tuples().all()
+    if remembered and checked.count:
+        settled = checked.compared_among((str(t), str(i)) for t, i, _, _ in remembered)
+        if len(settled):
+            connection.execute(sql.query("recon/queries/in_flight_forget.sql"), {
+                "domain": domain, "entity_types": _text_array(settled["entity_type"]),
+                "entity_ids": _text_array(settled["entity_id"])})
+    if len(in_flight):
+        unique = in_flight.drop_duplicates(INCIDENT_KEY)
+        connection.execute(sql.query("recon/queries/in_flight_record.sql"), {
+            "domain": domain, "run_id": run.run_id, "seen_at": seen_at,
+            "entity_types": _text_array(unique["entity_type"]), "entity_ids": _text_array(unique["entity_id"]),
+            "fields": _text_array(unique["field"]), "drift_classes": _text_array(unique["drift_class"])})
 
 
 def persist_domain_run(
@@ -196,12 +241,13 @@ def persist_domain_run(
     Only the incidents of entities the diff `checked` can be resolved; a run with
     any entity it could not check (read errors, the time limit) is `partial`. With
     `steps_pending` steps still to follow (repairs, a sync), the row stays `running` and
-    the last of them gives it that outcome (`core.run_status`).
+    the last of them gives it that outcome (`core.run_status`). Entities with a finding in
+    flight keep their incidents as they were: the next run settles them.
     """
-    findings, checked = diff.findings, diff.checked
-    FindingsModel.validate(findings, lazy=True)
+    checked = diff.checked
+    stored = storable_findings(diff.findings)
     seen_at = datetime.now(UTC)
-    counts = counts_by_class(findings)
+    counts = counts_by_class(stored.findings)
     status = "partial" if checked.unchecked else "succeeded"
     with engine.begin() as connection:
         connection.execute(
@@ -220,11 +266,13 @@ def persist_domain_run(
             sql.query("recon/queries/delete_findings.sql"),
             {"domain": domain, "run_id": run.run_id, "partition_key": run.partition_key},
         )
-        params = _finding_params(run, findings, diff.db_snapshot_at)
-        if params:
-            connection.execute(sql.query("recon/queries/insert_finding.sql"), params)
-        seen, opened, confirmed, resolved = _record_incidents(connection, run, domain, findings, checked,
-                                                              policy, seen_at)
+        stored = _insert_findings(connection, stored, {"run_id": run.run_id, "partition_key": run.partition_key,
+                                                       "db_snapshot_at": diff.db_snapshot_at})
+        findings = stored.findings
+        in_flight = findings[findings["status"] == FindingStatus.IN_FLIGHT.value]
+        seen, opened, confirmed, resolved = _record_incidents(connection, run, domain, drifting(findings), checked,
+                                                              in_flight, policy, seen_at)
+        _remember_in_flight(connection, run, domain, in_flight, checked, seen_at)
         exempt = _apply_exemptions(connection, run, domain, seen_at)
         record_coverage(connection, domain, run.run_id, checked, seen_at)
         connection.execute(
@@ -237,11 +285,12 @@ def persist_domain_run(
                 "steps_pending": steps_pending,
                 "entities_checked": checked.count,
                 "entities_unchecked": checked.unchecked,
-                "finding_counts": json.dumps(counts),
+                "finding_counts": to_json(counts),
+                "in_flight": len(in_flight),
             },
         )
     return PersistSummary(
-        findings=len(findings),
+        findings=len(stored.findings),
         counts=counts,
         status=status,
         opened_or_seen=seen,
@@ -249,4 +298,6 @@ def persist_domain_run(
         resolved=resolved,
         opened=opened,
         exempt=exempt,
+        in_flight=len(in_flight),
+        storage_errors=stored.storage_errors,
     )

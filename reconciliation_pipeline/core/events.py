@@ -2,16 +2,18 @@
 
 Contract storage cannot be enumerated, and most entries have no "changed"
 flag: events are how the pipeline learns which keys exist on chain only and
-which changed since a watermark. Topic segments are read with the strict
-byte-level parser; a segment that does not hold the expected type (or holds
-trailing bytes) is unreadable, never guessed.
+which changed since a watermark. Events older than getEvents's window are
+replayed from getLedgers metadata (`chain.replay.read_events`) when the RPC
+serves those ledgers. Topic segments are read with the strict byte-level
+parser; a segment that does not hold the expected type (or holds trailing
+bytes) is unreadable, never guessed.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from stellar_sdk import scval
@@ -19,6 +21,7 @@ from stellar_sdk.soroban_rpc import EventInfo
 
 from reconciliation_pipeline.chain import fastxdr
 from reconciliation_pipeline.chain.reader import ChainReader
+from reconciliation_pipeline.chain.replay import EVENTS_SOURCE, WindowEvents, read_events
 from reconciliation_pipeline.core.spec import KeyKind
 
 NON_WALLET_ADDRESS_TYPES = frozenset({3, 4})
@@ -31,6 +34,9 @@ class NamedValues:
     events: int
     unreadable: tuple[str, ...]
     """Ids of events a value could not be read from."""
+    source: str = EVENTS_SOURCE
+    """Where the events came from: getEvents, getLedgers (metadata replay) or both."""
+    window: WindowEvents | None = None
 
 
 def topic_filters(topics: Sequence[str], segments: int | None) -> list[list[str]]:
@@ -92,12 +98,16 @@ def read_named(
     start_ledger: int | None = None,
     end_ledger: int | None = None,
     closed_before: datetime | None = None,
+    max_replay_ledgers: int = 0,
 ) -> NamedValues:
-    """Values named by the contract's events in `[start_ledger, end_ledger)` (the whole retention
-    window by default), keeping only events that closed before `closed_before` when given."""
+    """Values named by the contract's events in `[start_ledger, end_ledger)` (getEvents's whole
+    window by default), keeping only events that closed before `closed_before` when given. Up to
+    `max_replay_ledgers` ledgers before getEvents's window are replayed from getLedgers metadata;
+    a range beyond raises `RetentionWindowError`."""
     count = None if segments is None else max(segments)
-    events, _ = reader.get_events(contract_ids=[contract_id], topics=topic_filters(topics, count),
-                                  start_ledger=start_ledger, end_ledger=end_ledger)
+    window = read_events(reader, contract_ids=[contract_id], topics=topic_filters(topics, count),
+                         start_ledger=start_ledger, end_ledger=end_ledger, max_replay_ledgers=max_replay_ledgers)
+    events = window.events
     if closed_before is not None:
         events = [e for e in events if e.ledger_close_at.astimezone(UTC) < closed_before]
-    return named_values(events, kind, segments)
+    return replace(named_values(events, kind, segments), source=window.source, window=window)

@@ -53,6 +53,7 @@ from reconciliation_pipeline.core.spec import (
     Source,
     Step,
 )
+from reconciliation_pipeline.instance.home import check_instance_storage
 
 CORE_RESOURCES = frozenset({"postgres", "soroban_rpc", "contracts", "settings"})
 FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=15), warn_window=timedelta(minutes=10))
@@ -161,8 +162,9 @@ def _merge_shards(parts: list[Any]) -> Any:
 
 def _step_context(context: dg.AssetExecutionContext, scope: Scope, *, partitioned: bool, config: Any = None,
                   extra: tuple[str, ...] = ()) -> StepContext:
+    check_instance_storage(context.instance)
     resources = context.resources
-    settings = resources.settings
+    settings = resources.settings.resolved()
     frequent = scope.budget == "frequent"
     budget = run_budget(context.instance, context.run_id,
                         settings.run_time_limit_s if frequent else settings.nightly_run_time_limit_s,

@@ -16,7 +16,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from reconciliation_pipeline.core.amounts import is_exact_int
-from reconciliation_pipeline.core.drift import DriftClass, Severity
+from reconciliation_pipeline.core.drift import DriftClass, FindingStatus, Severity
 
 MONEY_COLUMNS: tuple[str, ...] = ("asset_code", "asset_issuer", "asset_contract_id", "asset_decimals", "amount_at_stake")
 """Empty unless the finding is about an amount of a known asset."""
@@ -35,6 +35,7 @@ FINDING_COLUMNS: tuple[str, ...] = (
     "ledger_sequence",
     "details",
     *MONEY_COLUMNS,
+    "status",
 )
 
 
@@ -62,6 +63,7 @@ class FindingsModel(pa.DataFrameModel):
     asset_contract_id: pa.typing.Series[object] = pa.Field(nullable=True)
     asset_decimals: pa.typing.Series[object] = pa.Field(nullable=True)
     amount_at_stake: pa.typing.Series[object] = pa.Field(nullable=True)
+    status: pa.typing.Series[object] = pa.Field(isin=[s.value for s in FindingStatus])
 
     @pa.check("delta", name="delta_is_exact_int")
     def delta_is_exact_int(cls, delta: pd.Series) -> pd.Series:
@@ -98,6 +100,7 @@ def findings_frame(
     delta: Any = None,
     ledger_sequence: Any = None,
     details: pd.Series | None = None,
+    status: FindingStatus = FindingStatus.DRIFT,
 ) -> pd.DataFrame:
     """Build findings column-wise from aligned series (or scalars broadcast to them). The domain is
     usually left empty here: the discrepancies step stamps its domain on every finding."""
@@ -127,6 +130,7 @@ def findings_frame(
             if details is not None
             else pd.Series([{}] * size, index=index, dtype=object),
             **{name: pd.Series([None] * size, index=index, dtype=object) for name in MONEY_COLUMNS},
+            "status": column(status),
         }
     )
     return frame.reset_index(drop=True)
@@ -144,7 +148,13 @@ def with_domain(findings: pd.DataFrame, domain: str) -> pd.DataFrame:
     return findings.assign(domain=pd.Series(domain, index=findings.index, dtype=object))
 
 
+def drifting(findings: pd.DataFrame) -> pd.DataFrame:
+    """The findings that are drift (not in flight)."""
+    return findings[findings["status"] == FindingStatus.DRIFT.value]
+
+
 def counts_by_class(findings: pd.DataFrame) -> dict[str, int]:
-    """Findings per drift class, every class present (zeros included) so plots line up."""
-    counts = findings["drift_class"].value_counts()
+    """Drift per class (in-flight findings are counted apart), every class present (zeros included)
+    so plots line up."""
+    counts = drifting(findings)["drift_class"].value_counts()
     return {c.value: int(counts.get(c.value, 0)) for c in DriftClass}

@@ -6,7 +6,9 @@ keeps that ledger from the first finding of its occurrence
 (`chain_changed_ledger`); after persisting, the discrepancies step looks up the
 close time of each such ledger not known yet (`getLedgers`, one request per
 cluster of up to 200 consecutive ledgers, a bounded number per run) and stores
-it as `chain_changed_at`. The latency of an incident is `first_seen_at −
+it as `chain_changed_at`. Ledgers already in `recon.ledgers` (the drift origins
+read them moments before, `core.origins`) are not asked for again, and those
+looked up here are added to it. The latency of an incident is `first_seen_at −
 chain_changed_at` (opened) and `confirmed_at − chain_changed_at` (confirmed).
 A change outside the RPC's retention, or a finding without a ledger (a
 database-side invariant, a missing entry), has no known latency.
@@ -31,10 +33,17 @@ MAX_REQUESTS = 20
 MAX_INCIDENTS = 2000
 
 
-def ledger_close_times(reader: ChainReader, ledgers: list[int], max_requests: int = MAX_REQUESTS) -> dict[int, datetime]:
-    """The close time of each ledger the RPC still serves; the others are left out."""
+@dataclass(frozen=True)
+class ClosedLedger:
+    hash: str
+    closed_at: datetime
+
+
+def ledger_close_times(reader: ChainReader, ledgers: list[int],
+                       max_requests: int = MAX_REQUESTS) -> dict[int, ClosedLedger]:
+    """The hash and close time of each ledger the RPC still serves; the others are left out."""
     wanted = sorted(set(ledgers))
-    found: dict[int, datetime] = {}
+    found: dict[int, ClosedLedger] = {}
     requests = 0
     index = 0
     while index < len(wanted) and requests < max_requests and not reader.past_deadline():
@@ -47,7 +56,7 @@ def ledger_close_times(reader: ChainReader, ledgers: list[int], max_requests: in
         except RpcReadError:
             page = None  # out of retention or unreadable: these changes have no known time
         for info in page.ledgers if page is not None else ():
-            found[info.sequence] = datetime.fromtimestamp(int(info.ledger_close_time), UTC)
+            found[info.sequence] = ClosedLedger(info.hash, datetime.fromtimestamp(int(info.ledger_close_time), UTC))
         index = next((i for i, s in enumerate(wanted) if s > last), len(wanted))
     return {ledger: found[ledger] for ledger in wanted if ledger in found}
 
@@ -57,12 +66,19 @@ def fill_chain_change_times(engine: Engine, reader: ChainReader, domain: str) ->
     with engine.connect() as connection:
         ledgers = connection.execute(sql.query("recon/queries/latency_unknown_ledgers.sql"),
                                      {"domain": domain, "limit": MAX_INCIDENTS}).scalars().all()
-    if not ledgers:
-        return 0
-    times = ledger_close_times(reader, [int(v) for v in ledgers])
+        if not ledgers:
+            return 0
+        known = {int(row.ledger_sequence): row.closed_at for row in connection.execute(
+            sql.query("recon/queries/ledgers_read.sql"), {"ledgers": [int(v) for v in ledgers]})}
+    fetched = ledger_close_times(reader, [int(v) for v in ledgers if int(v) not in known])
+    times = {**known, **{ledger: closed.closed_at for ledger, closed in fetched.items()}}
     if not times:
         return 0
     with engine.begin() as connection:
+        if fetched:
+            connection.execute(sql.query("recon/queries/ledgers_record.sql"), {
+                "ledgers": list(fetched), "hashes": [c.hash for c in fetched.values()],
+                "closed_ats": [c.closed_at for c in fetched.values()]})
         return connection.execute(sql.query("recon/queries/latency_set_change_times.sql"), {
             "domain": domain, "ledgers": list(times), "closed_at": list(times.values()),
         }).rowcount

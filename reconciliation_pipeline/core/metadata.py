@@ -7,18 +7,20 @@ the classes its domain can produce, so its plots mean something.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from reconciliation_pipeline.core.drift import DriftClass
+from reconciliation_pipeline.core.findings import drifting
 from reconciliation_pipeline.core.results import ChainSnapshot
 from reconciliation_pipeline.core.run_budget import not_read_mask
 from reconciliation_pipeline.core.snapshots import READ_ERROR, READ_MISSING, READ_OK, READ_UNCHANGED
 
-SAMPLE_COLUMNS = ["entity_id", "field", "drift_class", "severity", "db_value", "chain_value", "delta"]
+SAMPLE_COLUMNS = ["entity_id", "field", "drift_class", "severity", "status", "db_value", "chain_value", "delta",
+                  "chain_written", "db_written_at"]
 SEVERITY_ORDER = {"CRITICAL": 0, "WARN": 1, "INFO": 2}
 
 
@@ -37,15 +39,33 @@ def frame_metadata(frame: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def origin_text(details: Mapping[str, Any]) -> str | None:
+    """Where the chain value came from, in a few words: the ledger, and the transaction and operation."""
+    origin = details.get("origin")
+    if not isinstance(origin, Mapping):
+        return None
+    text = f"ledger {origin['ledger']}"
+    if origin.get("closed_at"):
+        text += f" ({origin['closed_at']})"
+    if origin.get("tx_hash"):
+        op = origin.get("operation_index")
+        text += f" by tx {origin['tx_hash'][:12]}…" + (f" op {op}" if op is not None else "")
+    return text
+
+
 def findings_metadata(findings: pd.DataFrame, classes: Iterable[DriftClass], sample_rows: int = 20) -> dict[str, Any]:
-    """Drift counts of the domain's classes as numbers (the UI plots them across runs) and a
-    markdown sample, CRITICAL first."""
-    counts = findings["drift_class"].value_counts()
+    """Drift counts of the domain's classes as numbers (the UI plots them across runs; findings in
+    flight are counted apart) and a markdown sample, CRITICAL first, with where each chain value
+    came from and when the row was written."""
+    counts = drifting(findings)["drift_class"].value_counts()
     metadata: dict[str, Any] = {f"drift/{c.value}": int(counts.get(c.value, 0)) for c in classes}
     metadata["findings"] = len(findings)
     if len(findings):
-        sample = findings.assign(_order=findings["severity"].map(SEVERITY_ORDER)).sort_values(
-            ["_order", "drift_class", "entity_id"])
+        sample = findings.assign(
+            _order=findings["severity"].map(SEVERITY_ORDER),
+            chain_written=findings["details"].map(origin_text),
+            db_written_at=findings["details"].map(lambda d: d.get("db_written_at")),
+        ).sort_values(["_order", "drift_class", "entity_id"])
         metadata["findings_sample"] = dg.MetadataValue.md(
             sample[SAMPLE_COLUMNS].head(sample_rows).astype(object).to_markdown(index=False))
     else:

@@ -23,6 +23,7 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from reconciliation_pipeline.core.drift import DriftClass, Severity
+from reconciliation_pipeline.settings import configured, setting_text
 
 if TYPE_CHECKING:
     from reconciliation_pipeline.core.coverage import CoverageSummary
@@ -140,12 +141,16 @@ def is_http_url(url: str) -> bool:
 class PushgatewayResource(dg.ConfigurableResource):
     """Where run metrics go; an empty URL means Dagster metadata only."""
 
-    pushgateway_url: str = ""
+    pushgateway_url: str | None = None
+    """None: PROMETHEUS_PUSHGATEWAY_URL when the run starts, else empty (metadata only)."""
     job_name: str = "reconciliation"
     timeout_ms: int = 5000
 
+    def url(self) -> str:
+        return configured(self.pushgateway_url, PUSHGATEWAY_VARIABLE, setting_text)
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        if self.pushgateway_url and not is_http_url(self.pushgateway_url):
+        if self.url() and not is_http_url(self.url()):
             raise dg.DagsterInvariantViolationError(
                 f"{PUSHGATEWAY_VARIABLE} must be an http(s) URL or empty, got a value that is not"
             )
@@ -154,7 +159,7 @@ class PushgatewayResource(dg.ConfigurableResource):
 
     @property
     def enabled(self) -> bool:
-        return bool(self.pushgateway_url)
+        return bool(self.url())
 
     def push(self, metrics: DomainRunMetrics, log: logging.Logger | logging.LoggerAdapter = _log) -> bool:
         """Push one domain's figures; a failing gateway is logged, never fails the run."""
@@ -162,7 +167,7 @@ class PushgatewayResource(dg.ConfigurableResource):
             return False
         try:
             push_to_gateway(
-                self.pushgateway_url,
+                self.url(),
                 job=self.job_name,
                 registry=metrics.registry(),
                 grouping_key={"domain": metrics.domain},

@@ -111,7 +111,7 @@ def stamp_money(findings: pd.DataFrame, spec: DomainSpec, inputs: DomainInputs,
         known = contract[contract.notna()].to_numpy()
         is_usdc = known == usdc_contract
         columns["asset_contract_id"][positions] = known
-        columns["asset_code"][positions[is_usdc]] = contracts.usdc_asset_code
+        columns["asset_code"][positions[is_usdc]] = contracts.usdc_code()
         columns["asset_issuer"][positions[is_usdc]] = contracts.usdc_issuer
         columns["asset_decimals"][positions] = money.decimals
         deltas = findings["delta"].to_numpy()[positions]

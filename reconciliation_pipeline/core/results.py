@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from reconciliation_pipeline.core.scopes import Shard
     from reconciliation_pipeline.core.streaming import StoredRows, StreamedDiff
     from reconciliation_pipeline.core.watermarks import SweepPlan
-    from reconciliation_pipeline.resources import ReconSettingsResource, StellarContractsResource
+    from reconciliation_pipeline.resources import ReconSettings, StellarContractsResource
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,9 @@ class DbSnapshot:
     duplicate_keys: tuple[str, ...] = ()
     """Keys several rows share: their rows are not in `frame` (which one is right is unknown), so
     they are neither read, compared, repaired nor counted checked; each has its own finding."""
+    ledger_at_snapshot: int | None = None
+    """The chain's latest ledger when the snapshot was taken: an entry modified after it may be a
+    write in flight (None when the RPC could not say)."""
     stored: StoredRows | None = None
     """A streaming full sweep: the rows are in this key-ordered columnar file, not in `frame`
     (which then holds no rows, only the columns); `core.streaming` reads them chunk by chunk."""
@@ -86,6 +89,8 @@ class ChainSnapshot:
     """Ids of events whose key could not be read while discovering chain-only keys."""
     skipped: str | None = None
     """Why nothing was read (the run compares nothing), or None."""
+    read_started_at: datetime | None = None
+    """When the read began: a row written after it may be a write in flight."""
     streamed: StreamedDiff | None = None
     """A streaming full sweep: the entity was diffed chunk by chunk as it was read; `frame` then
     holds only the entries the findings are about, and this holds the findings and what was checked."""
@@ -283,7 +288,7 @@ class StepContext:
     run: RunInfo
     engine: Engine
     contracts: StellarContractsResource
-    settings: ReconSettingsResource
+    settings: ReconSettings
     log: Any
     budget: RunBudget
     open_reader: Callable[[], Any]

@@ -1,7 +1,8 @@
 """A domain run's row in `recon.runs`, from its first step to its last.
 
 The row is written `running` when the domain's first step starts, so a run killed at any
-point leaves a trace. The findings step records the outcome (`succeeded` / `partial`) and how
+point leaves a trace. The findings step records the outcome (`succeeded` / `partial`, or
+`recomputed` for a run that compares nothing by design) and how
 many steps follow it in this run (repairs, the streak sync); the last of those to end makes
 the outcome the status. A step that raises marks its domain `failed` with the reason. A run
 that ends without that (SIGKILL, a lost worker, a skipped step) is marked `failed` by the
@@ -37,12 +38,17 @@ def mark_started(engine: Engine, run_id: str, domain: str, job_name: str, partit
             "started_at": datetime.now(UTC)})
 
 
-def record_outcome(engine: Engine, run_id: str, domain: str, outcome: str, steps_pending: int) -> None:
-    """The outcome of a run that persisted no findings (it compared nothing)."""
+RECOMPUTED = "recomputed"
+"""The status of a run that compared nothing by design (a past day's streaks, recomputed only)."""
+
+
+def record_recomputed(engine: Engine, run_id: str, domain: str, note: str, steps_pending: int) -> None:
+    """A run that persisted no findings because it compares nothing by design: status `recomputed`
+    (once its later steps end) with the reason in `status_note`."""
     with engine.begin() as connection:
         connection.execute(sql.query("recon/queries/run_outcome.sql"), {
-            "run_id": run_id, "domain": domain, "outcome": outcome, "steps_pending": steps_pending,
-            "finished_at": datetime.now(UTC)})
+            "run_id": run_id, "domain": domain, "outcome": RECOMPUTED, "note": note,
+            "steps_pending": steps_pending, "finished_at": datetime.now(UTC)})
 
 
 def finish_step(engine: Engine, run_id: str, domain: str) -> None:

@@ -252,6 +252,8 @@ class Entity:
     missing_severity: Severity = Severity.WARN
     read_error_severity: Severity = Severity.WARN
     invalid_address_severity: Severity = Severity.WARN
+    archived_severity: Severity = Severity.WARN
+    """An entry whose TTL ran out: archived until restored (protocol 23)."""
 
     def __post_init__(self) -> None:
         identifier(self.name, "an entity name")

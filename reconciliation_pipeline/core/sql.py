@@ -102,11 +102,7 @@ def apply_recon_migrations(engine: Engine) -> list[str]:
         connection.execute(query("recon/queries/migration_lock.sql"), {"lock_id": _MIGRATION_LOCK_ID})
         run_script(connection, read_sql("recon/bootstrap.sql"))
         done = set(connection.execute(query("recon/queries/applied_migrations.sql")).scalars())
-        for migration in PIPELINE_SQL.files("recon/migrations"):
-            match = _MIGRATION_NAME.match(migration.name)
-            if match is None:
-                raise ValueError(f"Migration file name must look like 001_name.sql: {migration.name}")
-            version = int(match.group(1))
+        for version, migration in sorted(_migration_files().items()):
             if version in done:
                 continue
             run_script(connection, migration.read_text())
@@ -114,6 +110,46 @@ def apply_recon_migrations(engine: Engine) -> list[str]:
                                {"version": version, "name": migration.name})
             applied.append(migration.name)
     return applied
+
+
+class SchemaNotMigratedError(RuntimeError):
+    """The `recon` schema lacks migrations this release needs."""
+
+
+def _migration_files() -> dict[int, Traversable]:
+    versions: dict[int, Traversable] = {}
+    for migration in PIPELINE_SQL.files("recon/migrations"):
+        match = _MIGRATION_NAME.match(migration.name)
+        if match is None:
+            raise ValueError(f"Migration file name must look like 001_name.sql: {migration.name}")
+        versions[int(match.group(1))] = migration
+    return versions
+
+
+def available_migrations() -> dict[int, str]:
+    """Every migration this release ships, by version."""
+    return {version: migration.name for version, migration in _migration_files().items()}
+
+
+def pending_migrations(engine: Engine) -> list[str]:
+    """The migrations this release ships that the database has not applied (all of them on a
+    database without the `recon` schema). Reads only: nothing is created."""
+    with engine.connect() as connection:
+        if not connection.execute(query("recon/queries/schema_migrations_present.sql")).scalar_one():
+            done: set[int] = set()
+        else:
+            done = set(connection.execute(query("recon/queries/applied_migrations.sql")).scalars())
+    return [name for version, name in sorted(available_migrations().items()) if version not in done]
+
+
+def require_migrated(engine: Engine) -> None:
+    """Fail, naming the command that fixes it, when the `recon` schema is behind this release."""
+    pending = pending_migrations(engine)
+    if pending:
+        raise SchemaNotMigratedError(
+            f"the recon schema of DATABASE_URL lacks {len(pending)} migration(s) this release needs "
+            f"({', '.join(pending)}): run `recon migrate` (or `make migrate`) against it first"
+        )
 
 
 def apply_reference_app_schema(engine: Engine) -> None:

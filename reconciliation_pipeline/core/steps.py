@@ -19,21 +19,25 @@ import dagster as dg
 import pandas as pd
 
 from reconciliation_pipeline.chain.addresses import valid_address_mask
+from reconciliation_pipeline.chain.history import events_window, ledger_window
 from reconciliation_pipeline.chain.keys import instance_key
-from reconciliation_pipeline.chain.reader import ChainReader, ProgressCallback, RetentionWindowError
+from reconciliation_pipeline.chain.reader import ChainReader, ProgressCallback, RetentionWindowError, RpcReadError
 from reconciliation_pipeline.core import repairs, run_status, streaming
 from reconciliation_pipeline.core.coverage import coverage_summary
 from reconciliation_pipeline.core.diff import diff_entity, invariant_findings, key_address_column, resolve_tolerances
-from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
-from reconciliation_pipeline.core.drift_store import INCIDENT_KEY, persist_domain_run
+from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, FindingStatus, Severity
+from reconciliation_pipeline.core.drift_store import INCIDENT_KEY, persist_domain_run, promote_persisting
 from reconciliation_pipeline.core.entry_versions import ComparedEntries, finish_sweep, known_versions
-from reconciliation_pipeline.core.events import read_named
+from reconciliation_pipeline.core.events import NamedValues, read_named
 from reconciliation_pipeline.core.findings import concat_findings, empty_findings, findings_frame, with_domain
+from reconciliation_pipeline.core.history import history_findings, record_replay
+from reconciliation_pipeline.core.inflight import mark_in_flight
 from reconciliation_pipeline.core.latency import fill_chain_change_times, run_latency
 from reconciliation_pipeline.core.metadata import findings_metadata, frame_metadata, markdown_table, read_metadata
 from reconciliation_pipeline.core.metrics import DomainRunMetrics, PushgatewayResource, findings_by_class_and_severity
 from reconciliation_pipeline.core.missing_guard import MassMissingError, MissingRead, guard_read
 from reconciliation_pipeline.core.money import stamp_money
+from reconciliation_pipeline.core.origins import attach_origins
 from reconciliation_pipeline.core.results import (
     AggregateResult,
     ChainSnapshot,
@@ -92,14 +96,20 @@ class Output:
     checks: tuple[dg.AssetCheckResult, ...] = ()
 
 
-def batch_progress(ctx: StepContext, what: str) -> ProgressCallback:
-    """Logs a long read every tenth of its batches, so the run's log shows it moving."""
-    step = {"next": 0.1}
+PROGRESS_INTERVAL_S = 15.0
+"""How often a long read says how far it got; a read shorter than this logs only its result line."""
+
+
+def batch_progress(ctx: StepContext, what: str, interval_s: float = PROGRESS_INTERVAL_S) -> ProgressCallback:
+    """Logs a long read's batch count every `interval_s`, so the run's log shows it moving; the
+    step's own line with its count closes it (one line per step for a read that takes seconds)."""
+    next_report = {"at": time.monotonic() + interval_s}
 
     def report(done: int, total: int) -> None:
-        if done == total or done / total >= step["next"]:
+        now = time.monotonic()
+        if done < total and now >= next_report["at"]:
             ctx.log.info(f"{what}: {done}/{total} getLedgerEntries batches")
-            step["next"] = done / total + 0.1
+            next_report["at"] = now + interval_s
 
     return report
 
@@ -144,9 +154,12 @@ def _change_kind(spec: DomainSpec, scope: Scope, column: str) -> tuple[KeyKind, 
 
 def _scan_changes(ctx: StepContext, spec: DomainSpec, scope: Scope, changes: ChangeEvents, plan: SweepPlan,
                   reader: ChainReader) -> SweepPlan:
-    """The values change events name since the watermark. The run becomes a full sweep when it
-    cannot know what changed: the events are out of the RPC's retention, or one cannot be read.
-    A full sweep of keys still reads the events of the whole retention: chain-only keys."""
+    """The values change events name since the watermark: from getEvents, and for ledgers before
+    its window from getLedgers metadata (at most REPLAY_MAX_LEDGERS of them). The run becomes a
+    full sweep when it cannot know what changed: the events are out of reach of both, or one
+    cannot be read. A full sweep of keys still reads the events of the whole retention: chain-only keys."""
+    incremental = scope.incremental
+    assert incremental is not None
     contract_id = getattr(ctx.contracts, changes.contract)
     kind, are_keys = _change_kind(spec, scope, changes.column)
     reason = plan.reason
@@ -156,19 +169,21 @@ def _scan_changes(ctx: StepContext, spec: DomainSpec, scope: Scope, changes: Cha
             return plan
         try:
             named = read_named(reader, contract_id, changes.topics, kind, changes.segments, start_ledger=first,
-                               end_ledger=plan.latest_ledger + 1)
-        except RetentionWindowError as error:
+                               end_ledger=plan.latest_ledger + 1, max_replay_ledgers=ctx.settings.replay_max_ledgers)
+        except (RetentionWindowError, RpcReadError) as error:
             reason = f"the change events since ledger {first} are out of reach: {error}"
         else:
+            record_replay(ctx.engine, spec.domain, incremental.plan_asset, ctx.run.run_id, (), named.window)
             if not named.unreadable:
-                return replace(plan, named=tuple(sorted(named.values, key=str)), events=named.events)
+                return replace(plan, named=tuple(sorted(named.values, key=str)), events=named.events,
+                               events_source=named.source)
             reason = (f"{len(named.unreadable)} change events since ledger {first} name a value this reader "
                       f"cannot parse (e.g. {named.unreadable[0]})")
     full = replace(plan, mode=FULL_SWEEP, reason=reason, watermark=None)
     if not are_keys:
         return full
     named = read_named(reader, contract_id, changes.topics, kind, changes.segments, end_ledger=plan.latest_ledger + 1)
-    return replace(full, named=tuple(sorted(named.values, key=str)), events=named.events)
+    return replace(full, named=tuple(sorted(named.values, key=str)), events=named.events, events_source=named.source)
 
 
 def plan_step(ctx: StepContext, spec: DomainSpec, scope: Scope) -> Output:
@@ -190,6 +205,7 @@ def plan_step(ctx: StepContext, spec: DomainSpec, scope: Scope) -> Output:
         "ledger_from": plan.ledger_from,
         "ledger_to": plan.latest_ledger,
         "change_events": plan.events,
+        "event_source": plan.events_source,
         "values_named_by_events": len(plan.named),
         "db_since": plan.watermark.db_since.isoformat() if plan.watermark is not None else None,
         **{f"open_incidents/{name}": len(keys) for name, keys in incidents.items()},
@@ -216,6 +232,18 @@ def _changed_filter(spec: DomainSpec, scope: Scope, source: Source, plan: SweepP
                    values=tuple(str(v) for v in plan.named))
 
 
+def _latest_ledger(ctx: StepContext) -> int | None:
+    """The chain's latest ledger just before a database snapshot: an entry modified after it was
+    written after the snapshot (a write in flight). None when the RPC cannot say: no finding is
+    then in flight for that reason."""
+    try:
+        with ctx.reader() as reader:
+            return reader.latest_ledger()
+    except RpcReadError as error:
+        ctx.log.warning(f"the latest ledger before the database snapshot is unknown: {error}")
+        return None
+
+
 def db_step(ctx: StepContext, spec: DomainSpec, scope: Scope, source: Source, plan: SweepPlan | None,
             only_keys: tuple[str, ...] | None) -> Output:
     """The source's rows within the scope, with its invariants checked once."""
@@ -225,16 +253,20 @@ def db_step(ctx: StepContext, spec: DomainSpec, scope: Scope, source: Source, pl
         changed=_changed_filter(spec, scope, source, plan) if plan is not None else None,
         only_keys=only_keys,
     )
+    # An incremental run's plan read the latest ledger just before: no second request.
+    ledger_at_snapshot = plan.latest_ledger if plan is not None else _latest_ledger(ctx)
     if streaming.streams(ctx, spec, scope, source, plan, only_keys):
-        return streaming.stored_db_step(ctx, source, row_filter)
-    snapshot = _without_duplicate_keys(snapshot_db(ctx.engine, source, row_filter), source)
+        return streaming.stored_db_step(ctx, source, row_filter, ledger_at_snapshot)
+    snapshot = replace(_without_duplicate_keys(snapshot_db(ctx.engine, source, row_filter), source),
+                       ledger_at_snapshot=ledger_at_snapshot)
     checks: tuple[dg.AssetCheckResult, ...] = ()
     if source.invariants is not None:
         check, found = invariants_result(source.invariants, source, source.key_column, snapshot.frame, "database")
         snapshot = replace(snapshot, invariant_findings=concat_findings([snapshot.invariant_findings, found]))
         checks = (check,)
     metadata: dict[str, Any] = {**frame_metadata(snapshot.frame), "snapshot_at": snapshot.taken_at.isoformat(),
-                                "rows_in_scope": snapshot.scope, "duplicate_keys": len(snapshot.duplicate_keys),
+                                "ledger_at_snapshot": ledger_at_snapshot, "rows_in_scope": snapshot.scope,
+                                "duplicate_keys": len(snapshot.duplicate_keys),
                                 **snapshot.counts}
     since = row_filter.changed.since if row_filter.changed is not None else None
     if since is not None:
@@ -269,30 +301,64 @@ def _without_duplicate_keys(snapshot: DbSnapshot, source: Source) -> DbSnapshot:
 # -- chain --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Discovered:
+    """Keys to read beyond the database's rows, the events whose key could not be read, and where
+    the events came from."""
+
+    keys: pd.Series
+    unreadable: tuple[str, ...] = ()
+    source: str | None = None
+
+
+def _discovery_events(ctx: StepContext, spec: DomainSpec, entity: Entity, discovery: EventKeys,
+                      reader: ChainReader) -> NamedValues:
+    """The discovery events of the run: getEvents's whole window (closed before the partition's end);
+    for a partition older than that window, its own day replayed from getLedgers metadata. A day
+    neither serves leaves getEvents's window only, as discovery always was (logged, and the source
+    says so): the run still compares every row the database has."""
+    contract_id = getattr(ctx.contracts, discovery.contract)
+    window = ctx.partition_window
+    if window is not None and window.start.timestamp() < events_window(reader)[1]:
+        try:
+            ledgers, _ = ledger_window(reader, window.start, window.end)
+            named = read_named(reader, contract_id, discovery.topics, entity.kind, (discovery.segment,),
+                               start_ledger=ledgers.start_ledger, end_ledger=ledgers.end_ledger,
+                               closed_before=ctx.window_end, max_replay_ledgers=ctx.settings.replay_max_ledgers)
+        except (RetentionWindowError, RpcReadError) as refused:
+            ctx.log.warning(f"chain_{entity.name}: the partition's day cannot be replayed, so only chain-only keys "
+                            f"in getEvents's window are discovered: {refused}")
+            named = read_named(reader, contract_id, discovery.topics, entity.kind, (discovery.segment,),
+                               closed_before=ctx.window_end)
+            named = replace(named, source=f"{named.source} (the partition's day is outside both windows)")
+    else:
+        named = read_named(reader, contract_id, discovery.topics, entity.kind, (discovery.segment,),
+                           closed_before=ctx.window_end)
+    record_replay(ctx.engine, spec.domain, f"chain_{entity.name}", ctx.run.run_id, ctx.partition_keys, named.window)
+    return named
+
+
 def _discovered_keys(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity, plan: SweepPlan | None,
-                     reader: ChainReader) -> tuple[pd.Series, tuple[str, ...]]:
-    """Keys to read beyond the database's rows, and the events whose key could not be read."""
+                     reader: ChainReader) -> Discovered:
     empty = pd.Series([], dtype=object)
     if plan is not None:
         changes = scope.incremental.changes if scope.incremental is not None else None
         if isinstance(changes, ChangeEvents) and changes.column == entity.key:
-            return pd.Series([*plan.named, *plan.incident_keys.get(entity.name, ())], dtype=object), ()
-        return empty, ()
+            return Discovered(pd.Series([*plan.named, *plan.incident_keys.get(entity.name, ())], dtype=object))
+        return Discovered(empty)
     discovery = entity.discovery
     if isinstance(discovery, EventKeys):
-        named = read_named(reader, getattr(ctx.contracts, discovery.contract), discovery.topics, entity.kind,
-                           (discovery.segment,), closed_before=ctx.window_end)
+        named = _discovery_events(ctx, spec, entity, discovery, reader)
         keys = entity.kind.normalize(pd.Series(sorted(named.values, key=str), dtype=object))
         if ctx.shard is not None:
             keys = keys[(keys.astype("uint64") % ctx.shard.count) == ctx.shard.index]
-        ctx.log.info(f"chain_{entity.name}: {named.events} events in the retention window name "
-                     f"{len(named.values)} keys")
-        return keys, named.unreadable
+        ctx.log.info(f"chain_{entity.name}: {named.events} events ({named.source}) name {len(named.values)} keys")
+        return Discovered(keys, named.unreadable, named.source)
     if isinstance(discovery, IndexedKeys):
         with ctx.engine.connect() as connection:
             keys = connection.execute(spec.sql.query(discovery.query), {"window_end": ctx.window_end}).scalars().all()
-        return pd.Series(keys, dtype=object), ()
-    return empty, ()
+        return Discovered(pd.Series(keys, dtype=object))
+    return Discovered(empty)
 
 
 def chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity, inputs: DomainInputs) -> Output:
@@ -312,9 +378,11 @@ def chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity,
     if skipped is not None:
         readable = readable.iloc[0:0]
     plan = inputs.plan
+    read_started_at = datetime.now(UTC)
     with ctx.reader() as reader:
-        discovered, unreadable_events = (_discovered_keys(ctx, spec, scope, entity, plan, reader)
-                                         if skipped is None else (pd.Series([], dtype=object), ()))
+        discovery = (_discovered_keys(ctx, spec, scope, entity, plan, reader)
+                     if skipped is None else Discovered(pd.Series([], dtype=object)))
+        discovered = discovery.keys
         extra = entity.kind.normalize(discovered) if len(discovered) else discovered
         known = entity.kind.normalize(readable[key]) if len(readable) else readable[key]
         new_keys = pd.Series(pd.Index(extra).difference(pd.Index(known)), dtype=object)
@@ -348,7 +416,7 @@ def chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity,
         entity=entity.name, frame=frame, ledger_sequence=stats.latest_ledger, requests=stats.requests,
         failed_batches=stats.failed_batches, contract_id=contract_id, not_read_invalid=not_read_invalid,
         discovered=len(new_keys), mode=plan.mode if plan is not None else None,
-        unreadable_events=unreadable_events, skipped=skipped,
+        unreadable_events=discovery.unreadable, skipped=skipped, read_started_at=read_started_at,
     )
     checks: tuple[dg.AssetCheckResult, ...] = ()
     if entity.chain_invariants is not None:
@@ -356,6 +424,8 @@ def chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity,
         snapshot = replace(snapshot, invariant_findings=found)
         checks = (check,)
     metadata = read_metadata(snapshot)
+    if discovery.source is not None:
+        metadata["discovery_source"] = discovery.source
     if skipped is not None:
         metadata["skipped"] = skipped
     ctx.log.info(f"chain_{entity.name}: {len(frame)} entries read in {stats.requests} requests at ledger "
@@ -421,7 +491,8 @@ def drift_classes(spec: DomainSpec, produces: tuple[DriftClass, ...]) -> tuple[D
     """The drift classes this domain's findings can have (its metadata shows only those)."""
     classes: set[DriftClass] = set(produces)
     for entity in spec.entities:
-        classes |= {DriftClass.MISSING_ON_CHAIN, DriftClass.CHAIN_READ_ERROR, *(f.drift_class for f in entity.compared)}
+        classes |= {DriftClass.MISSING_ON_CHAIN, DriftClass.CHAIN_READ_ERROR, DriftClass.ARCHIVED,
+                    DriftClass.TTL_EXPIRING, *(f.drift_class for f in entity.compared)}
         if entity.discovery is not None or any(s.incremental is not None for s in spec.scopes):
             classes.add(DriftClass.MISSING_IN_DB)
         if entity.address_columns or key_address_column(entity) is not None:
@@ -478,7 +549,7 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
     skipped = spec.hooks.skip_compare(ctx, inputs) if spec.hooks.skip_compare is not None else None
     if skipped is not None:
         ctx.log.info(f"{spec.domain}: nothing compared: {skipped}")
-        run_status.record_outcome(ctx.engine, ctx.run.run_id, spec.domain, "succeeded", steps_pending)
+        run_status.record_recomputed(ctx.engine, ctx.run.run_id, spec.domain, skipped, steps_pending)
         diff = DomainDiff(empty_findings(), Checked.none(), None, None, repairs.empty_plan(), skipped=skipped)
         return Output(diff, {"skipped": skipped, "findings": 0}, _discrepancy_checks(spec, scope, diff))
     parts: list[pd.DataFrame] = []
@@ -495,7 +566,7 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
             found, settled = chain.streamed.findings, chain.streamed.checked
         else:
             found, settled = diff_entity(entity, inputs.rows_of(entity.source_name), chain,
-                                         resolve_tolerances(entity, ctx.settings))
+                                         resolve_tolerances(entity, ctx.settings), ctx.settings.ttl_warning_ledgers)
         parts += [found, chain.invariant_findings[chain.invariant_findings["entity_key"].isin(
             chain.frame[entity.key].astype(str))], _unreadable_event_findings(entity, chain)]
         checked.append(settled)
@@ -515,15 +586,23 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
         parts.append(extra.findings)
         checked.append(extra.checked)
         ledgers += [extra.ledger_sequence] if extra.ledger_sequence is not None else []
+    history, history_checked = history_findings(ctx.engine, spec.domain, ctx.run.run_id, ctx.partition_keys)
+    parts.append(history)
+    checked.append(history_checked)
     findings = with_domain(concat_findings(parts), spec.domain)
     if spec.hooks.decorate is not None and len(findings):
         findings = spec.hooks.decorate(findings, inputs)
+    findings = promote_persisting(ctx.engine, spec.domain, ctx.run.run_id,
+                                  mark_in_flight(ctx, spec, scope, inputs, findings))
+    findings, origins = attach_origins(ctx, spec, scope, inputs, findings)
     findings = stamp_money(findings, spec, inputs, ctx.contracts)
     plan = repairs.empty_plan()
+    drift = findings[findings["status"] == FindingStatus.DRIFT.value]
     if plans_repairs(spec, scope):
-        plans = [repairs.plan_field_repairs(spec.domain, e, findings) for e in spec.entities_of(scope)]
+        # Nothing in flight is repaired: the side written in between may already be right.
+        plans = [repairs.plan_field_repairs(spec.domain, e, drift) for e in spec.entities_of(scope)]
         if spec.hooks.repairs is not None:
-            plans.insert(0, spec.hooks.repairs(ctx, inputs, findings))
+            plans.insert(0, spec.hooks.repairs(ctx, inputs, drift))
         plans = [p for p in plans if len(p)]
         plan = pd.concat(plans, ignore_index=True) if plans else plan
     snapshots = [s.taken_at for s in inputs.sources.values()]
@@ -541,12 +620,13 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
     exempt = _exempt_mask(findings, summary.exempt)
     metrics = DomainRunMetrics(
         domain=spec.domain, run_id=ctx.run.run_id, job_name=ctx.run.job_name, duration_s=ctx.budget.elapsed_s(),
-        status=summary.status, findings=findings_by_class_and_severity(findings),
+        status=summary.status, findings=findings_by_class_and_severity(drift),
         errors={
             **{f"read_{name}": chain.failed_batches for name, chain in inputs.chains.items()},
             "decode": sum(int(chain.frame["read_error"].map(
                 lambda e: isinstance(e, str) and e.startswith("undecodable")).sum()) for chain in inputs.chains.values()),
             "time_limit": diff.checked.not_read,
+            "finding_storage": summary.storage_errors,
         },
         entities_checked=diff.checked.count, entities_unchecked=diff.checked.unchecked,
         finished_at_unix=time.time(), findings_exempt=int(exempt.sum()),
@@ -555,13 +635,18 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
     )
     pushed = pushgateway.push(metrics, ctx.log)
     ctx.log.info(
-        f"{spec.domain}: {summary.findings} findings ({summary.status}); {diff.checked.count} entities "
+        f"{spec.domain}: {summary.findings} findings, {summary.in_flight} in flight ({summary.status}); "
+        f"{diff.checked.count} entities "
         f"compared, {diff.checked.unchecked} not checked ({diff.checked.not_read} at the time limit); incidents "
         f"confirmed {summary.confirmed}, resolved {summary.resolved}; {len(plan)} repairs planned"
     )
+    if summary.storage_errors:
+        ctx.log.warning(f"{spec.domain}: {summary.storage_errors} findings stored without their values (PostgreSQL "
+                        "could not store those); recon.discrepancies.details says why for each")
     metadata = {
         **findings_metadata(findings, classes),
         "run_status": summary.status,
+        "findings_stored_without_values": summary.storage_errors,
         "entities_checked": diff.checked.count,
         "entities_unchecked": diff.checked.unchecked,
         "entities_not_read_time_limit": diff.checked.not_read,
@@ -569,6 +654,8 @@ def discrepancies_step(ctx: StepContext, spec: DomainSpec, scope: Scope, inputs:
         "incidents_opened": summary.opened,
         "incidents_confirmed": summary.confirmed,
         "incidents_resolved": summary.resolved,
+        "findings_in_flight": summary.in_flight,
+        **origins.as_metadata(),
         "ledger_sequence": diff.ledger_sequence,
         "repairs_planned": len(plan),
         **watermark,
@@ -591,12 +678,13 @@ def _discrepancy_checks(spec: DomainSpec, scope: Scope, diff: DomainDiff,
     """`no_critical_drift` (exempt findings are known cases: they do not fail it), and where repairs
     copy chain values, the blocking `chain_values_copyable`."""
     findings, plan = diff.findings, diff.repair_plan
-    live = findings if exempt is None else findings[~exempt]
+    drift = findings["status"] == FindingStatus.DRIFT.value  # in flight: settled by the next run
+    live = findings[drift if exempt is None else drift & ~exempt]
     critical = live[live["severity"] == Severity.CRITICAL.value]
     checks = [dg.AssetCheckResult(
         check_name=NO_CRITICAL_DRIFT, passed=critical.empty, severity=dg.AssetCheckSeverity.ERROR,
         metadata={"critical_findings": len(critical), "critical_findings_exempt": int(
-            (findings["severity"] == Severity.CRITICAL.value).sum()) - len(critical), "sample": markdown_table(
+            (findings.loc[drift, "severity"] == Severity.CRITICAL.value).sum()) - len(critical), "sample": markdown_table(
             critical[["entity_id", "field", "drift_class", "db_value", "chain_value"]], "No critical drift.")},
     )]
     if copies_chain_values(spec, scope):

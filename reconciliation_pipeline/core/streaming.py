@@ -236,7 +236,7 @@ def _whole_keys(chunks: Iterator[pd.DataFrame], key: str) -> Iterator[pd.DataFra
         yield carry
 
 
-def stored_db_step(ctx: StepContext, source: Source, row_filter: RowFilter) -> Output:
+def stored_db_step(ctx: StepContext, source: Source, row_filter: RowFilter, ledger_at_snapshot: int | None) -> Output:
     """The source's rows stored chunk by chunk in key order, duplicates and invariants checked once."""
     from reconciliation_pipeline.core.steps import Output, _without_duplicate_keys, invariants_check
 
@@ -265,7 +265,8 @@ def stored_db_step(ctx: StepContext, source: Source, row_filter: RowFilter) -> O
     snapshot_result = DbSnapshot(source=source.name, frame=empty, taken_at=taken_at, scope=row_filter.describe(),
                                  counts=snapshot.counts,
                                  invariant_findings=concat_findings([*duplicate_found, violations]),
-                                 duplicate_keys=tuple(duplicates), stored=stored, rows=stored.rows)
+                                 duplicate_keys=tuple(duplicates), ledger_at_snapshot=ledger_at_snapshot,
+                                 stored=stored, rows=stored.rows)
     checks: tuple[Any, ...] = ()
     if source.invariants is not None:
         checks = (invariants_check(source.invariants, violations, validated, "database"),)
@@ -427,9 +428,10 @@ def streamed_chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity
     ledgers: list[int] = []
     answered = missing = not_read = new_keys = validated = chunks = rows_done = 0
     next_report = 0.1
+    read_started_at = datetime.now(UTC)
     with ctx.reader() as reader:
-        discovered, unreadable_events = _discovered_keys(ctx, spec, scope, entity, plan, reader)
-        chain_only = np.setdiff1d(_uint64_keys(discovered), _uint64_keys(pd.Series(source.duplicate_keys)))
+        discovery = _discovered_keys(ctx, spec, scope, entity, plan, reader)
+        chain_only = np.setdiff1d(_uint64_keys(discovery.keys), _uint64_keys(pd.Series(source.duplicate_keys)))
         reads = _ReadAhead((_read_chunk(ctx, reader, entity, db, keys, contract_id)
                             for db, keys in _ranges(stored, chain_only, chunk_rows)), READ_AHEAD_CHUNKS)
         try:
@@ -438,7 +440,7 @@ def streamed_chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity
                 snapshot = ChainSnapshot(entity=entity.name, frame=read.frame, ledger_sequence=read.latest_ledger,
                                          requests=read.requests, failed_batches=read.failed_batches,
                                          contract_id=contract_id, not_read_invalid=read.not_read_invalid)
-                diff = diff_entity_keys(entity, read.db, snapshot, tolerances)
+                diff = diff_entity_keys(entity, read.db, snapshot, tolerances, ctx.settings.ttl_warning_ledgers)
                 found = [diff.findings]
                 if invariants is not None:
                     checked_rows = invariants.rows(decoded_rows(read.frame))
@@ -492,7 +494,7 @@ def streamed_chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity
         entity=entity.name, frame=chain_frame, ledger_sequence=latest, requests=totals["rpc_requests"],
         failed_batches=totals["failed_batches"], contract_id=contract_id, not_read_invalid=invalid,
         discovered=new_keys, mode=plan.mode if plan is not None else None, invariant_findings=chain_invariants,
-        unreadable_events=unreadable_events,
+        unreadable_events=discovery.unreadable, read_started_at=read_started_at,
         streamed=StreamedDiff(
             source=entity.source_name, findings=concat_findings(findings), checked=checked,
             db_rows=pd.concat(kept_db, ignore_index=True) if kept_db else stored.empty, folds=folds, chunks=chunks),
@@ -501,6 +503,8 @@ def streamed_chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity
     metadata = {**totals, "dagster/column_schema": column_schema or frame_metadata(chain_frame)["dagster/column_schema"],
                 "ledger_sequence": latest, "sweep_mode": result.mode, "keys_discovered_on_chain": new_keys,
                 "streaming_sweep": True, "streamed_chunks": chunks}
+    if discovery.source is not None:
+        metadata["discovery_source"] = discovery.source
     ctx.log.info(f"chain_{entity.name}: {totals['dagster/row_count']} entries read in {totals['rpc_requests']} "
                  f"requests at ledger {latest} ({new_keys} known only on chain), diffed in {chunks} chunks")
     return Output(result, metadata, checks)

@@ -58,7 +58,7 @@ def write_watermark(
 
 
 def open_incident_keys(engine: Engine, domain: str, entity: Entity) -> pd.Series:
-    """Keys of the entity's unresolved incidents, in its key dtype."""
+    """Keys of the entity's unresolved incidents and findings in flight, in its key dtype."""
     with engine.connect() as connection:
         entity_ids = connection.execute(
             sql.query("recon/queries/watermark_open_incident_keys.sql"),
@@ -83,7 +83,9 @@ class SweepPlan:
     """Keys or column values that change events named (in a full sweep: in the whole retention)."""
     events: int = 0
     incident_keys: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
-    """Per entity: keys with open incidents, re-checked so they can resolve."""
+    """Per entity: keys with open incidents or findings in flight, re-checked so they can resolve."""
+    events_source: str | None = None
+    """Where the change events came from: getEvents, getLedgers (metadata replay) or both."""
 
     @property
     def full(self) -> bool:

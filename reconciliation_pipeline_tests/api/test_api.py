@@ -31,7 +31,7 @@ from soroban_devnet.ledger import DevnetLedger
 from soroban_devnet.server import DevnetServer
 
 TOKENS = {"RECON_API_READ_TOKENS": READ_TOKEN, "RECON_API_LAUNCH_TOKENS": LAUNCH_TOKEN}
-STREAM_2 = {"field": "released", "drift_class": "VALUE_MISMATCH", "severity": "WARN",
+STREAM_2 = {"field": "released", "drift_class": "VALUE_MISMATCH", "severity": "WARN", "status": "drift",
             "db_value": "25005000000", "chain_value": "25000000000", "delta": "-5000000"}
 
 
@@ -163,6 +163,7 @@ def test_a_launch_token_starts_a_dry_run_through_dagster_and_reads_its_discrepan
             assert (streams_run["domain"], streams_run["dry_run"], streams_run["partition_key"]) == (
                 "streams", True, yesterday)
             assert streams_run["repairs_planned"] > 0 and streams_run["repairs_applied"] == 0
+            assert streams_run["in_flight"] == 0
             found = api.get(f"/v1/runs/{run_id}/discrepancies").json()
             assert found["status"] == "SUCCESS"
             stream_2 = [d for d in found["discrepancies"] if d["entity_id"] == "stream_2"]

@@ -21,8 +21,11 @@ from stellar_sdk.exceptions import SorobanRpcErrorResponse
 
 from recon_demo.identities import contract_id
 from reconciliation_pipeline.chain.history import ledger_window
-from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings
+from reconciliation_pipeline.chain.ledgermeta import Watch
+from reconciliation_pipeline.chain.reader import ChainReader, ReaderSettings, RpcReadError
+from reconciliation_pipeline.chain.replay import replay
 from reconciliation_pipeline.chain.rpc_client import ResponseIdMismatchError
+from reconciliation_pipeline.core.latency import ledger_close_times
 from reconciliation_pipeline_tests.chain.test_reader import entry_key, seed_entries
 from soroban_devnet.ledger import DevnetLedger, FaultConfig
 from soroban_devnet.server import DevnetServer
@@ -92,18 +95,42 @@ def test_a_response_larger_than_the_limit_is_a_clear_error_not_retried(
     assert ledger.request_counts["getLedgerEntries"] == 1
 
 
+def test_getledgers_pages_larger_than_the_limit_are_read_errors_not_crashes(
+    ledger: DevnetLedger, devnet: DevnetServer
+) -> None:
+    """Whole ledgers make getLedgers the largest response there is: a replay stops with an RpcReadError
+    naming the limit, and latency's close-time lookup goes without those ledgers."""
+    latest = ledger.latest_ledger
+    ledger.reset_counters()
+    reader = ChainReader(devnet.url, ReaderSettings(backoff_initial_s=0.001, max_response_bytes=2048, max_in_flight=1))
+    try:
+        with pytest.raises(RpcReadError, match="exceeded RPC_MAX_RESPONSE_BYTES=2,048"):
+            replay(reader, latest - 40, latest + 1, Watch(contracts=frozenset({CONTRACT})))
+        assert ledger_close_times(reader, list(range(latest - 150, latest + 1))) == {}
+    finally:
+        reader.close()
+    assert ledger.request_counts["getLedgers"] == 3  # none retried: the ledger before the range, a page, a cluster
+
+
+_ECHO = object()
+"""Answer with the request's own id."""
+
+
 @contextmanager
-def _answering_with_id(answer_id: object) -> Iterator[str]:
-    """A JSON-RPC endpoint that answers getLatestLedger with the given response id."""
+def _answering_with_id(answer_id: object, content_type: str = "application/json",
+                       error: str | None = None) -> Iterator[str]:
+    """A JSON-RPC endpoint that answers getLatestLedger with the given response id (or `error`)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - the http.server API
-            self.rfile.read(int(self.headers["Content-Length"]))
-            body = json.dumps({"jsonrpc": "2.0", "id": answer_id, "result": {
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            answer = ({"error": {"code": -32603, "message": error}} if error is not None else {"result": {
                 "id": "ab" * 32, "protocolVersion": 23, "sequence": 7, "closeTime": "1", "headerXdr": "",
-                "metadataXdr": ""}}).encode()
+                "metadataXdr": ""}})
+            answered = request["id"] if answer_id is _ECHO else answer_id
+            body = json.dumps({"jsonrpc": "2.0", "id": answered, **answer}, ensure_ascii=False, allow_nan=False).encode()
             self.send_response(200)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -129,6 +156,19 @@ def test_a_response_to_another_request_is_refused() -> None:
         with pytest.raises(ResponseIdMismatchError):
             reader.server.get_latest_ledger()
         reader.close()
+
+
+def test_json_is_read_as_utf_8_whatever_charset_the_content_type_implies() -> None:
+    """RFC 8259: JSON between systems is UTF-8. A proxy answering `text/plain` (which `requests` reads
+    as ISO-8859-1) must not garble a provider's message."""
+    with _answering_with_id(_ECHO, content_type="text/plain", error="latence élevée: 63 s") as url:
+        reader = ChainReader(url, ReaderSettings(backoff_initial_s=0.001, max_attempts=1))
+        try:
+            with pytest.raises(SorobanRpcErrorResponse) as raised:
+                reader.server.get_latest_ledger()
+        finally:
+            reader.close()
+    assert raised.value.message == "latence élevée: 63 s"
 
 
 def test_ledger_searches_take_a_handful_of_requests(ledger: DevnetLedger, devnet: DevnetServer) -> None:

@@ -29,9 +29,9 @@ import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from reconciliation_pipeline.core.alert_routes import AlertConfigError, load_routes, parse_routes
+from reconciliation_pipeline.core.alert_routes import AlertConfigError, default_routes, load_routes, parse_routes
 from reconciliation_pipeline.core.alerts import AlertingResource, dispatch_incident_alerts
-from reconciliation_pipeline.core.drift import Severity
+from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.defs.alerting.definitions import drift_incident_alert_sensor
 from reconciliation_pipeline.resources import build_resources
 from reconciliation_pipeline_tests.core.test_alerts import _persist, alerts
@@ -158,11 +158,11 @@ def test_a_first_run_sends_one_message_per_run_and_route_pages_and_mails_and_lea
         with engine.connect() as connection:
             incidents = pd.read_sql(sa.text("SELECT * FROM recon.drift_incidents"), connection)
             routed = pd.read_sql(sa.text("SELECT incident_id, route, run_id FROM recon.alerts"), connection)
-        assert len(incidents) == len(world.expected_findings()) == 65
-        assert len(routed) == 65  # every new incident alerted ...
+        assert len(incidents) == len(world.expected_findings()) == 67
+        assert len(routed) == 67  # every new incident alerted ...
         messages = [json.loads(r.body) for r in slack.requests]
         groups = routed.groupby(["route", "run_id"])["incident_id"].apply(sorted).to_dict()
-        assert len(messages) == len(groups) < 10  # ... in one message per run and route, not 65
+        assert len(messages) == len(groups) < 10  # ... in one message per run and route, not 67
         assert sorted(sorted(listed(m)) for m in messages) == sorted(groups.values())
         assert {r.path for r in slack.requests} == {WEBHOOK_SECRET}
         critical = incidents[incidents["severity"] == "CRITICAL"]
@@ -268,6 +268,12 @@ def test_routes_go_to_the_first_match_and_runbooks_per_class() -> None:
     assert routes.route_for("balances", "INFO") is None  # no route takes it: it alerts nowhere
     assert routes.runbook("MISSING_IN_DB") == "https://wiki.example/missing"
     assert routes.runbook("VALUE_MISMATCH") == "https://wiki.example/recon#value_mismatch"
+
+
+def test_every_drift_class_has_the_runbook_section_its_default_link_points_at() -> None:
+    runbooks = (Path(__file__).parents[2] / "RUNBOOKS.md").read_text()
+    anchors = {line[3:].strip().lower() for line in runbooks.splitlines() if line.startswith("## ")}
+    assert {default_routes(webhook=False).runbook(c.value).split("#")[1] for c in DriftClass} <= anchors
 
 
 @pytest.mark.parametrize(("config", "message"), [

@@ -148,8 +148,8 @@ def test_critical_alerts_at_once_the_rest_once_confirmed_in_one_message_per_run_
                     ("log", "trigger", len(every) - 2, "sent"), ("webhook", "trigger", len(every) - 2, "sent")]
 
 
-def test_a_message_is_well_formed_slack_json_listing_each_incident_with_its_runbook(
-    world: MarketsWorld, database_url: str, engine: sa.Engine, devnet: DevnetServer
+def test_a_message_is_well_formed_slack_json_listing_each_incident_with_its_runbook_and_origin(
+    world: MarketsWorld, ledger: DevnetLedger, database_url: str, engine: sa.Engine, devnet: DevnetServer
 ) -> None:
     with http_receiver() as webhook:
         run_frequent(frequent_resources(database_url, devnet.url), MARKETS_ASSETS)
@@ -162,6 +162,14 @@ def test_a_message_is_well_formed_slack_json_listing_each_incident_with_its_runb
     assert len(text) <= 3000
     market_4 = next(line for line in text.split("\n") if "`market_4`" in line)
     assert "VALUE_MISMATCH on `winning_outcome`: database 0 vs chain 1" in market_4
+    with engine.connect() as connection:
+        origin, written = connection.execute(sa.text(
+            "SELECT details->'origin', details->>'db_written_at' FROM recon.discrepancies "
+            "WHERE entity_id = 'market_4' AND field = 'winning_outcome'")).one()
+    # The chain value's origin is the devnet transaction that wrote the market's instance entry.
+    assert origin["tx_hash"] in {tx.tx_hash for tx in ledger.transactions_in(origin["ledger"])}
+    written_in = f"ledger {origin['ledger']} ({origin['closed_at']}) by tx {origin['tx_hash'][:12]}… op 0"
+    assert f"; chain written in {written_in}; database row written {written}" in market_4
     assert market_4.endswith("(<RUNBOOKS.md#value_mismatch|runbook>)")
     assert context["type"] == "context"
     assert "recon incidents ack" in context["elements"][0]["text"]

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-import pandera.pandas as pa
 import pytest
 import sqlalchemy as sa
 
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
 from reconciliation_pipeline.core.drift_store import IncidentPolicy, PersistSummary, RunInfo, persist_domain_run
+from reconciliation_pipeline.core.finding_rows import UnstorableFindingsError
 from reconciliation_pipeline.core.findings import concat_findings, findings_frame
 from reconciliation_pipeline.core.repairs import empty_plan
 from reconciliation_pipeline.core.results import Checked, DomainDiff
@@ -318,20 +318,32 @@ def test_runs_row_per_run_and_domain_with_counts_and_status(engine: sa.Engine) -
     assert again["finding_counts"]["CHAIN_READ_ERROR"] == 0
 
 
-def test_invalid_findings_are_rejected_before_writing(engine: sa.Engine) -> None:
-    """A findings frame with a non-integer delta fails validation and writes nothing."""
-    bad = frame_of(F("stream_1"))
-    bad["delta"] = pd.Series([1.5], dtype=object)
-    with pytest.raises(pa.errors.SchemaErrors, match="delta_is_exact_int"):
+def test_an_invalid_finding_is_a_storage_error_and_a_defective_frame_writes_nothing(engine: sa.Engine) -> None:
+    """A non-integer delta is one finding's problem: it is stored without its values. An unknown drift
+    class is the code's: the persist fails and writes nothing."""
+    bad = frame_of(F("stream_1"), F("stream_2"))
+    bad["delta"] = pd.Series([1.5, 3], dtype=object)
+    persist_domain_run(
+        engine, RunInfo("run-bad", "job", None), STREAMS,
+        DomainDiff(bad, Checked(checked_of("stream_1", "stream_2")), None, None, empty_plan()),
+        started_at=datetime.now(UTC), policy=DEFAULT_POLICY,
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT entity_id, delta::text, details->>'storage_error' FROM "
+                                          "recon.discrepancies ORDER BY entity_id")).all()
+    assert rows == [("stream_1", None, "delta: delta_is_exact_int"), ("stream_2", "3", None)]
+
+    defective = frame_of(F("stream_3"))
+    defective["drift_class"] = pd.Series(["NOT_A_CLASS"], dtype=object)
+    with pytest.raises(UnstorableFindingsError, match="drift_class"):
         persist_domain_run(
-            engine, RunInfo("run-bad", "job", None), STREAMS,
-            DomainDiff(bad, Checked(checked_of("stream_1")), None, None, empty_plan()),
+            engine, RunInfo("run-defective", "job", None), STREAMS,
+            DomainDiff(defective, Checked(checked_of("stream_3")), None, None, empty_plan()),
             started_at=datetime.now(UTC), policy=DEFAULT_POLICY,
         )
     with engine.connect() as connection:
-        for count in ("SELECT count(*) FROM recon.runs", "SELECT count(*) FROM recon.discrepancies",
-                      "SELECT count(*) FROM recon.drift_incidents"):
-            assert connection.execute(sa.text(count)).scalar_one() == 0
+        assert connection.execute(sa.text("SELECT count(*) FROM recon.runs WHERE run_id = 'run-defective'")
+                                  ).scalar_one() == 0
 
 
 # -- analyst views ----------------------------------------------------------------

@@ -56,8 +56,10 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
 
 def _persisted(engine: sa.Engine) -> tuple[int, int, int]:
     with engine.connect() as connection:
-        return tuple(connection.execute(sa.text(f"SELECT count(*) FROM recon.{table}")).scalar_one()
-                     for table in ("discrepancies", "drift_incidents", "repairs"))
+        return tuple(connection.execute(sa.text(count)).scalar_one()
+                     for count in ("SELECT count(*) FROM recon.discrepancies",
+                                   "SELECT count(*) FROM recon.drift_incidents",
+                                   "SELECT count(*) FROM recon.repairs"))
 
 
 def _remove_streams(ledger: DevnetLedger, world: StreamsWorld, share: float) -> None:

@@ -42,10 +42,21 @@ COMPARED = ["entity_type", "entity_id", "field", "drift_class", "severity", "db_
             "amount_at_stake", "partition_key"]
 
 
+def _same_in_either_run(details: dict[str, Any]) -> dict[str, Any]:
+    """The details less what depends on when a run ran, not on how it read: where an origin was
+    looked up (the second run finds the first's ledgers in recon.ledgers) and a TTL's wall-clock
+    estimate (now + ledgers left)."""
+    kept = {k: v for k, v in details.items() if k not in ("expires_at_estimated", "expired_at_estimated")}
+    if isinstance(kept.get("origin"), dict):
+        kept["origin"] = {k: v for k, v in kept["origin"].items() if k != "looked_up"}
+    return kept
+
+
 def findings_of(engine: sa.Engine, run_id: str) -> list[tuple[Any, ...]]:
     with engine.connect() as connection:
         frame = pd.read_sql(sa.text("SELECT * FROM recon.discrepancies WHERE run_id = :run_id"), connection,
                             params={"run_id": run_id})
+    frame["details"] = [_same_in_either_run(d) for d in frame["details"]]
     rows = frame[COMPARED].astype(object).where(frame[COMPARED].notna(), None)
     return sorted((tuple(str(v) for v in row) for row in rows.itertuples(index=False)))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -178,8 +178,10 @@ def _stale_status(w: _Draft) -> InjectedDrift:
     _set(w.loans_db, "chain_loan_id", 2, status="active", outstanding=outstanding)
     return InjectedDrift(
         "loan_2_stale_status",
-        "The loan defaulted on chain; the app missed the loan_closed event and still shows it active.",
-        (_loan(2, DriftClass.STATUS_MISMATCH, "status", "active", "defaulted"),),
+        "The loan defaulted on chain; the app missed the loan_closed event and still shows it active. The "
+        "finding names the transaction that closed it.",
+        (replace(_loan(2, DriftClass.STATUS_MISMATCH, "status", "active", "defaulted"),
+                 origin_tx_hash=tx_hash("repay:2")),),
     )
 
 
@@ -547,20 +549,39 @@ def ledger_closed_by(ledger: DevnetLedger, moment: datetime) -> int:
 def load_lending_into_ledger(
     ledger: DevnetLedger, transactions: TransactionStore, world: LendingWorld, progress: Progress = _noop
 ) -> int:
-    """Put the world's chain side into the devnet: entries, events and transaction outcomes.
+    """Put the world's chain side into the devnet, as the transactions that produced it: each loan
+    written by its borrow transaction (with its `loan_created` event) and, once settled, by its repay
+    transaction; each position by its deposit (and withdrawal); the transaction outcomes; scores.
 
     `transactions` is the devnet's one `TransactionStore` (other seeders share it).
     """
     contract_id = world.identities.lending_contract_id
-    for build, frame in ((loan_entry, world.loans_chain), (position_entry, world.positions_chain),
-                         (reputation_entry, world.reputation_chain)):
-        for row in frame.to_dict("records"):
-            ledger.put_raw_entry(*build(contract_id, row))
+    loans = world.loans_chain.set_index("loan_id")
+    positions = world.positions_chain.set_index("provider")
+    written: set[object] = set()
     for row in world.events.to_dict("records"):
+        seq = ledger_closed_by(ledger, pd.Timestamp(row["at"]).to_pydatetime())
         topic, value = event_topic_and_value(row)
-        ledger.add_event(contract_id=contract_id, topic=topic, value=value,
-                         ledger=ledger_closed_by(ledger, pd.Timestamp(row["at"]).to_pydatetime()),
-                         tx_hash=row["tx_hash"])
+        with ledger.transaction(ledger=seq, tx_hash=row["tx_hash"], contract_id=contract_id):
+            name = row["event_type"]
+            if name == "loan_created":
+                loan = loans.loc[row["loan_id"]].to_dict()
+                settled = loan["status"] != "active"
+                state = {**loan, "status": "active", "outstanding": loan["principal"]} if settled else loan
+                ledger.put_raw_entry(*loan_entry(contract_id, {**state, "loan_id": row["loan_id"]}))
+            elif name == "loan_closed":
+                ledger.put_raw_entry(*loan_entry(contract_id, {**loans.loc[row["loan_id"]].to_dict(),
+                                                               "loan_id": row["loan_id"]}))
+            elif name in ("deposit", "withdraw") and row["address"] in positions.index:
+                ledger.put_raw_entry(*position_entry(contract_id, {**positions.loc[row["address"]].to_dict(),
+                                                                   "provider": row["address"]}))
+                written.add(row["address"])
+            ledger.add_event(contract_id=contract_id, topic=topic, value=value, ledger=seq, tx_hash=row["tx_hash"])
+    for row in world.positions_chain.to_dict("records"):
+        if row["provider"] not in written:
+            ledger.put_raw_entry(*position_entry(contract_id, row))
+    for row in world.reputation_chain.to_dict("records"):
+        ledger.put_raw_entry(*reputation_entry(contract_id, row))
     for tx_hash, status in world.transaction_outcomes.items():
         transactions.record_status(tx_hash, status)
     progress(f"devnet: {len(world.loans_chain)} loans, {len(world.positions_chain)} positions, "

@@ -377,7 +377,7 @@ def _missing_projection(p: Participant) -> InjectedDrift:
         "projection_row_missing",
         "The user focused yesterday but the app never created their user_streaks row.",
         (ExpectedFinding("user_streak", f"user_{p.user_id}", WHOLE_ENTITY, DriftClass.PROJECTION_DRIFT.value,
-                         Severity.WARN.value, None, json.dumps(row, sort_keys=True)),),
+                         Severity.WARN.value, None, json.dumps(row, sort_keys=True, allow_nan=False)),),
     )
 
 

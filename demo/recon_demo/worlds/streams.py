@@ -2,12 +2,16 @@
 of injected drift and what the pipeline must report for each.
 
 Deterministic for a given size, seed and reference time, so the demo, `make ui`'s
-devnet and the tests build identical worlds independently."""
+devnet and the tests build identical worlds independently. On chain each stream is
+written by its own transaction in the ledger of its creation, and a stream paid out
+since by a release transaction in a later one: their hashes are known, so a finding
+about a stream names the transaction that wrote its chain value."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -24,12 +28,24 @@ from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severit
 from soroban_devnet.entries import contract_data_entry
 from soroban_devnet.ledger import DevnetLedger
 
-MIN_STREAMS = 10
-"""The catalogue uses streams 2-9; smaller worlds cannot hold it."""
+MIN_STREAMS = 12
+"""The catalogue uses streams 2-11; smaller worlds cannot hold it."""
 
 USDC_SURPLUS = 10_000_000_000
 EURC_SHORTFALL = 1_000_000_000
 CHAIN_ONLY_CREATED_HOURS_AGO = 36
+RELEASED_HOURS_AGO = 20
+"""When the release transaction of stream 2 (the known case) landed."""
+ARCHIVED_STREAM, EXPIRING_STREAM = 10, 11
+ARCHIVED_LEDGERS_AGO = 17_280
+"""Stream 10's TTL ran out a day ago: it is in the hot archive."""
+EXPIRING_IN_LEDGERS = 50_000
+"""Stream 11's TTL runs out in about 3 days: inside the 7-day warning horizon."""
+
+
+def stream_tx_hash(label: str) -> str:
+    """The hash of a world's stream transaction (`create:<id>`, `release:<id>`)."""
+    return hashlib.sha256(f"streams-devnet-tx:{label}".encode()).hexdigest()
 
 
 @dataclass
@@ -45,9 +61,15 @@ class StreamsWorld:
     chain_only_ids: list[int]
     catalogue: list[InjectedDrift] = field(default_factory=list)
     identities: DevnetIdentities = DEVNET
+    expiring_live_until: int | None = None
+    """Stream 11's TTL, known once the world is on a devnet (it is relative to its latest ledger)."""
 
     def expected_findings(self) -> pd.DataFrame:
-        return expected_findings(self.catalogue)
+        frame = expected_findings(self.catalogue)
+        if self.expiring_live_until is not None:
+            frame.loc[frame["drift_class"] == DriftClass.TTL_EXPIRING.value, "chain_value"] = str(
+                self.expiring_live_until)
+        return frame
 
 
 def _stream(stream_id: int, drift_class: DriftClass, field_name: str = WHOLE_ENTITY,
@@ -105,8 +127,10 @@ def _released_mismatch(db: pd.DataFrame, chain: pd.DataFrame, *_: object) -> Inj
     _set(db, 2, status="active", total=100_000_000_000, released=25_005_000_000)
     return InjectedDrift(
         "stream_2_released_mismatch",
-        "The app recorded 0.5 tokens more released than the contract paid out.",
-        (_stream(2, DriftClass.VALUE_MISMATCH, "released", 25_005_000_000, 25_000_000_000),),
+        "The app recorded 0.5 tokens more released than the contract paid out; the chain value was written by "
+        f"the release transaction of {RELEASED_HOURS_AGO} hours ago, which the finding names.",
+        (replace(_stream(2, DriftClass.VALUE_MISMATCH, "released", 25_005_000_000, 25_000_000_000),
+                 origin_tx_hash=stream_tx_hash("release:2")),),
     )
 
 
@@ -207,6 +231,23 @@ def _undecodable_entry(db: pd.DataFrame, chain: pd.DataFrame, undecodable: dict[
     )
 
 
+def _archived(db: pd.DataFrame, chain: pd.DataFrame, *_: object) -> InjectedDrift:
+    return InjectedDrift(
+        "stream_10_archived",
+        "Nobody extended stream 10's TTL: it ran out a day ago and the entry is in the hot archive (protocol 23); "
+        "the contract cannot touch it until it is restored. Both sides still agree on its values.",
+        (_stream(ARCHIVED_STREAM, DriftClass.ARCHIVED, "live_until_ledger", chain_value=0),),
+    )
+
+
+def _expiring(db: pd.DataFrame, chain: pd.DataFrame, *_: object) -> InjectedDrift:
+    return InjectedDrift(
+        "stream_11_ttl_expiring",
+        f"Stream 11's TTL runs out in {EXPIRING_IN_LEDGERS} ledgers (about 3 days): the app should extend it.",
+        (_stream(EXPIRING_STREAM, DriftClass.TTL_EXPIRING, "live_until_ledger"),),
+    )
+
+
 CATALOGUE: tuple[Injection, ...] = (
     _released_mismatch,
     _missing_on_chain,
@@ -216,6 +257,8 @@ CATALOGUE: tuple[Injection, ...] = (
     _negative_amount,
     _invalid_recipient,
     _undecodable_entry,
+    _archived,
+    _expiring,
 )
 
 
@@ -301,27 +344,57 @@ def write_streams_to_db(engine: Engine, world: StreamsWorld, progress: Progress 
 
 
 def load_streams_into_ledger(ledger: DevnetLedger, world: StreamsWorld, progress: Progress = _noop) -> int:
-    """Put the world's chain side into the devnet: entries, escrow balances, events."""
+    """Put the world's chain side into the devnet: each stream written by its creation transaction in
+    the ledger of its creation (stream 2 paid out since by a release transaction), the escrow balances,
+    the chain-only streams' events, stream 10 archived and stream 11 about to expire."""
     ids = world.identities
+    latest = ledger.latest_ledger
+    created = world.db.set_index("stream_id")["created_at"]
+    chain_only_at = datetime.fromtimestamp(ledger.ledger_close_time(latest), UTC) - timedelta(
+        hours=CHAIN_ONLY_CREATED_HOURS_AGO)
+    released_in = latest - RELEASED_HOURS_AGO * 3600 // SECONDS_PER_LEDGER
+    ttls = {ARCHIVED_STREAM: latest - ARCHIVED_LEDGERS_AGO, EXPIRING_STREAM: latest + EXPIRING_IN_LEDGERS}
+
+    def created_in(stream_id: int) -> int:
+        moment = created[stream_id] if stream_id in created.index else chain_only_at
+        return min(latest, ledger.ledger_closed_by(pd.Timestamp(moment).timestamp()))
+
+    def create(stream_id: int, key: str, data: str) -> None:
+        with ledger.transaction(ledger=created_in(stream_id), tx_hash=stream_tx_hash(f"create:{stream_id}")):
+            if stream_id in ttls:
+                ledger.put_raw_entry(key, data, live_until=ttls[stream_id])
+            else:
+                ledger.put_raw_entry(key, data)
+
     for count, row in enumerate(world.chain.to_dict("records"), start=1):
+        stream_id = int(row["stream_id"])
         key, data = stream_entry(ids.stream_contract_id, row)
-        ledger.put_raw_entry(key, data)
+        if stream_id == 2:  # created with nothing released; the release transaction wrote the chain's value
+            create(stream_id, *stream_entry(ids.stream_contract_id, {**row, "released": 0}))
+            with ledger.transaction(ledger=released_in, tx_hash=stream_tx_hash("release:2")):
+                ledger.put_raw_entry(key, data)
+                ledger.add_event(contract_id=ids.stream_contract_id,
+                                 topic=[scval.to_symbol("stream_released"), scval.to_uint64(2)],
+                                 value=scval.to_int128(int(row["released"])))
+        else:
+            create(stream_id, key, data)
         if count % 100_000 == 0:
             progress(f"devnet: {count}/{len(world.chain)} stream entries written")
     for stream_id, data in world.undecodable.items():
-        ledger.put_raw_entry(u64_entry_key(ids.stream_contract_id, "Stream", stream_id), data)
+        create(stream_id, u64_entry_key(ids.stream_contract_id, "Stream", stream_id), data)
     for token, amount in world.escrow_balances.items():
         key, data = sac_balance_entry(token, ids.stream_contract_id, amount)
         ledger.put_raw_entry(key, data)
-    created_ledger = ledger.latest_ledger - CHAIN_ONLY_CREATED_HOURS_AGO * 3600 // SECONDS_PER_LEDGER
     chain_rows = world.chain.set_index("stream_id")
     for stream_id in world.chain_only_ids:
         ledger.add_event(
             contract_id=ids.stream_contract_id,
             topic=[scval.to_symbol("stream_created"), scval.to_uint64(stream_id)],
             value=scval.to_int128(int(chain_rows.at[stream_id, "total"])),
-            ledger=created_ledger,
+            ledger=created_in(stream_id),
+            tx_hash=stream_tx_hash(f"create:{stream_id}"),
         )
+    world.expiring_live_until = ttls[EXPIRING_STREAM]
     progress(f"devnet: {len(world.chain) + len(world.undecodable)} stream entries, "
              f"{len(world.escrow_balances)} escrow balances, {len(world.chain_only_ids)} events")
     return len(world.chain)

@@ -100,7 +100,7 @@ def holding_keys(holders: pd.DataFrame, contracts: StellarContractsResource) -> 
     kinds = holder_kinds(holders[WALLET_FIELD])
     usdc = contracts.usdc_contract_id
     keys = pd.Series(
-        [trustline_key(account_read(w), contracts.usdc_asset_code, contracts.usdc_issuer) if k == ACCOUNT
+        [trustline_key(account_read(w), contracts.usdc_code(), contracts.usdc_issuer) if k == ACCOUNT
          else sac_balance_key(usdc, w) for w, k in zip(holders[WALLET_FIELD], kinds, strict=True)],
         index=holders.index, dtype=object,
     )

@@ -1,5 +1,6 @@
-"""The lending contract's events (CONTRACTS.md §2): reading a window of them,
-decoding them strictly, and replacing whole days of them in `recon.lending_events`.
+"""The lending contract's events (CONTRACTS.md §2): reading a window of them (from getEvents, or
+replayed from getLedgers metadata beyond its window), decoding them strictly, and replacing
+whole days of them in `recon.lending_events`.
 
 An event that does not follow its layout is kept with its raw topic and value
 and a `decode_error`, never dropped.
@@ -7,7 +8,6 @@ and a `decode_error`, never dropped.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
@@ -18,7 +18,9 @@ from stellar_sdk.soroban_rpc import EventInfo
 from reconciliation_pipeline.chain.decode import DecodeError, as_address, as_i128, as_u64, as_unit_enum, symbol_text
 from reconciliation_pipeline.chain.history import LedgerWindow
 from reconciliation_pipeline.chain.reader import ChainReader
+from reconciliation_pipeline.chain.replay import EVENTS_SOURCE, WindowEvents, read_events
 from reconciliation_pipeline.core import sql
+from reconciliation_pipeline.core.json_text import to_json
 
 LOAN_STATUSES = ("Active", "Repaid", "Defaulted", "Liquidated")
 """`LoanStatus` (CONTRACTS.md §2): the loan layout's status and the `loan_closed` event's value."""
@@ -110,18 +112,16 @@ def events_frame(events: list[EventInfo]) -> pd.DataFrame:
 
 
 def read_window_events(
-    reader: ChainReader, contract_id: str, window: LedgerWindow, event_types: tuple[str, ...] = EVENT_TYPES
-) -> list[EventInfo]:
-    """The contract's events of the given types in the window's ledgers, every cursor page followed."""
+    reader: ChainReader, contract_id: str, window: LedgerWindow, max_replay_ledgers: int,
+    event_types: tuple[str, ...] = EVENT_TYPES,
+) -> WindowEvents:
+    """The contract's events of the given types in the window's ledgers: from getEvents (every cursor
+    page followed) and, for ledgers before its window, replayed from getLedgers metadata."""
     if window.ledgers <= 0:
-        return []
-    events, _ = reader.get_events(
-        contract_ids=[contract_id],
-        topics=topic_filters(event_types),
-        start_ledger=window.start_ledger,
-        end_ledger=window.end_ledger,
-    )
-    return events
+        return WindowEvents([], EVENTS_SOURCE, window.oldest_ledger)
+    return read_events(reader, contract_ids=[contract_id], topics=topic_filters(event_types),
+                       start_ledger=window.start_ledger, end_ledger=window.end_ledger,
+                       max_replay_ledgers=max_replay_ledgers)
 
 
 def _text(values: pd.Series) -> list[str | None]:
@@ -149,7 +149,7 @@ def replace_event_partitions(engine: Engine, run_id: str, partition_keys: list[s
                 "addresses": _text(events["address"]),
                 "amounts": _text(events["amount"]),
                 "loan_statuses": _text(events["loan_status"]),
-                "topic_xdrs": [json.dumps(t) for t in events["topic_xdr"]],
+                "topic_xdrs": [to_json(t) for t in events["topic_xdr"]],
                 "value_xdrs": list(events["value_xdr"]),
                 "decode_errors": _text(events["decode_error"]),
             },

@@ -17,17 +17,18 @@ compare-and-swap and an audit row. Nothing is ever written on chain.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
 
 from reconciliation_pipeline.chain.history import ledger_window
-from reconciliation_pipeline.chain.reader import RetentionWindowError
+from reconciliation_pipeline.chain.reader import RetentionWindowError, RpcReadError
 from reconciliation_pipeline.core import repairs
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass
 from reconciliation_pipeline.core.findings import concat_findings
+from reconciliation_pipeline.core.history import record_replay
+from reconciliation_pipeline.core.json_text import to_json
 from reconciliation_pipeline.core.metadata import frame_metadata, markdown_table
 from reconciliation_pipeline.core.results import Checked, DomainInputs, ExtraFindings, StepContext, StepResult
 from reconciliation_pipeline.core.snapshots import READ_OK
@@ -42,6 +43,7 @@ from reconciliation_pipeline.defs.lending.events import (
 )
 
 DOMAIN = "lending"
+LENDING_EVENTS_NAME = "lending_events"
 LOANS = "loans"
 EVENTS_CHECK = "events_follow_layout"
 RESOLVE_PROVISIONAL_QUERY = "repairs/lending/resolve_provisional_id.sql"
@@ -60,23 +62,27 @@ class GraceConfig(dg.Config):
 
 def index_events(ctx: StepContext, inputs: DomainInputs) -> StepResult:
     """The run's days' events (a run over a range reads the range in one pass), replacing those
-    days' rows in `recon.lending_events`. A day older than the RPC's retention is refused, naming
-    the oldest ledger available, never indexed as an empty day."""
+    days' rows in `recon.lending_events`. Days before getEvents's window are replayed from
+    getLedgers metadata when the RPC serves them; a day neither serves is refused, naming both
+    windows, never indexed as an empty day."""
     window = ctx.partition_window
     assert window is not None and ctx.partition_keys
     days = list(ctx.partition_keys)
     try:
         with ctx.reader() as reader:
             ledgers, searches = ledger_window(reader, window.start, window.end)
-            events = read_window_events(reader, ctx.contracts.lending_contract_id, ledgers)
-    except RetentionWindowError as error:
+            read = read_window_events(reader, ctx.contracts.lending_contract_id, ledgers,
+                                      ctx.settings.replay_max_ledgers)
+    except (RetentionWindowError, RpcReadError) as error:
         raise dg.Failure(description=str(error)) from error
-    frame = events_frame(events)
+    record_replay(ctx.engine, DOMAIN, LENDING_EVENTS_NAME, ctx.run.run_id, days, read)
+    frame = events_frame(read.events)
     replace_event_partitions(ctx.engine, ctx.run.run_id, days, frame)
     undecodable = frame[frame["decode_error"].notna()]
     counts = frame["event_type"].value_counts()
     ctx.log.info(f"lending events {days[0]}..{days[-1]}: ledgers {ledgers.start_ledger}..{ledgers.end_ledger - 1}, "
-                 f"{len(frame)} events ({len(undecodable)} undecodable)")
+                 f"{len(frame)} events ({len(undecodable)} undecodable) from {read.source}")
+    replayed = read.replay
     return StepResult(
         value=None,
         metadata={
@@ -87,6 +93,11 @@ def index_events(ctx: StepContext, inputs: DomainInputs) -> StepResult:
             "oldest_ledger_available": ledgers.oldest_ledger,
             "window_complete": ledgers.complete,
             "ledger_search_requests": searches,
+            "event_source": read.source,
+            "getevents_oldest_ledger": read.events_oldest,
+            "replay_ledgers": replayed.ledgers if replayed is not None else 0,
+            "replay_bytes": replayed.bytes_read if replayed is not None else 0,
+            "replay_problems": len(replayed.problems) if replayed is not None else 0,
             **{f"events/{name}": int(counts.get(name, 0)) for name in EVENT_TYPES},
         },
         checks=(dg.AssetCheckResult(
@@ -137,15 +148,16 @@ def settle_pending(ctx: StepContext, inputs: DomainInputs) -> StepResult:
 
 
 LENDING_EVENTS = Step(
-    name="lending_events",
+    name=LENDING_EVENTS_NAME,
     run=index_events,
     kinds=frozenset({"stellar", "postgres"}),
     checks=((EVENTS_CHECK, "every indexed event follows its CONTRACTS.md §2 layout"),),
     value=False,
     description="The lending pool's contract events of each UTC day: loans created, repaid and closed, liquidity "
     "deposited and withdrawn, with the transaction that emitted each. Stored in `recon.lending_events`; re-running "
-    "a day replaces its rows. A day older than the RPC's retention is refused, naming the oldest ledger available, "
-    "rather than indexed as an empty day.",
+    "a day replaces its rows. Days older than getEvents's window are replayed from getLedgers metadata (its "
+    "metadata says which: `event_source`); a day neither serves is refused, naming both windows, rather than "
+    "indexed as an empty day.",
 )
 PROVISIONAL_LOANS = Step(
     name="provisional_loans",
@@ -227,7 +239,7 @@ def _loan_json(rows: pd.DataFrame) -> pd.Series:
     """The chain's loan as the JSON the insert repair reads (amounts as exact decimal text)."""
     return pd.Series(
         [
-            json.dumps(
+            to_json(
                 {
                     "borrower": borrower,
                     "principal": str(principal),

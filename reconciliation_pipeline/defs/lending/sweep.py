@@ -176,12 +176,13 @@ def check_pending_transactions(
     statuses = transaction_statuses(reader, list(frame.loc[frame["overdue"], "tx_hash"]))
     frame = frame.merge(statuses, on="tx_hash", how="left")
     frame = frame.astype(object).where(frame.notna(), None)
-    settled = frame["rpc_status"].map(SETTLED_STATUS)
     within_retention = frame["submitted_at"].combine(
         frame["retention_starts_at"], lambda submitted, oldest: oldest is not None and submitted >= oldest
     )
     expired = (frame["rpc_status"] == "NOT_FOUND") & within_retention.astype(bool)
-    frame["settle_to"] = settled.where(settled.notna(), None)
+    # Built as a list: `Series.where(..., None)` on a string column writes NaN, not None.
+    frame["settle_to"] = pd.Series([SETTLED_STATUS.get(s) for s in frame["rpc_status"]], index=frame.index,
+                                   dtype=object)
     frame.loc[expired, "settle_to"] = EXPIRED
     return frame
 

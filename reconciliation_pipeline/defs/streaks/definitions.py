@@ -20,6 +20,7 @@ import dagster as dg
 from reconciliation_pipeline.core import sql
 from reconciliation_pipeline.core.cadences import daily_partitions
 from reconciliation_pipeline.core.factory import build_domain
+from reconciliation_pipeline.core.json_text import to_json
 from reconciliation_pipeline.defs.streaks.spec import SPEC
 from reconciliation_pipeline.resources import PostgresResource
 
@@ -46,7 +47,7 @@ class _Cursor:
         )
 
     def dump(self) -> str:
-        return json.dumps({"high_water": self.high_water.isoformat(),
+        return to_json({"high_water": self.high_water.isoformat(),
                            "recent": {str(u): t.isoformat() for u, t in sorted(self.recent.items())}})
 
 

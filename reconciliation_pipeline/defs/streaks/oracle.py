@@ -2,8 +2,8 @@
 
 It is its own resource class, separate from the read-only `SorobanRpcResource`,
 and only the streak sync asset takes it, so no reconciliation asset can write.
-The secret arrives through `ORACLE_SECRET_KEY` (a Dagster `EnvVar` resolved
-when a run starts); it is turned into a keypair once, held privately, and never
+The secret arrives through `ORACLE_SECRET_KEY` (read through a Dagster `EnvVar`
+when a run starts, only when syncing is enabled); it is turned into a keypair once, held privately, and never
 logged, put in metadata, or echoed in an error.
 """
 
@@ -20,6 +20,8 @@ from pydantic import Field, PrivateAttr
 from stellar_sdk import Keypair, SorobanServer, TransactionBuilder, TransactionEnvelope, scval, xdr
 from stellar_sdk.client.requests_client import RequestsClient
 from stellar_sdk.soroban_rpc import GetTransactionStatus, SendTransactionStatus
+
+from reconciliation_pipeline.settings import configured, setting_text
 
 SYNC_STREAK = "sync_streak"
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -123,7 +125,7 @@ class OracleSession:
         """
         account = self.server.load_account(self.address)
         transaction = (
-            TransactionBuilder(account, self._resource.network_passphrase, self._resource.base_fee)
+            TransactionBuilder(account, self._resource.passphrase(), self._resource.base_fee)
             .append_invoke_contract_function_op(contract_id, SYNC_STREAK,
                                                 [scval.to_address(player), scval.to_uint32(streak)])
             .set_timeout(self._resource.tx_timeout_s)
@@ -174,9 +176,11 @@ class StreakOracleResource(dg.ConfigurableResource):
     """
 
     rpc_url: str
-    network_passphrase: str
-    sync_enabled: str = Field(default="false", description="STREAK_SYNC_ENABLED: true to send, false to plan only.")
-    oracle_secret_key: str = Field(default="", repr=False, description="ORACLE_SECRET_KEY: the oracle's secret seed.")
+    network_passphrase: str | None = Field(default=None, description="None: STELLAR_NETWORK_PASSPHRASE.")
+    sync_enabled: str | None = Field(default=None, description="None: STREAK_SYNC_ENABLED (true to send, false, the "
+                                     "default, to plan only).")
+    oracle_secret_key: str | None = Field(default=None, repr=False,
+                                          description="None: ORACLE_SECRET_KEY, the oracle's secret seed.")
     base_fee: int = 100
     tx_timeout_s: int = 30
     request_timeout_s: int = 30
@@ -190,11 +194,14 @@ class StreakOracleResource(dg.ConfigurableResource):
         if not self.rpc_url.startswith(("http://", "https://")):
             raise dg.DagsterInvariantViolationError(f"SOROBAN_RPC_URL must be an http(s) URL, got {self.rpc_url!r}")
         if self.enabled:
-            self._keypair = oracle_keypair(self.oracle_secret_key)
+            self._keypair = oracle_keypair(configured(self.oracle_secret_key, "ORACLE_SECRET_KEY", setting_text))
 
     @property
     def enabled(self) -> bool:
-        return parse_flag(self.sync_enabled, "STREAK_SYNC_ENABLED")
+        return parse_flag(configured(self.sync_enabled, "STREAK_SYNC_ENABLED", setting_text), "STREAK_SYNC_ENABLED")
+
+    def passphrase(self) -> str:
+        return configured(self.network_passphrase, "STELLAR_NETWORK_PASSPHRASE", setting_text)
 
     @property
     def oracle_address(self) -> str | None:

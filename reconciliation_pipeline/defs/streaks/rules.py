@@ -13,7 +13,6 @@ written (today's projection and chain say nothing about that day).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -24,6 +23,7 @@ import pandas as pd
 from reconciliation_pipeline.core import repairs, sql
 from reconciliation_pipeline.core.drift import DriftClass, Severity
 from reconciliation_pipeline.core.findings import concat_findings, empty_findings, findings_frame
+from reconciliation_pipeline.core.json_text import to_json
 from reconciliation_pipeline.core.metadata import frame_metadata, markdown_table
 from reconciliation_pipeline.core.results import Checked, DomainInputs, ExtraFindings, StepContext, StepResult
 from reconciliation_pipeline.core.spec import Step
@@ -231,8 +231,8 @@ def _row_json(rows: pd.DataFrame) -> pd.Series:
     columns = [f.name for f in PROJECTION_FIELDS]
     values = rows[[f"{c}_computed" for c in columns]].set_axis(columns, axis=1)
     return values.apply(
-        lambda r: json.dumps({c: _canonical(r[c]) if c == "last_qualified_date" else int(r[c]) for c in columns},
-                             sort_keys=True),
+        lambda r: to_json({c: _canonical(r[c]) if c == "last_qualified_date" else int(r[c]) for c in columns},
+                            sort_keys=True),
         axis=1,
     ) if len(rows) else pd.Series([], dtype=object)
 

@@ -1,6 +1,6 @@
 -- Findings, newest first, with their incident's state; every filter optional.
 -- Keyset pagination: :after is the last discrepancy_id of the previous page.
-SELECT d.discrepancy_id, d.run_id, d.domain, d.entity_type, d.entity_id, d.field, d.drift_class, d.severity,
+SELECT d.discrepancy_id, d.run_id, d.domain, d.entity_type, d.entity_id, d.field, d.drift_class, d.severity, d.status,
        d.db_value, d.chain_value, d.delta::text AS delta, d.ledger_sequence, d.db_snapshot_at, d.partition_key,
        d.details, d.detected_at, d.exempt_rule_id, d.asset_code, d.asset_issuer, d.asset_contract_id,
        d.asset_decimals, d.amount_at_stake::text AS amount_at_stake,

@@ -175,3 +175,27 @@ def test_an_unknown_sweep_tag_fails_the_run_with_a_clear_error(
 ) -> None:
     with pytest.raises(ValueError, match=r"recon/sweep='everything': expected 'full' or 'incremental'"):
         run(frequent_resources(database_url, devnet.url), **{SWEEP_TAG: "everything"})
+
+
+def test_movements_older_than_the_event_window_are_replayed_from_ledger_metadata(
+    world: BalancesWorld, database_url: str, engine: sa.Engine, ledger: DevnetLedger, devnet: DevnetServer
+) -> None:
+    """getEvents keeps 1,000 ledgers, getLedgers more: the movements since the watermark that left the
+    event window are read from the ledgers' metadata, and the run stays incremental."""
+    resources = frequent_resources(database_url, devnet.url)
+    run(resources)
+    ledger.retention_window = 1_000
+    ledger.close_ledger()
+    mint(ledger, world, 22, chain_balance(world, 22), 5_000_000)
+    ledger.close_ledger(1_500)  # the mint's ledger is older than getEvents's window now
+    ledger.reset_counters()
+    after = run(resources)
+    movements = asset_metadata(after, "usdc_movements")
+    assert movements["sweep_mode"] == "incremental"
+    assert movements["event_source"] == "getLedgers+getEvents" and movements["values_named_by_events"] == 1
+    assert ledger.request_counts["getLedgerEntries"] == 1
+    found = after.output_for_node("usdc_balance_discrepancies").findings
+    assert user_id(22) in {int(k) for k in found["entity_key"]}
+    with engine.connect() as connection:
+        replays = connection.execute(sa.text("SELECT purpose, source FROM recon.ledger_replays")).all()
+    assert [tuple(r) for r in replays] == [("usdc_movements", "getLedgers+getEvents")]

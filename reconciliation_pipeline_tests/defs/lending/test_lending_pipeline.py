@@ -100,6 +100,30 @@ def test_orphaned_pending_transactions_are_settled_by_what_get_transaction_says(
     assert "sendTransaction" not in ledger.request_counts
 
 
+def test_a_pending_transaction_older_than_the_retention_is_reported_beside_the_other_findings(
+    world: LendingWorld, ledger: DevnetLedger, database_url: str, engine: sa.Engine, devnet: DevnetServer,
+    yesterday: str,
+) -> None:
+    """NOT_FOUND for a submission the RPC no longer holds: the chain cannot tell whether it landed. The
+    finding says so (settle_to null, never NaN in the JSON), nothing is repaired, and every other lending
+    finding persists beside it, in the 5-minute sweep and in the nightly run."""
+    forgotten = "ab" * 32
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO transactions (tx_hash, kind, amount, status, submitted_at) "
+                                   "VALUES (:h, 'repay', 5, 'pending', now() - interval '60 days')"), {"h": forgotten})
+    for result in (run_nightly(database_url, devnet, yesterday), run_sweep(database_url, devnet, apply=True)):
+        found = findings_of(engine, result.run_id)
+        mine = found["entity_id"] == f"tx_{forgotten}"
+        assert found.loc[mine, ["drift_class", "db_value", "chain_value"]].values.tolist() == [
+            [DriftClass.ORPHANED_PENDING_TX.value, "pending", "NOT_FOUND"]]
+        details = found.loc[mine, "details"].iloc[0]
+        assert details["settle_to"] is None and "retention" in details["reason"]
+        assert (~mine).sum() >= 3  # the world's other pending transactions, at least
+    nightly = findings_of(engine, partition=yesterday)
+    assert as_set(nightly[nightly["entity_id"] != f"tx_{forgotten}"]) == as_set(world.expected_findings())
+    assert table(engine, "SELECT status FROM transactions WHERE tx_hash = :h", h=forgotten)["status"][0] == "pending"
+
+
 def test_an_unreadable_transaction_status_is_a_read_error_not_a_repair(
     world: LendingWorld, ledger: DevnetLedger, database_url: str, engine: sa.Engine, devnet: DevnetServer
 ) -> None:

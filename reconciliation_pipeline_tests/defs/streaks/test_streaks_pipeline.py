@@ -288,6 +288,15 @@ def test_a_backfilled_day_reproduces_that_day_and_compares_nothing(
     assert query(engine, "SELECT * FROM recon.discrepancies").empty
     assert query(engine, "SELECT * FROM recon.streak_syncs").empty
     assert ledger.request_counts["getLedgerEntries"] == 0 and ledger.request_counts["sendTransaction"] == 0
+    # Each backfill run is recorded, saying it recomputed only (and why), once its last step ended.
+    runs = query(engine, "SELECT run_id, domain, partition_key, status, outcome, status_note, steps_pending, "
+                         "finished_at FROM recon.runs ORDER BY started_at")
+    assert runs["run_id"].tolist() == [first.run_id, second.run_id]
+    assert (runs["partition_key"] == past).all() and (runs["domain"] == "streaks").all()
+    assert (runs["status"] == "recomputed").all() and (runs["outcome"] == "recomputed").all()
+    assert runs["status_note"].str.startswith(f"backfill as of {past}").all()
+    assert runs["status_note"].str.contains("recomputed only").all()
+    assert (runs["steps_pending"] == 0).all() and runs["finished_at"].notna().all()
 
 
 def test_a_scoped_run_covers_its_users_and_keeps_the_partitions_findings(

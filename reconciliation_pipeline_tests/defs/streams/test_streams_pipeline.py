@@ -3,7 +3,7 @@ in-process Dagster runs of the real assets."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -219,6 +219,42 @@ def test_backfill_over_a_date_range_keeps_each_partition_separate(
     run_streams(database_url, devnet, days[1])
     counts_after = persisted_findings(engine).groupby("partition_key").size()
     assert counts_after.to_dict() == counts_before.to_dict()
+
+
+def test_a_day_past_the_event_window_discovers_its_chain_only_streams_from_ledger_metadata(
+    world: StreamsWorld, ledger: DevnetLedger, database_url: str, engine: sa.Engine, devnet: DevnetServer,
+) -> None:
+    """The chain-only stream was created 36 hours ago. Once that day has left getEvents's window, the
+    nightly run of the day replays the day's ledgers and still finds it, with the same findings."""
+    created = datetime.fromtimestamp(ledger.ledger_close_time(ledger.latest_ledger), UTC) - timedelta(hours=36)
+    day = created.strftime("%Y-%m-%d")
+    inside = run_streams(database_url, devnet, day)
+    found_inside = as_set(persisted_findings(engine, inside.run_id))  # the next run of the day replaces them
+    ledger.retention_window = ledger.latest_ledger - ledger.ledger_closed_by(
+        (datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)).timestamp()) - 10
+    beyond = run_streams(database_url, devnet, day)
+    metadata = beyond.asset_materializations_for_node("chain_streams")[0].metadata
+    assert metadata["discovery_source"].value == "getLedgers"
+    assert metadata["keys_discovered_on_chain"].value == len(world.chain_only_ids) == 1
+    assert as_set(persisted_findings(engine, beyond.run_id)) == found_inside
+    chain_only = f"stream_{world.chain_only_ids[0]}"
+    assert chain_only in set(persisted_findings(engine, beyond.run_id)["entity_id"])
+
+
+def test_a_day_neither_window_serves_still_reconciles_its_rows(
+    world: StreamsWorld, ledger: DevnetLedger, database_url: str, engine: sa.Engine, devnet: DevnetServer,
+    yesterday: str,
+) -> None:
+    """Discovery of chain-only streams for a day no RPC window reaches falls back to getEvents's window
+    (and says so); the day's rows are still compared with the chain."""
+    ledger.retention_window, ledger.ledger_retention_window = 100, 200
+    result = run_streams(database_url, devnet, yesterday)
+    metadata = result.asset_materializations_for_node("chain_streams")[0].metadata
+    assert metadata["discovery_source"].value == "getEvents (the partition's day is outside both windows)"
+    found = as_set(persisted_findings(engine, result.run_id))
+    expected = world.expected_findings()
+    chain_only = expected["entity_id"] == f"stream_{world.chain_only_ids[0]}"
+    assert found == as_set(expected[~chain_only])  # everything but the stream only the chain knows
 
 
 def _escrow_state(engine: sa.Engine, token: str) -> str:

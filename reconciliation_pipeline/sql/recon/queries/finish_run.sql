@@ -7,5 +7,6 @@ SET outcome = :status,
     finished_at = CASE WHEN :steps_pending = 0 THEN CAST(:finished_at AS timestamptz) END,
     entities_checked = :entities_checked,
     entities_unchecked = :entities_unchecked,
-    finding_counts = CAST(:finding_counts AS jsonb)
+    finding_counts = CAST(:finding_counts AS jsonb),
+    in_flight = :in_flight
 WHERE run_id = :run_id AND domain = :domain
