@@ -46,17 +46,30 @@ class GuardedRequestsClient(RequestsClient):
                 "per request (a smaller batch or page) or raise the limit") from error
         except RequestException as error:
             raise SdkConnectionError(error) from error
+        fields = {"status_code": response.status_code, "text": text, "headers": dict(response.headers),
+                  "url": response.url}
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError:
+            return Response(**fields)  # not JSON: the SDK reports the HTTP error itself
         if json_data is not None and "id" in json_data:
-            _check_id(json_data["id"], text)
-        return Response(status_code=response.status_code, text=text, headers=dict(response.headers),
-                        url=response.url)
+            _check_id(json_data["id"], body)
+        return ParsedResponse(body=body, **fields)
 
 
-def _check_id(sent: object, text: str) -> None:
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError:
-        return  # not JSON: the SDK reports the HTTP error itself
+class ParsedResponse(Response):
+    """A response whose JSON body was parsed here (to check its id): the SDK reads it without
+    parsing a 200-entry body a second time."""
+
+    def __init__(self, *, body: Any, **fields: Any) -> None:
+        super().__init__(**fields)
+        self._body = body
+
+    def json(self) -> Any:
+        return self._body
+
+
+def _check_id(sent: object, body: Any) -> None:
     # JSON-RPC answers a request it could not parse with id null: that is an error, not a mix-up.
     if isinstance(body, dict) and "id" in body and body["id"] != sent and not (body["id"] is None and "error" in body):
         raise ResponseIdMismatchError(f"the RPC answered request id {sent!r} with the response of id {body['id']!r}")

@@ -28,6 +28,8 @@ READ_MISSING = "missing"
 READ_ERROR = "error"
 READ_UNCHANGED = "unchanged"
 """Read, but its `last_modified_ledger` is the one recorded when it was last compared: not decoded."""
+ANSWERED = (READ_OK, READ_MISSING, READ_UNCHANGED)
+"""Read statuses of keys the RPC answered (an entry, no entry, or an entry known unchanged)."""
 
 CHAIN_META_COLUMNS: tuple[str, ...] = (
     "read_status",

@@ -50,8 +50,8 @@ from reconciliation_pipeline.core.results import (
 )
 from reconciliation_pipeline.core.scopes import UPDATED_AT, Changed, RowFilter
 from reconciliation_pipeline.core.snapshots import (
+    ANSWERED,
     READ_MISSING,
-    READ_OK,
     READ_UNCHANGED,
     data_key_ledger_keys,
     decoded_rows,
@@ -84,8 +84,6 @@ from reconciliation_pipeline.core.watermarks import (
 )
 
 NO_CRITICAL_DRIFT = "no_critical_drift"
-ANSWERED = (READ_OK, READ_MISSING, READ_UNCHANGED)
-"""Read statuses of keys the RPC answered (an entry, no entry, or an entry known unchanged)."""
 CHAIN_VALUES_COPYABLE = "chain_values_copyable"
 
 

@@ -61,6 +61,8 @@ from reconciliation_pipeline.core.results import (
 )
 from reconciliation_pipeline.core.scopes import RowFilter
 from reconciliation_pipeline.core.snapshots import (
+    ANSWERED,
+    READ_MISSING,
     data_key_ledger_keys,
     db_chunks,
     decoded_rows,
@@ -172,7 +174,13 @@ class StoredRows:
                 if name == key:
                     columns[name] = pd.Series(values.to_numpy(), dtype="uint64")
                 elif name in amounts:
-                    columns[name] = to_exact_ints(pd.Series(values.to_pylist(), dtype=object))
+                    columns[name] = to_exact_ints(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object))
+                elif pa.types.is_timestamp(values.type):
+                    # A datetime64 column, not one datetime object per value as to_pylist builds
+                    # them: nothing compares these (they scope the rows and date the findings).
+                    columns[name] = values.to_pandas()
+                elif pa.types.is_string(values.type):
+                    columns[name] = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
                 else:
                     columns[name] = pd.Series(values.to_pylist(), dtype=object)
             yield pd.DataFrame(columns)[list(self.empty.columns)]
@@ -392,21 +400,35 @@ def _ranges(stored: StoredRows, chain_only: np.ndarray, chunk_rows: int) -> Iter
         yield stored.empty, chain_only[offset:offset + chunk_rows]
 
 
+def _as_uint64(keys: pd.Series) -> np.ndarray:
+    """A u64 entity's keys as uint64, aligned with the rows (they are integers whatever the dtype)."""
+    return keys.to_numpy(dtype=np.uint64)
+
+
 def _uint64_keys(keys: pd.Series) -> np.ndarray:
-    return np.unique(np.asarray([int(k) for k in keys], dtype=np.uint64))
+    """The distinct u64 keys among `keys` (text or integers); a key that is not one (a finding about
+    no single entry) names no row."""
+    if keys.dtype.kind == "u":
+        return np.unique(keys.to_numpy())
+    return np.unique(np.asarray([int(k) for k in keys if str(k).isdigit()], dtype=np.uint64))
+
+
+def _answered_and_missing(frame: pd.DataFrame, key: str, known: pd.Series,
+                          incident_keys: np.ndarray) -> tuple[int, int]:
+    """`steps.answered_and_missing` on u64 keys: of the database's keys (less those with open
+    incidents), how many the RPC answered, and how many of those are missing on chain."""
+    keys = _as_uint64(frame[key])
+    asked = np.isin(keys, _as_uint64(known)) & ~np.isin(keys, incident_keys)
+    status = frame["read_status"].to_numpy(dtype=object)
+    answered = asked & np.isin(status, np.array(ANSWERED, dtype=object))
+    return int(answered.sum()), int((answered & (status == READ_MISSING)).sum())
 
 
 def streamed_chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity,
                         inputs: DomainInputs) -> Output:
     """The entity read for every stored row and every chain-only key in key order, each chunk
     decoded, validated, diffed and folded as it arrives."""
-    from reconciliation_pipeline.core.steps import (
-        Output,
-        _discovered_keys,
-        answered_and_missing,
-        guard_missing_read,
-        invariants_check,
-    )
+    from reconciliation_pipeline.core.steps import Output, _discovered_keys, guard_missing_read, invariants_check
 
     source = inputs.sources[entity.source_name]
     stored = source.stored
@@ -416,10 +438,11 @@ def streamed_chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity
     tolerances = resolve_tolerances(entity, ctx.settings)
     folds = {a.name: a.fold() for a in folded_aggregates(spec, scope, entity) if a.fold is not None}
     contract_id = getattr(ctx.contracts, entity.key_source.contract) if isinstance(entity.key_source, DataKey) else None
-    incident_keys = plan.incident_keys.get(entity.name, ()) if plan is not None else ()
+    incident_keys = _uint64_keys(pd.Series(plan.incident_keys.get(entity.name, ()) if plan is not None else (),
+                                           dtype=object))
     invariants = entity.chain_invariants
     # The database side's own findings are about rows too (a hook may look them up).
-    source_named = set(source.invariant_findings["entity_key"].astype(str))
+    source_named = _uint64_keys(source.invariant_findings["entity_key"])
 
     findings, invariant_parts, kept_db, kept_chain, not_read_invalid = [], [], [], [], []
     compared, missed = [], []
@@ -451,16 +474,16 @@ def streamed_chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity
                     found.append(violations)
                 for fold in folds.values():
                     fold.add(read.db, read.frame)
-                chunk_answered, chunk_missing = answered_and_missing(entity, read.frame, read.known, incident_keys)
+                chunk_answered, chunk_missing = _answered_and_missing(read.frame, key, read.known, incident_keys)
                 answered, missing = answered + chunk_answered, missing + chunk_missing
                 metadata = read_metadata(snapshot)
                 column_schema = column_schema or metadata["dagster/column_schema"]
                 for name in SUMMED_READ_METADATA:
                     totals[name] += int(metadata[name])
-                named = set().union(source_named, *(set(f["entity_key"]) for f in found))
-                if named:
-                    kept_db.append(read.db[read.db[key].astype(str).isin(named)])
-                    kept_chain.append(read.frame[read.frame[key].astype(str).isin(named)])
+                named = np.union1d(source_named, _uint64_keys(pd.concat([f["entity_key"] for f in found])))
+                if len(named):
+                    kept_db.append(read.db[np.isin(_as_uint64(read.db[key]), named)])
+                    kept_chain.append(read.frame[np.isin(_as_uint64(read.frame[key]), named)])
                 findings.append(diff.findings)
                 compared.append(_uint64_keys(diff.compared_keys))
                 missed.append(_uint64_keys(diff.missed_keys))
