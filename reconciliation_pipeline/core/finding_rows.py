@@ -132,7 +132,10 @@ class StorableFindings:
         for position, error in positions.items():
             records[position] = storage_error_record(records[position], error)
             params[position] = finding_params(records[position])
-        frame = pd.DataFrame.from_records(records, columns=list(FINDING_COLUMNS)).astype(object)
+        # Built as objects, never inferred: an inferred str column is Arrow-backed where pyarrow is
+        # installed, and Arrow cannot hold the lone surrogates a storage error keeps as text.
+        frame = pd.DataFrame({column: pd.Series([r.get(column) for r in records], dtype=object)
+                              for column in FINDING_COLUMNS})
         return StorableFindings(frame, params, self.storage_errors + len(positions))
 
 
