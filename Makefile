@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml devnet/pyproject.toml demo/pyproject.toml constraints.t
 	@# true of any editable install, nothing to act on here.
 	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -c constraints.txt \
 		-e '.[dev]' -e ./devnet -e ./demo
+	@# pip compiles what it installs, not an editable install's sources: where PYTHONDONTWRITEBYTECODE is
+	@# set (containers, this machine) every process (a run's worker, a code server) compiled the package
+	@# again, 0.4 s of CPU each. Python ignores a compiled file whose source has changed since.
+	$(BIN)/python -m compileall -q reconciliation_pipeline devnet/soroban_devnet demo/recon_demo
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install the project and its test tools

@@ -8,7 +8,7 @@ serves), on the demo's Dagster instance:
 
 `cli` submits the runs at once; `ui` creates the backfill the daemon then submits on its next
 pass (every 30 s). It prints the seconds from launch to both runs finished, when the runs were
-submitted and how long each ran.
+submitted and how long each ran (the days run at once), and the 1-minute load average before and after.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def main() -> int:
                                                     "SOROBAN_RPC_URL": "http://127.0.0.1:8765"})
     os.environ.update(env)
     days = _days(args.days_back)
+    load_before = os.getloadavg()[0]
     with dg.DagsterInstance.get() as instance:
         started = time.monotonic()
         backfill_id = launch_with_cli(days, env) if args.via == "cli" else launch_with_ui(days, args.ui_url)
@@ -90,7 +91,9 @@ def main() -> int:
     print(f"2-day backfill of {NIGHTLY_JOB} {days} via {args.via}: {elapsed:.1f} s from launch to both runs "
           f"finished (launch call {launched:.1f} s); "
           + "; ".join(f"run {r.dagster_run.run_id[:8]} {r.dagster_run.status.value}: started after "
-                      f"{r.start_time - wall_start:.1f} s, ran {r.end_time - r.start_time:.1f} s" for r in records))
+                      f"{r.start_time - wall_start:.1f} s, ran {r.end_time - r.start_time:.1f} s" for r in records)
+          # The machine's load says how far a figure is the code's and how far its neighbours'.
+          + f"; load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
     return 0 if all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records) else 1
 
 

@@ -28,6 +28,7 @@ from reconciliation_pipeline.core.alerts import AlertingResource
 from reconciliation_pipeline.core.drift_store import IncidentPolicy
 from reconciliation_pipeline.core.metrics import PushgatewayResource
 from reconciliation_pipeline.core.missing_guard import MissingGuard
+from reconciliation_pipeline.core.step_outputs import StepOutputsResource
 from reconciliation_pipeline.settings import configured, setting_int, setting_text
 
 
@@ -285,7 +286,7 @@ class ReconSettingsResource(dg.ConfigurableResource):
         )
 
 
-def build_resources() -> dict[str, dg.ConfigurableResource]:
+def build_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManagerFactory]:
     """Every resource key, bound once: the required variables as `EnvVar`s, the rest read (with their
     defaults) by each resource when a run starts."""
     # The signing resource lives beside the streak sync, the only step that uses it.
@@ -306,4 +307,6 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "pushgateway": PushgatewayResource(),
         # The only resource that can sign: bound to the streak sync alone.
         "streak_oracle": StreakOracleResource(rpc_url=dg.EnvVar("SOROBAN_RPC_URL")),
+        # Dagster's default layout, written atomically: runs of two days at once share some outputs.
+        "io_manager": StepOutputsResource(),
     }

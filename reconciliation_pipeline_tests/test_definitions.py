@@ -122,7 +122,7 @@ def test_asset_graph_snapshot() -> None:
 
 def test_each_resource_is_bound_once_from_the_environment() -> None:
     assert set(defs.resources) == {
-        "postgres", "soroban_rpc", "contracts", "settings", "alerting", "pushgateway", "streak_oracle",
+        "postgres", "soroban_rpc", "contracts", "settings", "alerting", "pushgateway", "streak_oracle", "io_manager",
     }
 
 

@@ -177,7 +177,7 @@ def test_make_demo_twice_then_make_ui_shows_the_runs_and_backfills_two_days_in_s
             assert set(first.run_ids[:1] + second.run_ids[:1] + second.run_ids[2:]) <= _job_runs(url, NIGHTLY_JOB)
             assert {first.run_ids[1], second.run_ids[1]} <= _job_runs(url, FREQUENT_JOB)
 
-            # A 2-day backfill launched locally: runs submitted at once, each in one process.
+            # A 2-day backfill launched locally: runs submitted and run at once, each in one process.
             today = datetime.now(UTC).date()
             days = [(today - timedelta(days=n)).isoformat() for n in (3, 2)]
             started = time.monotonic()
@@ -200,6 +200,8 @@ def test_make_demo_twice_then_make_ui_shows_the_runs_and_backfills_two_days_in_s
                 engine_events = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
                 assert any("Executing steps in process" in (e.user_message or "") for e in engine_events)
             records = [instance.get_run_record_by_id(r.run_id) for r in runs]
+            # The days ran at once (each started before the other ended), both with complete lending outputs.
+            assert max(r.start_time for r in records) < min(r.end_time for r in records)
             print(f"2-day backfill with dagster job backfill: {elapsed:.1f} s from launch to both runs finished "
                   f"(runs submitted after {submitted:.1f} s; each ran "
                   f"{', '.join(f'{r.end_time - r.start_time:.1f} s' for r in records)})")

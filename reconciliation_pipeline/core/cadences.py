@@ -83,11 +83,6 @@ def shard_of(keys: pd.Series) -> pd.Series:
 
 NIGHTLY_JOB = "nightly_reconciliation"
 FREQUENT_JOB = "markets_balances_reconciliation"
-SERIAL_TAG = "recon/serial"
-"""On the nightly job's runs: the repository's dagster.yaml starts runs sharing it one at a time. Its
-days share the stored outputs of its unpartitioned steps (lending's pending transactions and provisional
-loans), which two days run at once write and read at the same time (a reader can see a half-written
-file)."""
 
 
 def shared_jobs() -> dg.Definitions:
@@ -97,10 +92,8 @@ def shared_jobs() -> dg.Definitions:
         name=NIGHTLY_JOB,
         selection=dg.AssetSelection.tag(CADENCE_TAG, Cadence.NIGHTLY.value),
         partitions_def=daily_partitions,
-        tags={SERIAL_TAG: NIGHTLY_JOB},
         description="Every daily-partitioned domain, both sides snapshotted, diffed and persisted to recon.*; "
-        "repairs planned (applied only when the run config asks). Its runs carry recon/serial (one day at a "
-        "time where the instance limits it, as the repository's dagster.yaml does).",
+        "repairs planned (applied only when the run config asks). A backfill's days run at once.",
     )
     frequent = dg.define_asset_job(
         name=FREQUENT_JOB,

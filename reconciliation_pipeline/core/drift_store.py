@@ -242,7 +242,8 @@ def persist_domain_run(
     any entity it could not check (read errors, the time limit) is `partial`. With
     `steps_pending` steps still to follow (repairs, a sync), the row stays `running` and
     the last of them gives it that outcome (`core.run_status`). Entities with a finding in
-    flight keep their incidents as they were: the next run settles them.
+    flight keep their incidents as they were: the next run settles them. Two runs of the domain
+    at once (a backfill's days) take turns for this transaction (`sql.lock_domain_writes`).
     """
     checked = diff.checked
     stored = storable_findings(diff.findings)
@@ -250,6 +251,7 @@ def persist_domain_run(
     counts = counts_by_class(stored.findings)
     status = "partial" if checked.unchecked else "succeeded"
     with engine.begin() as connection:
+        sql.lock_domain_writes(connection, domain)
         connection.execute(
             sql.query("recon/queries/upsert_run.sql"),
             {

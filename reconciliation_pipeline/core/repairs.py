@@ -121,6 +121,7 @@ def record_plan(engine: Engine, run: RunInfo, domain: str, plan: pd.DataFrame) -
         return
     params = [{"run_id": run.run_id, "domain": domain, **row} for row in plan.to_dict("records")]
     with engine.begin() as connection:
+        sql.lock_domain_writes(connection, domain)
         connection.execute(sql.query("recon/queries/insert_repair_plan.sql"), params)
 
 

@@ -24,6 +24,8 @@ _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 # Any constant works; it only has to be the same for every process migrating.
 _MIGRATION_LOCK_ID = 7_271_001
+# The first key of the two-key advisory locks on a domain's shared rows (an int4; the second is the domain's hash).
+_DOMAIN_LOCK_CLASS = 7_271_002
 
 
 class SqlPathError(ValueError):
@@ -110,6 +112,19 @@ def apply_recon_migrations(engine: Engine) -> list[str]:
                                {"version": version, "name": migration.name})
             applied.append(migration.name)
     return applied
+
+
+def lock_domain_writes(connection: Connection, domain: str) -> None:
+    """Wait until no other transaction writes `domain`'s shared rows, and hold that until this one ends.
+
+    Runs of one domain at once (two days of a backfill, the nightly run and the every-5-minutes
+    sweep) fold their findings into the same incidents, coverage and repair rows. Taking turns,
+    each sees what the one before committed, as if the runs had followed each other: no
+    unique-key error on an entity both first saw, no deadlock, no resolution of an incident the
+    other had not committed yet. Only these short transactions wait, not the runs.
+    """
+    connection.execute(query("recon/queries/domain_writes_lock.sql"),
+                       {"lock_class": _DOMAIN_LOCK_CLASS, "domain": domain})
 
 
 class SchemaNotMigratedError(RuntimeError):

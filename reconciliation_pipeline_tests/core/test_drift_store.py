@@ -4,6 +4,8 @@ the analyst views in schema `recon`."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -397,3 +399,61 @@ def test_analyst_views_count_open_drift_and_daily_findings(engine: sa.Engine) ->
     }
     assert {r[0].isoformat() for r in daily} == {r[6] for r in daily} == {"2026-01-01", "2026-01-02"}
     assert len(daily) == len(want_findings)
+
+
+# -- two runs of a domain at once -------------------------------------------------
+
+
+def _waiting_on_a_lock(engine: sa.Engine) -> bool:
+    with engine.connect() as connection:
+        return bool(connection.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )).scalar_one())
+
+
+def test_two_days_persisting_at_once_take_turns_as_if_one_followed_the_other(engine: sa.Engine) -> None:
+    """Two days of a backfill run in parallel: both know stream_1 and stream_2 for the first time,
+    day 1 sees stream_1 drifting, day 2 (persisting while day 1's transaction is still open) sees
+    stream_2 drifting and stream_1 fine. Without turns, day 2 inserted the same new coverage rows and
+    failed on their primary key once day 1 committed, and could not see day 1's incident to resolve it."""
+    at_end, release = threading.Event(), threading.Event()
+    first_engine = sa.create_engine(engine.url)
+
+    @sa.event.listens_for(first_engine, "before_cursor_execute")
+    def hold_before_finishing(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if statement.lstrip().startswith("-- The findings are persisted"):  # finish_run.sql, the last statement
+            at_end.set()
+            assert release.wait(30)
+
+    errors: list[BaseException] = []
+
+    def day(target: sa.Engine, run_id: str, found: list[F], partition: str) -> None:
+        try:
+            persist(target, run_id, found, ["stream_1", "stream_2"], partition=partition)
+        except BaseException as error:  # noqa: BLE001 - reported by the test below
+            errors.append(error)
+
+    first = threading.Thread(target=day, args=(first_engine, "day-1", [F("stream_1")], "2026-01-01"))
+    second = threading.Thread(target=day, args=(engine, "day-2", [F("stream_2")], "2026-01-02"))
+    first.start()
+    try:
+        assert at_end.wait(30), "day 1 never reached the end of its transaction"
+        second.start()
+        deadline = time.monotonic() + 30
+        while not _waiting_on_a_lock(engine):
+            assert time.monotonic() < deadline, "day 2 never waited for day 1"
+            time.sleep(0.05)
+    finally:
+        release.set()
+        first.join(30)
+        if second.ident is not None:  # started
+            second.join(30)
+        first_engine.dispose()
+    assert errors == []
+    assert incident(engine, "stream_1")["state"] == "resolved"
+    assert incident(engine, "stream_1")["resolved_run_id"] == "day-2"
+    assert incident(engine, "stream_2")["state"] == "open"
+    with engine.connect() as connection:
+        coverage = connection.execute(sa.text(
+            "SELECT entity_id, last_run_id FROM recon.entity_coverage ORDER BY entity_id")).tuples().all()
+    assert coverage == [("stream_1", "day-2"), ("stream_2", "day-2")]

@@ -1,0 +1,73 @@
+"""The shipped instance's PostgreSQL storage keeps its connections: a run's hundreds of events do
+not each open one (dagster-postgres's default outside the webserver), and disposing of the
+instance closes them. Real PostgreSQL, the packaged dagster.yaml."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from reconciliation_pipeline import localenv
+from reconciliation_pipeline.instance.storage import (
+    PooledPostgresEventLogStorage,
+    PooledPostgresRunStorage,
+    PooledPostgresScheduleStorage,
+)
+
+
+@dg.asset
+def first() -> int:
+    return 1
+
+
+@dg.asset
+def second(first: int) -> int:
+    return first + 1
+
+
+@dg.asset
+def third(second: int) -> int:
+    return second + 1
+
+
+@pytest.fixture
+def connections() -> Iterator[dict[str, int]]:
+    """DBAPI connections opened and closed in this process, whatever pool or engine."""
+    counts = {"opened": 0, "closed": 0}
+
+    def opened(*_: object) -> None:
+        counts["opened"] += 1
+
+    def closed(*_: object) -> None:
+        counts["closed"] += 1
+
+    sa.event.listen(sa.pool.Pool, "connect", opened)
+    sa.event.listen(sa.pool.Pool, "close", closed)
+    yield counts
+    sa.event.remove(sa.pool.Pool, "connect", opened)
+    sa.event.remove(sa.pool.Pool, "close", closed)
+
+
+def test_a_run_logs_its_events_over_a_few_kept_connections(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connections: dict[str, int],
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(localenv.prepare_dagster_home(tmp_path / "dagster_home")))
+    monkeypatch.setenv("DAGSTER_PG_URL", localenv.dagster_storage_url(database_url))
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance.run_storage, PooledPostgresRunStorage)
+        assert isinstance(instance.event_log_storage, PooledPostgresEventLogStorage)
+        assert isinstance(instance.schedule_storage, PooledPostgresScheduleStorage)
+        before = connections["opened"]
+        result = dg.materialize([first, second, third], instance=instance)
+        assert result.success
+        events = len(instance.all_logs(result.run_id))
+        opened = connections["opened"] - before
+        # A connection per statement opened more than one per event (dagster-postgres's NullPool).
+        assert events >= 25 and opened <= 6, (events, opened)
+        # Subprocesses (run workers, step processes) rebuild the same pooled storage from the ref.
+        assert instance.get_ref().event_storage_data.class_name == "PooledPostgresEventLogStorage"
+    assert connections["closed"] == connections["opened"]
