@@ -351,8 +351,8 @@ def main() -> int:
                                                      stop), daemon=True)
     started = time.perf_counter()
     devnet.start()  # seeds the chain side while this process seeds the database
-    print(f"seeding {args.n:,} streams and {users:,} users ({args.n:,} with a wallet) in PostgreSQL (COPY) "
-          "and in a devnet process ...", flush=True)
+    print(f"seeding {streams_n:,} streams and {users:,} users ({args.n if users else 0:,} with a wallet) in "
+          "PostgreSQL (COPY) and in a devnet process ...", flush=True)
     admin_url = localenv.start_embedded_postgres(localenv.LOCAL_DIR / "bench-pgdata", keep_running=False)
     localenv.drop_database(admin_url, DATABASE)
     localenv.ensure_database(admin_url, DATABASE)
