@@ -1,7 +1,7 @@
 """What the steps of a reconciliation hand each other: small typed results.
 
 Every value an asset passes downstream is one of these dataclasses; nothing
-travels in `DataFrame.attrs` or in tuples.
+travels as frame metadata or in tuples.
 """
 
 from __future__ import annotations
