@@ -408,9 +408,11 @@ def _as_uint64(keys: pd.Series) -> np.ndarray:
 def _uint64_keys(keys: pd.Series) -> np.ndarray:
     """The distinct u64 keys among `keys` (text or integers); a key that is not one (a finding about
     no single entry) names no row."""
-    if keys.dtype.kind == "u":
-        return np.unique(keys.to_numpy())
-    return np.unique(np.asarray([int(k) for k in keys if str(k).isdigit()], dtype=np.uint64))
+    try:
+        # Vectorized for the common case (every chunk's compared keys): all of them are u64 keys.
+        return np.unique(keys.to_numpy(dtype=np.uint64))
+    except (TypeError, ValueError, OverflowError):
+        return np.unique(np.asarray([int(k) for k in keys if str(k).isdigit()], dtype=np.uint64))
 
 
 def _answered_and_missing(frame: pd.DataFrame, key: str, known: pd.Series,

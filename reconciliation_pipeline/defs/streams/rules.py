@@ -92,7 +92,7 @@ class EscrowTotals:
         attributed = unreadable["token"].dropna()
         _add_to(self.unreadable, attributed.groupby(attributed).size())
         self.unattributed += len(unreadable) - len(attributed)
-        self.tokens |= {t for t in (*decoded["token"], *db_rows["token"]) if isinstance(t, str)}
+        self.tokens |= {t for t in pd.concat([decoded["token"], db_rows["token"]]).unique() if isinstance(t, str)}
 
     @classmethod
     def of(cls, chain_streams: pd.DataFrame, db_streams: pd.DataFrame) -> EscrowTotals:
