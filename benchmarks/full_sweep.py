@@ -33,6 +33,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -50,7 +51,7 @@ DATABASE = "recon_bench_full_sweep"
 GROUPS = ("streams", "balances")
 SECTION = "## Streaming full sweep, end to end (`benchmarks/full_sweep.py`)"
 HEADER = ("| N (each kind) | latency | group | seconds | peak RSS MiB | requests | floor s | seconds / floor | DB rows "
-          "| chain rows | findings | slowest step | load (1 min) |")
+          "| chain rows | findings | slowest step | load (1 min) | CPU s pipeline / devnet |")
 BALANCE_DRIFT = 10_000_000
 """What a drifted user's database balance is off by: 1 USDC, far beyond the tolerance."""
 DRIFT_SEED = 20261124
@@ -250,6 +251,7 @@ def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> N
     streams = group == "streams"
     instance = dg.DagsterInstance.ephemeral()
     peak_before = peak_rss_mib()
+    cpu_before = _own_cpu_s()
     with RssSampler() as sampler:
         started_at = time.time()
         started = time.perf_counter()
@@ -263,6 +265,7 @@ def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> N
             instance=instance,
         )
         seconds = time.perf_counter() - started
+    cpu_s = _own_cpu_s() - cpu_before
     peak_after = peak_rss_mib()
     db_asset, chain_asset = ("db_streams", "chain_streams") if streams else ("db_usdc_balances", "chain_usdc_balances")
 
@@ -276,6 +279,7 @@ def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> N
     engine.dispose()
     print(json.dumps({
         "seconds": seconds,
+        "cpu_s": cpu_s,
         "peak_rss_mib": peak_rss_mib(),
         "db_rows": row_count(db_asset),
         "chain_rows": row_count(chain_asset),
@@ -287,6 +291,19 @@ def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> N
     }, default=str))
 
 
+def _own_cpu_s() -> float:
+    """CPU seconds this process (every thread) has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu_s(pid: int) -> float:
+    """CPU seconds another process (the devnet's) has used: utime + stime of /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _ledger_entries_requests(rpc_url: str) -> int:
     import requests
 
@@ -294,8 +311,9 @@ def _ledger_entries_requests(rpc_url: str) -> int:
     return int(response.json()["result"]["requests"].get("getLedgerEntries", 0))
 
 
-def _run_child(group: str, database_url: str, rpc_url: str, partition_key: str) -> dict[str, Any]:
+def _run_child(group: str, database_url: str, rpc_url: str, partition_key: str, devnet_pid: int) -> dict[str, Any]:
     before = _ledger_entries_requests(rpc_url)
+    devnet_cpu_before = _process_cpu_s(devnet_pid)
     output = subprocess.run(
         [sys.executable, __file__, "--child", group, "--database-url", database_url, "--rpc-url", rpc_url,
          "--partition", partition_key],
@@ -303,6 +321,7 @@ def _run_child(group: str, database_url: str, rpc_url: str, partition_key: str) 
     )
     result = json.loads(output.stdout.strip().splitlines()[-1])
     result["requests"] = _ledger_entries_requests(rpc_url) - before
+    result["devnet_cpu_s"] = _process_cpu_s(devnet_pid) - devnet_cpu_before
     result["load"] = os.getloadavg()[0]
     return result
 
@@ -368,11 +387,14 @@ def main() -> int:
     try:
         for group in args.groups:
             print(f"materializing the {group} group ...", flush=True)
-            results[group] = r = _run_child(group, database_url, rpc_url, partition_key)
+            results[group] = r = _run_child(group, database_url, rpc_url, partition_key, devnet.pid)
             floor = _floor_s(r, args.latency_ms)
             print(f"  {group}: {r['seconds']:.2f} s, peak RSS {r['peak_rss_mib']:,.0f} MiB, "
                   f"{r['db_rows']:,} DB rows, {r['chain_rows']:,} chain rows, {r['requests']:,} requests, "
                   f"network floor {floor:.2f} s ({r['seconds'] / floor:.2f}x), load {r['load']:.2f}", flush=True)
+            print(f"    CPU: the pipeline's process {r['cpu_s']:.1f} s, the devnet's {r['devnet_cpu_s']:.1f} s "
+                  f"({(r['cpu_s'] + r['devnet_cpu_s']) / r['seconds']:.2f} of this machine's "
+                  f"{os.cpu_count()} cores on average)", flush=True)
             for run in r["runs"]:
                 print(f"    persisted ({run['domain']}): {run['findings']:,} findings, status {run['status']}, "
                       f"{run['entities_checked']:,} checked, {run['entities_unchecked']:,} unchecked")
@@ -403,7 +425,8 @@ def _write(command: str, args: argparse.Namespace, results: dict[str, dict[str, 
     rows = [
         f"| {args.n:,} | {args.latency_ms:g} ms | {group} | {r['seconds']:.2f} | {r['peak_rss_mib']:,.0f} "
         f"| {r['requests']:,} | {_floor_s(r, args.latency_ms):.2f} | {r['seconds'] / _floor_s(r, args.latency_ms):.2f} "
-        f"| {r['db_rows']:,} | {r['chain_rows']:,} | {_findings(r):,} | {_slowest_step(r)} | {r['load']:.2f} |"
+        f"| {r['db_rows']:,} | {r['chain_rows']:,} | {_findings(r):,} | {_slowest_step(r)} | {r['load']:.2f} "
+        f"| {r['cpu_s']:.0f} / {r['devnet_cpu_s']:.0f} |"
         for group, r in results.items()
     ]
     rows.append(f"<!-- {datetime.now(UTC):%Y-%m-%d}: `{command}` -->")
@@ -419,10 +442,12 @@ def _write(command: str, args: argparse.Namespace, results: dict[str, dict[str, 
             "the peak RSS sampled while it ran), and the machine's 1-minute load average after the group (2",
             "cores, shared with other work: a load above 2 means the run competed for CPU). The streams group",
             "is the nightly one for one daily partition; besides the drift catalogues, a share of the database",
-            "rows drifts (`--drift-share`, 0.1% by default), so findings grow with N.",
+            "rows drifts (`--drift-share`, 0.1% by default), so findings grow with N. The last column is the CPU",
+            "seconds the pipeline's process and the devnet's process used during the group: on 2 cores, their",
+            "sum over the seconds says how much of the machine the run had.",
             "",
             HEADER,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         lines += rows
     else:

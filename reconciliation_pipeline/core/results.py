@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 import numpy as np
 import pandas as pd
+from pyroaring import BitMap64
 from sqlalchemy.engine import Engine
 
 from reconciliation_pipeline.core.findings import empty_findings
@@ -111,19 +112,48 @@ def _no_entities() -> pd.DataFrame:
     return pd.DataFrame({"entity_type": pd.Series(dtype=object), "entity_id": pd.Series(dtype=object)})
 
 
+U64_LIMIT = 2**64
+
+
+def key_set(keys: np.ndarray) -> BitMap64:
+    """Sorted distinct uint64 keys as a compressed bitmap, added run by run: keys from a counter
+    (stream ids, user ids) are a few runs, each a few bytes whatever its length."""
+    bitmap = BitMap64()
+    if len(keys):
+        breaks = np.flatnonzero(np.diff(keys) != 1) + 1
+        starts = keys[np.concatenate(([0], breaks))].tolist()
+        ends = keys[np.concatenate((breaks - 1, [len(keys) - 1]))].tolist()
+        for start, end in zip(starts, ends, strict=True):
+            bitmap.add_range(start, end)  # [start, end): end + 1 would overflow at the largest u64
+            bitmap.add(end)
+    return bitmap
+
+
 @dataclass(frozen=True)
 class KeyedEntities:
-    """Entities of one type named by their u64 keys (`entity_id = prefix + key`): a million
-    of them are 8 MB of keys, not a frame of a million strings."""
+    """Entities of one type named by their u64 keys (`entity_id = prefix + key`), held as a Roaring
+    bitmap: a sweep's million compared stream ids are a few kilobytes, not a million strings (or
+    8 MB of keys), so what a sweep hands on does not grow with the fleet."""
 
     entity_type: str
     prefix: str
-    keys: np.ndarray
-    """uint64, each key once."""
+    keys: BitMap64
 
     def entity_ids(self) -> Iterator[str]:
         prefix = self.prefix
-        return (prefix + str(key) for key in self.keys.tolist())
+        return (prefix + str(key) for key in self.keys)
+
+    def ids_among(self, entity_ids: Iterable[str]) -> list[str]:
+        """Those of `entity_ids` (of this entity type) that name one of these entities."""
+        prefix, keys = self.prefix, self.keys
+        hits = []
+        for entity_id in entity_ids:
+            digits = entity_id[len(prefix):] if entity_id.startswith(prefix) else ""
+            key = int(digits) if digits.isascii() and digits.isdigit() else None
+            # Only the id this key is written as ("7", not "007") names its entity.
+            if key is not None and key < U64_LIMIT and str(key) == digits and key in keys:
+                hits.append(entity_id)
+        return hits
 
 
 @dataclass(frozen=True)
@@ -158,13 +188,9 @@ class Checked:
         index = pd.MultiIndex.from_arrays([frame["entity_type"].astype(str), frame["entity_id"].astype(str)])
         found = [frame[index.isin(list(wanted))]]
         for part in self.keyed:
-            candidates = [int(entity_id[len(part.prefix):]) for entity_type, entity_id in wanted
-                          if entity_type == part.entity_type and entity_id.startswith(part.prefix)
-                          and entity_id[len(part.prefix):].isdigit()]
-            hits = part.keys[np.isin(part.keys, np.array(candidates, dtype=np.uint64))]
+            hits = part.ids_among(entity_id for entity_type, entity_id in wanted if entity_type == part.entity_type)
             found.append(pd.DataFrame({"entity_type": pd.Series([part.entity_type] * len(hits), dtype=object),
-                                       "entity_id": pd.Series([part.prefix + str(k) for k in hits.tolist()],
-                                                              dtype=object)}))
+                                       "entity_id": pd.Series(hits, dtype=object)}))
         found = [f for f in found if len(f)]
         return pd.concat(found, ignore_index=True) if found else frame.iloc[0:0]
 

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyroaring import BitMap64
 
 from reconciliation_pipeline.chain.addresses import valid_address_mask
 from reconciliation_pipeline.core.diff import (
@@ -58,6 +59,7 @@ from reconciliation_pipeline.core.results import (
     DomainInputs,
     KeyedEntities,
     StepContext,
+    key_set,
 )
 from reconciliation_pipeline.core.scopes import RowFilter
 from reconciliation_pipeline.core.snapshots import (
@@ -447,7 +449,7 @@ def streamed_chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity
     source_named = _uint64_keys(source.invariant_findings["entity_key"])
 
     findings, invariant_parts, kept_db, kept_chain, not_read_invalid = [], [], [], [], []
-    compared, missed = [], []
+    compared, missed = BitMap64(), BitMap64()
     totals: dict[str, int] = dict.fromkeys(SUMMED_READ_METADATA, 0)
     column_schema: Any = None
     ledgers: list[int] = []
@@ -487,8 +489,8 @@ def streamed_chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity
                     kept_db.append(read.db[np.isin(_as_uint64(read.db[key]), named)])
                     kept_chain.append(read.frame[np.isin(_as_uint64(read.frame[key]), named)])
                 findings.append(diff.findings)
-                compared.append(_uint64_keys(diff.compared_keys))
-                missed.append(_uint64_keys(diff.missed_keys))
+                compared |= key_set(_uint64_keys(diff.compared_keys))
+                missed |= key_set(_uint64_keys(diff.missed_keys))
                 not_read += diff.not_read
                 new_keys += read.new_keys
                 not_read_invalid.append(read.not_read_invalid)
@@ -508,11 +510,10 @@ def streamed_chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity
     guard_missing_read(ctx, spec, scope, entity, answered, missing, contract_id, latest)
     template = (kept_chain or [pd.DataFrame()])[0].iloc[0:0]
     chain_frame = pd.concat(kept_chain, ignore_index=True) if kept_chain else template
-    missed_keys = np.concatenate(missed) if missed else np.array([], dtype=np.uint64)
-    checked = replace(Checked.none(), unchecked=len(missed_keys), not_read=not_read,
-                      keyed=(KeyedEntities(entity.entity_type, entity.entity_id_prefix or "",
-                                           np.concatenate(compared) if compared else missed_keys[:0]),),
-                      keyed_unchecked=(KeyedEntities(entity.entity_type, entity.entity_id_prefix or "", missed_keys),))
+    prefix = entity.entity_id_prefix or ""
+    checked = replace(Checked.none(), unchecked=len(missed), not_read=not_read,
+                      keyed=(KeyedEntities(entity.entity_type, prefix, compared),),
+                      keyed_unchecked=(KeyedEntities(entity.entity_type, prefix, missed),))
     invalid = pd.concat(not_read_invalid, ignore_index=True) if not_read_invalid else pd.Series([], dtype=object)
     chain_invariants = concat_findings(invariant_parts)
     result = ChainSnapshot(
