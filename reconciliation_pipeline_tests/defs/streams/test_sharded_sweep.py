@@ -19,6 +19,7 @@ from recon_demo.worlds.streams import StreamsWorld, build_streams_world, load_st
 from reconciliation_pipeline import localenv
 from reconciliation_pipeline.core.cadences import SHARD_COUNT, daily_sharded_partitions, shard_of
 from reconciliation_pipeline.defs.streams.definitions import STREAMS as STREAMS_DOMAIN
+from reconciliation_pipeline.instance.storage import PooledPostgresEventLogStorage, PooledPostgresRunStorage
 from reconciliation_pipeline_tests.conftest import make_resources
 from soroban_devnet.ledger import DevnetLedger
 from soroban_devnet.server import DevnetServer
@@ -128,6 +129,9 @@ def test_a_four_shard_backfill_finds_what_one_run_finds_and_each_shard_reads_onl
     world: StreamsWorld, database_url: str, engine: sa.Engine, ledger: DevnetLedger, devnet: DevnetServer,
     instance: dg.DagsterInstance, yesterday: str,
 ) -> None:
+    # The deployment's storages keep their connections, as the packaged instance's do.
+    assert isinstance(instance.event_log_storage, PooledPostgresEventLogStorage)
+    assert isinstance(instance.run_storage, PooledPostgresRunStorage)
     shards = [f"{yesterday}|{shard}" for shard in range(SHARD_COUNT)]
     assert shards == [key for key in daily_sharded_partitions.get_partition_keys() if key.startswith(yesterday)]
     requests = {}
