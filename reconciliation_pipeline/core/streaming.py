@@ -168,18 +168,24 @@ class StoredRows:
     def chunks(self, chunk_rows: int) -> Iterator[pd.DataFrame]:
         """The rows as canonical frames (as `snapshot_db` builds them), `chunk_rows` at a time.
 
-        One row group (one stored chunk) is read at a time and each frame owns its values: a
-        reader over the whole file (`iter_batches`) held Arrow buffers across chunks in the
-        pipeline, 32 MiB more every few hundred thousand rows (113 MiB of Arrow memory at 2M)."""
+        Row groups (one per stored chunk) are read one at a time and each frame copies its values
+        out of Arrow's buffers: a reader over the whole file (`iter_batches`) held Arrow buffers
+        across chunks in the pipeline, 32 MiB more every few hundred thousand rows (113 MiB of
+        Arrow memory at 2M). Frames are cut at `chunk_rows` whatever the row groups' sizes, so a
+        chunk is read in as few requests as its rows need."""
         if self.path is None:
             return
         parquet = pq.ParquetFile(self.path)
         try:
+            pending: pa.Table | None = None
             for group in range(parquet.num_row_groups):
                 table = parquet.read_row_group(group)
-                for offset in range(0, table.num_rows, chunk_rows):
-                    yield self._frame(table.slice(offset, chunk_rows))
-                del table
+                pending = table if pending is None else pa.concat_tables([pending, table])
+                while pending.num_rows >= chunk_rows:
+                    yield self._frame(pending.slice(0, chunk_rows))
+                    pending = pending.slice(chunk_rows)
+            if pending is not None and pending.num_rows:
+                yield self._frame(pending)
         finally:
             parquet.close()
 
