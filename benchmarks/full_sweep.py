@@ -451,13 +451,14 @@ def _write(command: str, args: argparse.Namespace, results: dict[str, dict[str, 
         ]
         lines += rows
     else:
-        # Rows go at the end of this section, whichever section follows it.
-        end = lines.index(SECTION) + 1
+        # Rows go after the section's last table row (and its command comment), before its prose.
+        start = lines.index(SECTION) + 1
+        end = start
         while end < len(lines) and not lines[end].startswith("## "):
             end += 1
-        while lines[end - 1] == "":
-            end -= 1
-        lines[end:end] = rows
+        table = [i for i in range(start, end) if lines[i].startswith(("|", "<!--"))]
+        at = table[-1] + 1 if table else end
+        lines[at:at] = rows
     BENCHMARKS_MD.write_text("\n".join(lines) + "\n")
 
 
