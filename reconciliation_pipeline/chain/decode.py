@@ -7,13 +7,42 @@ with the raw payload, instead of guessing.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 from stellar_sdk import Address, scval, xdr
 
 
 class DecodeError(ValueError):
     """An entry that does not match the layout it was read as."""
+
+
+DecodeResult = tuple[dict[str, Any] | None, str | None]
+"""An entry's canonical values, or why it is not the entry its key names / does not decode."""
+
+
+def object_array(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Values as a 1-D object array, whatever they are (never inferred, never split into dimensions)."""
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
+@dataclass(frozen=True)
+class DecodedBatch:
+    """A batch of entries decoded column by column: `values[column][i]` is entry i's value (None
+    where it did not decode) and `errors[i]` why entry i did not."""
+
+    values: Mapping[str, np.ndarray]
+    errors: Mapping[int, str]
+
+    @classmethod
+    def of(cls, columns: Sequence[str], results: Sequence[DecodeResult]) -> DecodedBatch:
+        """From each entry's (values, error), as one-by-one decoding gives them."""
+        errors = {i: error or "undecodable entry" for i, (values, error) in enumerate(results) if values is None}
+        return cls(values={column: object_array([None if values is None else values.get(column)
+                                                 for values, _ in results]) for column in columns},
+                   errors=errors)
 
 
 def contract_data_value(entry_data_b64: str) -> xdr.SCVal:

@@ -3,7 +3,10 @@
 `getLedgerEntries` takes at most 200 keys, so keys are read in batches of 200
 with a bounded number of requests in flight. Each request has a timeout and is
 retried with exponential backoff. A batch that still fails is reported key by
-key in `LedgerReadResult.failed`; the other batches are unaffected. A reader
+key in `LedgerReadResult.failed`; the other batches are unaffected.
+getLedgerEntries responses are parsed here, strictly and column by column, not
+into the SDK's per-entry models: at a million entries those models cost more
+CPU than decoding the entries. A reader
 given a deadline (a run's time limit) issues no request after it: the keys it
 did not get to are in `failed` (so they are never mistaken for missing entries)
 and also in `unread`, so callers can tell "not checked" from "read failed".
@@ -12,20 +15,23 @@ Nothing in here can sign or send a transaction.
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
 from stellar_sdk import SorobanServer, xdr
-from stellar_sdk.exceptions import BaseRequestError, SorobanRpcErrorResponse
+from stellar_sdk.client.response import Response
+from stellar_sdk.exceptions import BaseRequestError, SorobanRpcErrorResponse, raise_request_exception
 from stellar_sdk.soroban_rpc import EventFilter, EventFilterType, EventInfo, GetEventsResponse
 
-from reconciliation_pipeline.chain.rpc_client import GuardedRequestsClient, ResponseTooLargeError
+from reconciliation_pipeline.chain.rpc_client import GuardedRequestsClient, ParsedResponse, ResponseTooLargeError
 
 MAX_KEYS_PER_REQUEST = 200
 _INVALID_PARAMS = -32602
@@ -68,8 +74,72 @@ class FetchedEntry:
     read_at_ledger: int
 
 
-BatchCallback = Callable[[list[tuple[str, FetchedEntry]]], None]
-"""Receives one batch's (ledger key, entry) pairs as the batch arrives."""
+@dataclass(frozen=True)
+class EntryBatch:
+    """One getLedgerEntries response, column by column: entry i is `keys[i]`, `xdrs[i]`, ..."""
+
+    keys: list[str]
+    xdrs: list[str]
+    last_modified_ledgers: list[int]
+    live_until_ledgers: list[int | None]
+    read_at_ledger: int
+    """The response's `latestLedger`."""
+
+    def fetched(self) -> Iterator[tuple[str, FetchedEntry]]:
+        for key, data_xdr, modified, live_until in zip(
+                self.keys, self.xdrs, self.last_modified_ledgers, self.live_until_ledgers, strict=True):
+            yield key, FetchedEntry(data_xdr, modified, live_until, self.read_at_ledger)
+
+
+BatchCallback = Callable[[EntryBatch], None]
+"""Receives each batch's entries as the batch arrives."""
+
+
+class MalformedResponseError(ValueError):
+    """A getLedgerEntries response that does not follow the RPC's schema (retried, as a garbled
+    body may not be garbled again)."""
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int
+
+
+def entry_batch(response: Response) -> EntryBatch:
+    """A getLedgerEntries response's entries, checked field by field as the SDK's models would:
+    an RPC error is `SorobanRpcErrorResponse`, a body that is not JSON the SDK's HTTP error (or
+    `JSONDecodeError`), and any other deviation `MalformedResponseError`."""
+    if isinstance(response, ParsedResponse):
+        body: Any = response.json()
+    else:
+        try:
+            body = json.loads(response.text)
+        except json.JSONDecodeError:
+            raise_request_exception(response)
+            raise
+    if not isinstance(body, dict):
+        raise MalformedResponseError("getLedgerEntries: the response is not a JSON-RPC object")
+    error = body.get("error")
+    if error is not None:
+        if not isinstance(error, dict) or not _is_int(error.get("code")):
+            raise MalformedResponseError(f"getLedgerEntries: an error without a code: {error!r:.200}")
+        raise SorobanRpcErrorResponse(error["code"], error.get("message"), error.get("data"))
+    result = body.get("result")
+    if not isinstance(result, dict) or not _is_int(result.get("latestLedger")):
+        raise MalformedResponseError("getLedgerEntries: the result has no latestLedger")
+    entries = result.get("entries") or []
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise MalformedResponseError("getLedgerEntries: entries is not a list of objects")
+    try:
+        keys = [entry["key"] for entry in entries]
+        xdrs = [entry["xdr"] for entry in entries]
+        modified = [entry["lastModifiedLedgerSeq"] for entry in entries]
+    except KeyError as missing:
+        raise MalformedResponseError(f"getLedgerEntries: an entry without {missing}") from None
+    live_until = [entry.get("liveUntilLedgerSeq") for entry in entries]
+    if not (all(type(k) is str for k in keys) and all(type(x) is str for x in xdrs)
+            and all(type(m) is int for m in modified) and all(v is None or type(v) is int for v in live_until)):
+        raise MalformedResponseError("getLedgerEntries: an entry's key, xdr or ledger sequence has the wrong type")
+    return EntryBatch(keys, xdrs, modified, live_until, result["latestLedger"])
 
 
 @dataclass
@@ -91,22 +161,6 @@ class RpcReadError(RuntimeError):
 
 class RetentionWindowError(ValueError):
     """A ledger window the RPC no longer (or not yet) holds."""
-
-
-class _EncodedKey:
-    """A ledger key already encoded as base64 XDR.
-
-    `SorobanServer.get_ledger_entries` only calls `.to_xdr()` on each key;
-    handing it the encoded form avoids decoding and re-encoding every key.
-    """
-
-    __slots__ = ("_b64",)
-
-    def __init__(self, b64: str) -> None:
-        self._b64 = b64
-
-    def to_xdr(self) -> str:
-        return self._b64
 
 
 def _is_retryable(error: Exception) -> bool:
@@ -149,13 +203,14 @@ class ChainReader:
         self.deadline = deadline
         # The SDK's own client retries POSTs; our loop owns retries instead, so
         # attempts, backoff and the per-request timeout are exactly as configured.
-        client = GuardedRequestsClient(
+        self._client = GuardedRequestsClient(
             max_response_bytes=settings.max_response_bytes,
             pool_size=settings.max_in_flight,
             num_retries=0,
             post_timeout=settings.request_timeout_s,
         )
-        self.server = SorobanServer(rpc_url, client=client)
+        self.server = SorobanServer(rpc_url, client=self._client)
+        self._request_ids = itertools.count(1)
         self.provider_page_limit: int | None = None
         """The provider's own getEvents maximum, once it named one."""
 
@@ -192,6 +247,16 @@ class ChainReader:
             raise RpcReadError(f"getLatestLedger failed: {error}")
         return response.sequence
 
+    def _ledger_entries(self, keys: Sequence[str]) -> EntryBatch:
+        """One getLedgerEntries request for base64 ledger keys."""
+        request = {"jsonrpc": "2.0", "id": next(self._request_ids), "method": "getLedgerEntries",
+                   "params": {"keys": list(keys)}}
+        batch = entry_batch(self._client.post(self.server.server_url, json_data=request))
+        unasked = set(batch.keys).difference(keys)
+        if unasked:
+            raise MalformedResponseError(f"getLedgerEntries answered {len(unasked)} keys it was not asked for")
+        return batch
+
     def get_entries(
         self,
         keys: Sequence[str],
@@ -212,11 +277,10 @@ class ChainReader:
         if total == 0:
             return result
 
-        def read_batch(batch: Sequence[str]) -> tuple[Sequence[str], object, str | None, int]:
+        def read_batch(batch: Sequence[str]) -> tuple[Sequence[str], EntryBatch | None, str | None, int]:
             if self.past_deadline():
                 return batch, None, NOT_READ_TIME_LIMIT, 0
-            encoded = [_EncodedKey(k) for k in batch]
-            response, error, attempts = self._with_retries(lambda: self.server.get_ledger_entries(encoded))  # type: ignore[arg-type]
+            response, error, attempts = self._with_retries(lambda: self._ledger_entries(batch))
             return batch, response, error, attempts
 
         done = 0
@@ -238,21 +302,11 @@ class ChainReader:
                         for key in batch:
                             result.failed[key] = error or "unknown error"
                     else:
-                        ledger = response.latest_ledger  # type: ignore[attr-defined]
-                        result.latest_ledger = max(result.latest_ledger or 0, ledger)
-                        entries = [
-                            (entry.key, FetchedEntry(
-                                data_xdr=entry.xdr,
-                                last_modified_ledger=entry.last_modified_ledger,
-                                live_until_ledger=entry.live_until_ledger,
-                                read_at_ledger=ledger,
-                            ))
-                            for entry in response.entries or []  # type: ignore[attr-defined]
-                        ]
+                        result.latest_ledger = max(result.latest_ledger or 0, response.read_at_ledger)
                         if on_batch is not None:
-                            on_batch(entries)
+                            on_batch(response)
                         else:
-                            result.entries.update(entries)
+                            result.entries.update(response.fetched())
                     done += 1
                     if progress is not None:
                         progress(done, total)

@@ -15,7 +15,6 @@ that does not follow the layout is still its own typed error.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import struct
 from collections.abc import Sequence
@@ -25,12 +24,10 @@ from typing import Any
 import numpy as np
 
 from reconciliation_pipeline.chain import fastxdr, strkey
-from reconciliation_pipeline.chain.decode import DecodeError
+from reconciliation_pipeline.chain.decode import DecodedBatch, DecodeError, DecodeResult, object_array
 
 MAX_TEMPLATES_PER_LENGTH = 16
 """Shapes learned per entry length; beyond, entries of that length decode one by one."""
-DecodeResult = tuple[dict[str, Any] | None, str | None]
-"""An entry's canonical values, or why it is not the entry its key names / does not decode."""
 
 
 @dataclass(frozen=True)
@@ -109,22 +106,39 @@ def _symbols(rows: np.ndarray, variants: tuple[str, ...]) -> tuple[list[str | No
 
 _BASE32 = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", dtype=np.uint8)
 _FIVE_BITS = np.array([16, 8, 4, 2, 1], dtype=np.uint8)
+_I64_MIN = np.uint64(1 << 63)
 
 
-def _addresses(rows: np.ndarray, version: int) -> list[str]:
-    """Strkeys (`strkey.encode_account` / `encode_contract`) of 32-byte keys, the base32 of a whole
-    batch at once: version byte, key, CRC16-XModem little-endian, 56 characters."""
-    count = len(rows)
+def _addresses(rows: np.ndarray, version: int) -> np.ndarray:
+    """Strkeys (`strkey.encode_account` / `encode_contract`) of 32-byte keys as an object array,
+    each distinct key encoded once (one str object for all its rows), the base32 of all of them at
+    once: version byte, key, CRC16-XModem little-endian, 56 characters."""
+    distinct, inverse = np.unique(np.ascontiguousarray(rows).view(np.dtype((np.void, 32))).ravel(),
+                                  return_inverse=True)
+    count = len(distinct)
     payload = np.empty((count, 35), dtype=np.uint8)
     payload[:, 0] = version
-    payload[:, 1:33] = rows
-    prefix = np.ascontiguousarray(payload[:, :33]).tobytes()
-    crcs = [binascii.crc_hqx(prefix[i * 33 : (i + 1) * 33], 0) for i in range(count)]
-    payload[:, 33] = np.array(crcs, dtype=np.uint16) & 0xFF
-    payload[:, 34] = np.array(crcs, dtype=np.uint16) >> 8
+    payload[:, 1:33] = distinct.view(np.uint8).reshape(count, 32)
+    prefix = payload[:, :33].tobytes()
+    crcs = np.array([binascii.crc_hqx(prefix[i * 33 : (i + 1) * 33], 0) for i in range(count)], dtype=np.uint16)
+    payload[:, 33] = crcs & 0xFF
+    payload[:, 34] = crcs >> 8
     digits = np.unpackbits(payload, axis=1).reshape(count, 56, 5) @ _FIVE_BITS
     text = _BASE32[digits].tobytes().decode("ascii")
-    return [text[i * 56 : (i + 1) * 56] for i in range(count)]
+    encoded = object_array([text[i * 56 : (i + 1) * 56] for i in range(count)])
+    return encoded[inverse.ravel()]
+
+
+def _i128s(cells: np.ndarray) -> np.ndarray:
+    """Big-endian i128 cells as exact Python ints; those within int64 (almost every amount) are
+    converted by numpy, the others one by one."""
+    high = cells[:, :8].copy().view(">i8").ravel()
+    low = cells[:, 8:].copy().view(">u8").ravel()
+    small = ((high == 0) & (low < _I64_MIN)) | ((high == -1) & (low >= _I64_MIN))
+    values = object_array(low.astype(np.int64).tolist())
+    for row in np.flatnonzero(~small).tolist():
+        values[row] = (int(high[row]) << 64) | int(low[row])
+    return values
 
 
 class StructTemplates:
@@ -153,69 +167,86 @@ class StructTemplates:
                 pass  # a shape without a template decodes one by one
         return values, None
 
-    def decode_many(self, pairs: Sequence[tuple[str, str]]) -> list[DecodeResult]:
-        """(ledger key, entry) base64 pairs -> each entry's values or error, in order."""
-        results: list[DecodeResult | None] = [None] * len(pairs)
-        entries: list[bytes | None] = []
+    def decode_many(self, ledger_keys: Sequence[str], entries_b64: Sequence[str]) -> DecodedBatch:
+        """Aligned base64 ledger keys and entries -> each entry's values or error, column by column."""
+        names = tuple(self.layout.fields)
+        values = {name: np.full(len(entries_b64), None, dtype=object) for name in names}
+        errors: dict[int, str] = {}
+
+        def record(position: int, result: DecodeResult) -> None:
+            decoded, error = result
+            if decoded is None:
+                errors[position] = error or "undecodable entry"
+                return
+            for name in names:
+                values[name][position] = decoded[name]
+
+        entries: list[bytes] = []
         keys: list[bytes] = []
-        for position, (ledger_key, entry_b64) in enumerate(pairs):
-            try:
-                entries.append(binascii.a2b_base64(entry_b64, strict_mode=True))
-                keys.append(base64.b64decode(ledger_key))
-            except (binascii.Error, ValueError):
-                entries.append(None)
-                keys.append(b"")
-                results[position] = _strict(self.layout, ledger_key, entry_b64)
         by_length: dict[int, list[int]] = {}
-        for position, entry in enumerate(entries):
-            if entry is not None:
+        for position, (ledger_key, entry_b64) in enumerate(zip(ledger_keys, entries_b64, strict=True)):
+            try:
+                entry = binascii.a2b_base64(entry_b64, strict_mode=True)
+                key = binascii.a2b_base64(ledger_key)
+            except (binascii.Error, ValueError):
+                entry, key = b"", b""
+                record(position, _strict(self.layout, ledger_key, entry_b64))
+            else:
                 by_length.setdefault(len(entry), []).append(position)
+            entries.append(entry)
+            keys.append(key)
         for length, positions in by_length.items():
             left = np.array(positions)
             for template in self.templates.get(length, []):
                 if not len(left):
                     break
-                left = self._apply(template, left, pairs, entries, keys, results)
+                left = self._apply(template, left, entries, keys, values, errors)
             for position in left.tolist():
-                entry = entries[position]
-                assert entry is not None
-                results[position] = self._decode_one(keys[position], entry, pairs[position][1])
-        return [r if r is not None else (None, "undecodable entry") for r in results]
+                record(position, self._decode_one(keys[position], entries[position], entries_b64[position]))
+        return DecodedBatch(values=values, errors=errors)
 
-    def _apply(self, template: _Template, positions: np.ndarray, pairs: Sequence[tuple[str, str]],
-               entries: list[bytes | None], keys: list[bytes], results: list[DecodeResult | None]) -> np.ndarray:
-        """Decode the entries that match the template; returns the positions left over."""
-        rows = np.frombuffer(b"".join(entries[p] for p in positions.tolist()), dtype=np.uint8)  # type: ignore[misc]
-        rows = rows.reshape(len(positions), -1)
+    def _apply(self, template: _Template, positions: np.ndarray, entries: list[bytes], keys: list[bytes],
+               values: dict[str, np.ndarray], errors: dict[int, str]) -> np.ndarray:
+        """Decode the entries that match the template into `values`; returns the positions left over."""
+        chosen = positions.tolist()
+        rows = np.frombuffer(b"".join([entries[p] for p in chosen]), dtype=np.uint8).reshape(len(chosen), -1)
         matches = (rows[:, template.fixed] == template.reference[template.fixed]).all(axis=1)
-        columns: dict[str, list[Any]] = {}
+        columns: dict[str, np.ndarray] = {}
         for slot in template.slots:
             cells = rows[:, slot.offset : slot.offset + slot.length]
             if slot.kind == "i128":
-                high = cells[:, :8].copy().view(">i8").ravel().tolist()
-                low = cells[:, 8:].copy().view(">u8").ravel().tolist()
-                columns[slot.name] = [(h << 64) | lo for h, lo in zip(high, low, strict=True)]
+                columns[slot.name] = _i128s(cells)
             elif slot.kind in ("u64", "u32"):
-                columns[slot.name] = cells.copy().view(">u8" if slot.kind == "u64" else ">u4").ravel().tolist()
+                columns[slot.name] = object_array(
+                    cells.copy().view(">u8" if slot.kind == "u64" else ">u4").ravel().tolist())
             elif slot.kind == "bool":
                 matches &= (cells[:, :3] == 0).all(axis=1) & (cells[:, 3] <= 1)
-                columns[slot.name] = (cells[:, 3] == 1).tolist()
+                columns[slot.name] = object_array((cells[:, 3] == 1).tolist())
             elif slot.kind == "symbol":
-                values, known = _symbols(cells, self.layout.fields[slot.name].variants)
+                symbols, known = _symbols(cells, self.layout.fields[slot.name].variants)
                 matches &= known
-                columns[slot.name] = values
+                columns[slot.name] = object_array(symbols)
             else:
                 columns[slot.name] = _addresses(
                     cells, strkey.CONTRACT_VERSION if slot.kind == "contract" else strkey.ACCOUNT_VERSION)
-        names = tuple(self.layout.fields)
-        for row, position in enumerate(positions.tolist()):
-            if not matches[row]:
-                continue
-            entry = entries[position]
-            mismatch = _key_mismatch(keys[position], entry)  # type: ignore[arg-type]
-            results[position] = ((None, f"undecodable entry: {mismatch}") if mismatch is not None
-                                 else ({name: columns[name][row] for name in names}, None))
+        answering = matches & _answer_keys(rows, [keys[p] for p in chosen], [entries[p] for p in chosen])
+        for row in np.flatnonzero(matches & ~answering).tolist():
+            errors[chosen[row]] = f"undecodable entry: {_key_mismatch(keys[chosen[row]], entries[chosen[row]])}"
+        decoded = positions[answering]
+        for name, column in columns.items():
+            values[name][decoded] = column[answering]
         return positions[~matches]
+
+
+def _answer_keys(rows: np.ndarray, keys: list[bytes], entries: list[bytes]) -> np.ndarray:
+    """Which contract-data entries (`rows`, of one length) are the entries their ledger keys name
+    (`_key_mismatch` is None): all rows at once where the keys are of one length."""
+    lengths = {len(key) for key in keys}
+    if len(lengths) != 1 or (length := lengths.pop()) < 4 or 8 + length - 4 > rows.shape[1]:
+        return np.array([_key_mismatch(key, entry) is None for key, entry in zip(keys, entries, strict=True)],
+                        dtype=bool)
+    key_rows = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), length)
+    return (rows[:, :4] == key_rows[:, :4]).all(axis=1) & (rows[:, 8 : 8 + length - 4] == key_rows[:, 4:]).all(axis=1)
 
 
 def _strict(layout: Any, ledger_key_b64: str, entry_b64: str) -> DecodeResult:

@@ -134,15 +134,13 @@ def diff_snapshots(
     status = merged["read_status"]
     in_db = merged["_merge"] != "right_only"
     in_chain_frame = merged["_merge"] != "left_only"
-    ids = entity.entity_ids(merged[key])
-    keys = merged[key].astype(str)
     parts = [address_found]
 
     def whole_entity(rows: pd.DataFrame, drift_class: DriftClass, severity: Severity, details: pd.Series,
                      field: str = WHOLE_ENTITY) -> pd.DataFrame:
-        return findings_frame(domain="", entity_type=entity.entity_type, entity_id=ids[rows.index],
-                              entity_key=keys[rows.index], field=field, drift_class=drift_class, severity=severity,
-                              ledger_sequence=_ledger(rows), details=details)
+        return findings_frame(domain="", entity_type=entity.entity_type, entity_id=entity.entity_ids(rows[key]),
+                              entity_key=rows[key].astype(str), field=field, drift_class=drift_class,
+                              severity=severity, ledger_sequence=_ledger(rows), details=details)
 
     missing_on_chain = merged[in_db & ((status == READ_MISSING) | ~in_chain_frame)]
     missing_details = _details(missing_on_chain, {"ledger_key": "ledger_key"})
@@ -178,8 +176,8 @@ def diff_snapshots(
             findings_frame(
                 domain="",
                 entity_type=entity.entity_type,
-                entity_id=ids[hit.index],
-                entity_key=keys[hit.index],
+                entity_id=entity.entity_ids(hit[key]),
+                entity_key=hit[key].astype(str),
                 field=compared.name,
                 drift_class=compared.drift_class,
                 severity=compared.severity,

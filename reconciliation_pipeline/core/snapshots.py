@@ -9,16 +9,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
 from reconciliation_pipeline.chain import fastxdr
 from reconciliation_pipeline.chain import keys as chain_keys
-from reconciliation_pipeline.chain.decode import DecodeError
-from reconciliation_pipeline.chain.reader import ChainReader, FetchedEntry, ProgressCallback
+from reconciliation_pipeline.chain.decode import DecodedBatch, DecodeError, object_array
+from reconciliation_pipeline.chain.reader import ChainReader, EntryBatch, ProgressCallback
 from reconciliation_pipeline.core.results import DbSnapshot
 from reconciliation_pipeline.core.scopes import RowFilter, snapshot_statement
-from reconciliation_pipeline.core.spec import DataKey, Entity, KeyKind, Source
+from reconciliation_pipeline.core.spec import DataKey, Entity, KeyKind, Layout, Source
 
 if TYPE_CHECKING:
     from reconciliation_pipeline.core.entry_versions import KnownVersions
@@ -177,6 +178,19 @@ class ReadStats:
     failed_batches: int
 
 
+def _shared_values(column: np.ndarray, seen: dict[str, str]) -> np.ndarray:
+    """Equal strings of a column as one object each (`seen` carries them across batches)."""
+    return object_array([seen.setdefault(v, v) if isinstance(v, str) else v for v in column.tolist()])
+
+
+def decode_batch(layout: Layout, ledger_keys: Sequence[str], entries: Sequence[str]) -> DecodedBatch:
+    """A batch decoded by the layout's batch decoder, or one by one when it has none."""
+    if layout.decode_many is not None:
+        return layout.decode_many(ledger_keys, entries)
+    return DecodedBatch.of(layout.columns, [decode_entry(layout.decode, key, entry)
+                                            for key, entry in zip(ledger_keys, entries, strict=True)])
+
+
 def read_entries(
     reader: ChainReader,
     entity: Entity,
@@ -198,79 +212,86 @@ def read_entries(
     (with `versions`: compared before at this `last_modified_ledger`, so not decoded
     again). A key absent on chain whose `absent` value is set reads as that value
     (`ok`). `context` columns are kept beside the read. Entries are decoded batch by
-    batch as they arrive, into columns; the raw XDR and the ledger key are kept only
+    batch as they arrive, column by column; the raw XDR and the ledger key are kept only
     for rows with a problem. Text values that repeat (a status, a token) are one
     object per distinct value. So memory follows the decoded frame.
     """
-    key_list = list(keys)
+    key_values = object_array(list(keys))
     ledger_key_list = list(ledger_keys)
+    ledger_key_values = object_array(ledger_key_list)
     # Each ledger key is requested once; rows sharing one (two users with one wallet) all get its entry.
     positions_of: dict[str, list[int]] = {}
     for position, ledger_key in enumerate(ledger_key_list):
         positions_of.setdefault(ledger_key, []).append(position)
+    shares_keys = len(positions_of) < len(ledger_key_list)
     decoded = entity.layout.columns
     columns = [key_column, *decoded, *CHAIN_META_COLUMNS]
-    data: dict[str, list[Any]] = {column: [] for column in columns}
-    positions: list[int] = []
-    decode = entity.layout.decode
-    decode_many = entity.layout.decode_many
+    parts: list[dict[str, np.ndarray]] = []
     returned: set[str] = set()
-    shared: dict[str, dict[str, str]] = {}
-    """Per decoded text column that repeats (judged on the first batch): one object per value."""
+    shared: dict[str, dict[str, str]] | None = None
+    """Per decoded text column that repeats (judged on the first rows read): one object per value."""
 
-    def append(position: int, values: Mapping[str, Any], **meta: Any) -> None:
-        positions.append(position)
-        data[key_column].append(key_list[position])
+    def on_batch(batch: EntryBatch) -> None:
+        nonlocal shared
+        if not batch.keys:
+            return
+        returned.update(batch.keys)
+        result = decode_batch(entity.layout, batch.keys, batch.xdrs)
+        if shares_keys:
+            pairs = [(entry, position) for entry, key in enumerate(batch.keys) for position in positions_of[key]]
+            of_entry = np.array([entry for entry, _ in pairs], dtype=np.intp)
+            rows = np.array([position for _, position in pairs], dtype=np.intp)
+        else:
+            of_entry = np.arange(len(batch.keys), dtype=np.intp)
+            rows = np.array([positions_of[key][0] for key in batch.keys], dtype=np.intp)
+        failed = np.zeros(len(batch.keys), dtype=bool)
+        failed[list(result.errors)] = True
+        error_texts = np.full(len(batch.keys), None, dtype=object)
+        error_texts[list(result.errors)] = list(result.errors.values())
+        modified = object_array(batch.last_modified_ledgers)[of_entry]
+        status = np.full(len(rows), READ_OK, dtype=object)  # one str object for every row
+        status[failed[of_entry]] = READ_ERROR
+        if versions is not None:
+            unchanged = np.fromiter((versions.unchanged(key, ledger) for key, ledger
+                                     in zip(key_values[rows].tolist(), modified.tolist(), strict=True)),
+                                    dtype=bool, count=len(rows))
+            status[unchanged] = READ_UNCHANGED
+        ok, error = status == READ_OK, status == READ_ERROR
+        if shared is None:
+            shared = {column: {} for column in
+                      _repetitive_text_columns({c: result.values[c][of_entry[ok]].tolist() for c in decoded})}
+        part = {key_column: key_values[rows], "ledger_key": np.where(ok, None, ledger_key_values[rows]),
+                "read_status": status, "read_error": np.where(error, error_texts[of_entry], None),
+                "raw_xdr": np.where(error, object_array(batch.xdrs)[of_entry], None),
+                "last_modified_ledger": modified,
+                "live_until_ledger": object_array(batch.live_until_ledgers)[of_entry],
+                "ledger_sequence": np.full(len(rows), batch.read_at_ledger, dtype=object), "_position": rows}
         for column in decoded:
-            value = values.get(column)
-            seen = shared.get(column)
-            data[column].append(seen.setdefault(value, value) if seen is not None and isinstance(value, str)
-                                else value)
-        data["ledger_key"].append(None if meta.get("read_status") == READ_OK else ledger_key_list[position])
-        for column in ("read_status", "read_error", "raw_xdr", "last_modified_ledger", "live_until_ledger",
-                       "ledger_sequence"):
-            data[column].append(meta.get(column))
-
-    def on_batch(entries: list[tuple[str, FetchedEntry]]) -> None:
-        rows = []
-        batch = decode_many([(k, f.data_xdr) for k, f in entries]) if decode_many is not None else None
-        for index, (ledger_key, fetched) in enumerate(entries):
-            returned.add(ledger_key)
-            meta = {
-                "last_modified_ledger": fetched.last_modified_ledger,
-                "live_until_ledger": fetched.live_until_ledger,
-                "ledger_sequence": fetched.read_at_ledger,
-            }
-            decoded_values, error_text = (batch[index] if batch is not None
-                                          else decode_entry(decode, ledger_key, fetched.data_xdr))
-            for position in positions_of[ledger_key]:
-                if versions is not None and versions.unchanged(key_list[position], fetched.last_modified_ledger):
-                    rows.append((position, {}, {**meta, "read_status": READ_UNCHANGED}))
-                elif decoded_values is not None:
-                    rows.append((position, decoded_values, {**meta, "read_status": READ_OK}))
-                else:
-                    rows.append((position, {}, {**meta, "read_status": READ_ERROR, "raw_xdr": fetched.data_xdr,
-                                                "read_error": error_text}))
-        if not shared and not data[key_column]:
-            first = {column: [r[1].get(column) for r in rows] for column in decoded}
-            shared.update({column: {} for column in _repetitive_text_columns(first)})
-        for position, values, meta in rows:
-            append(position, values, **meta)
+            values = np.where(ok, result.values[column][of_entry], None)
+            part[column] = _shared_values(values, shared[column]) if column in shared else values
+        parts.append(part)
 
     result = reader.get_entries(list(positions_of), progress=progress, on_batch=on_batch)
     absent_values = list(absent) if absent is not None else None
+    rest: dict[str, list[Any]] = {column: [] for column in [*columns, "_position"]}
     for position, ledger_key in enumerate(ledger_key_list):
         if ledger_key in returned:
             continue
+        row: dict[str, Any] = {key_column: key_values[position], "ledger_key": ledger_key, "_position": position}
         if ledger_key in result.failed:
-            append(position, {}, read_status=READ_ERROR, read_error=f"read failed: {result.failed[ledger_key]}")
+            row.update(read_status=READ_ERROR, read_error=f"read failed: {result.failed[ledger_key]}")
         elif absent_values is not None and absent_values[position] is not None:
-            append(position, dict.fromkeys(decoded, absent_values[position]), read_status=READ_OK,
-                   ledger_sequence=result.latest_ledger)
+            row.update(dict.fromkeys(decoded, absent_values[position]), read_status=READ_OK, ledger_key=None,
+                       ledger_sequence=result.latest_ledger)
         else:
-            append(position, {}, read_status=READ_MISSING, ledger_sequence=result.latest_ledger)
+            row.update(read_status=READ_MISSING, ledger_sequence=result.latest_ledger)
+        for column, values in rest.items():
+            values.append(row.get(column))
+    parts.append({column: object_array(values) for column, values in rest.items()})
 
-    frame = pd.DataFrame({column: pd.Series(values, dtype=object) for column, values in data.items()})
+    frame = pd.DataFrame({column: pd.Series(np.concatenate([part[column] for part in parts]), dtype=object)
+                          for column in columns})
+    positions = np.concatenate([part["_position"] for part in parts]).astype(np.intp)
     if context is not None and len(frame):
         kept = context.reset_index(drop=True).iloc[positions].reset_index(drop=True)
         frame = pd.concat([frame, kept.astype(object)], axis=1)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pandas as pd
 import pandera.pandas as pa
 
+from reconciliation_pipeline.chain.decode import DecodedBatch
 from reconciliation_pipeline.chain.layouts import StructLayout
 from reconciliation_pipeline.chain.templates import StructTemplates
 from reconciliation_pipeline.core.drift import DriftClass, Severity
@@ -174,9 +175,10 @@ class Layout:
 
     decode: Callable[[str], dict[str, Any]]
     columns: tuple[str, ...]
-    decode_many: Callable[[Sequence[tuple[str, str]]], list[tuple[dict[str, Any] | None, str | None]]] | None = None
-    """Decodes a batch of (ledger key, entry) at once, each to its values or its error text, exactly
-    as `decode` and the key check one by one would (`chain.templates`); None: one by one."""
+    decode_many: Callable[[Sequence[str], Sequence[str]], DecodedBatch] | None = None
+    """Decodes a batch of aligned ledger keys and entries at once, column by column, each entry to
+    its values or its error text exactly as `decode` and the key check one by one would
+    (`chain.templates`); None: one by one."""
 
     @classmethod
     def of(cls, value: Any) -> Layout:

@@ -185,3 +185,83 @@ def test_ledger_searches_take_a_handful_of_requests(ledger: DevnetLedger, devnet
     finally:
         reader.close()
     assert max(searches) <= 6  # a binary search over 120,960 ledgers needs ~17 probes per bound
+
+
+@contextmanager
+def _answering_in_turn(answers: list[tuple[int, object]]) -> Iterator[tuple[str, list[dict[str, object]]]]:
+    """A JSON-RPC endpoint giving each request the next (HTTP status, body) in turn, the body as JSON
+    with the request's id (a dict) or as it is (bytes); it also yields the requests it received."""
+    received: list[dict[str, object]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append(request)
+            status, answer = answers[min(len(received), len(answers)) - 1]
+            body = (answer if isinstance(answer, bytes)
+                    else json.dumps({"jsonrpc": "2.0", "id": request["id"], **answer}, allow_nan=False).encode())
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _entry(key: str, **fields: object) -> dict[str, object]:
+    return {"key": key, "xdr": "AAAABg==", "lastModifiedLedgerSeq": 5, **fields}
+
+
+@pytest.mark.parametrize(("answer", "reason"), [
+    ((200, {"result": {"entries": []}}), "the result has no latestLedger"),
+    ((200, {"result": {"latestLedger": 9, "entries": {"key": "k"}}}), "entries is not a list of objects"),
+    ((200, {"result": {"latestLedger": 9, "entries": [{"xdr": "AAAABg==", "lastModifiedLedgerSeq": 5}]}}),
+     "an entry without 'key'"),
+    ((200, {"result": {"latestLedger": 9, "entries": [_entry("k0", lastModifiedLedgerSeq="5")]}}),
+     "key, xdr or ledger sequence has the wrong type"),
+    ((200, {"result": {"latestLedger": 9, "entries": [_entry("k0", liveUntilLedgerSeq=True)]}}),
+     "key, xdr or ledger sequence has the wrong type"),
+    ((200, {"result": {"latestLedger": 9, "entries": [_entry("someone-else's")]}}),
+     "answered 1 keys it was not asked for"),
+    ((200, {"error": {"code": -32603, "message": "database locked"}}), "RPC error -32603: database locked"),
+    ((502, b"<html>bad gateway</html>"), "BadResponseError"),
+])
+def test_a_malformed_ledger_entries_response_fails_its_batch_with_the_reason(
+        answer: tuple[int, object], reason: str) -> None:
+    """Every way a getLedgerEntries body can deviate from the schema is a typed, retried failure of
+    that batch naming what was wrong, never a crash or a key read as missing."""
+    with _answering_in_turn([answer]) as (url, received):
+        reader = ChainReader(url, ReaderSettings(backoff_initial_s=0.001, max_attempts=2))
+        try:
+            read = reader.get_entries(["k0", "k1"])
+        finally:
+            reader.close()
+    assert not read.entries and read.failed_batches == 1
+    assert set(read.failed) == {"k0", "k1"}
+    assert all(reason in text and "after 2 attempts" in text for text in read.failed.values()), read.failed
+    assert len(received) == 2 and all(r["method"] == "getLedgerEntries" for r in received)
+
+
+def test_a_malformed_response_is_retried_and_the_next_good_one_is_read() -> None:
+    good = {"result": {"latestLedger": 9, "entries": [_entry("k1", liveUntilLedgerSeq=99)]}}
+    with _answering_in_turn([(200, {"result": {"entries": None}}), (200, good)]) as (url, received):
+        reader = ChainReader(url, ReaderSettings(backoff_initial_s=0.001, max_attempts=2))
+        try:
+            read = reader.get_entries(["k0", "k1"])
+        finally:
+            reader.close()
+    assert not read.failed and read.latest_ledger == 9 and read.requests == 2
+    assert {key: (e.data_xdr, e.last_modified_ledger, e.live_until_ledger, e.read_at_ledger)
+            for key, e in read.entries.items()} == {"k1": ("AAAABg==", 5, 99, 9)}
+    assert received[0]["id"] != received[1]["id"]  # each request its own JSON-RPC id

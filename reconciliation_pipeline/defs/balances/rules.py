@@ -16,10 +16,11 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from reconciliation_pipeline.chain import fastxdr, strkey
-from reconciliation_pipeline.chain.decode import DecodeError
+from reconciliation_pipeline.chain.decode import DecodedBatch, DecodeError
 from reconciliation_pipeline.chain.keys import sac_balance_key, trustline_key
 from reconciliation_pipeline.chain.layouts import SAC_BALANCE
 from reconciliation_pipeline.chain.templates import StructTemplates
@@ -67,17 +68,22 @@ _CONTRACT_DATA_PREFIX = base64.b64encode(fastxdr._U32.pack(fastxdr.CONTRACT_DATA
 """How a contract-data entry (extension 0) starts in base64: those go through the SAC templates."""
 
 
-def decode_usdc_holdings(pairs: Sequence[tuple[str, str]]) -> list[tuple[dict[str, Any] | None, str | None]]:
+def decode_usdc_holdings(ledger_keys: Sequence[str], entries: Sequence[str]) -> DecodedBatch:
     """`decode_usdc_holding` for a batch of (ledger key, entry): SAC balance entries by byte
     templates (`chain.templates`), trustlines (already a few struct reads each) one by one;
     the same values and error texts as one by one."""
-    results: list[tuple[dict[str, Any] | None, str | None]] = [
-        (None, None) if entry.startswith(_CONTRACT_DATA_PREFIX) else decode_entry(decode_usdc_holding, key, entry)
-        for key, entry in pairs]
-    sac = [i for i, (_, entry) in enumerate(pairs) if entry.startswith(_CONTRACT_DATA_PREFIX)]
-    for position, (values, error) in zip(sac, _SAC_BALANCES.decode_many([pairs[i] for i in sac]), strict=True):
-        results[position] = ({BALANCE_FIELD: values["amount"]} if values is not None else None, error)
-    return results
+    sac = np.fromiter((entry.startswith(_CONTRACT_DATA_PREFIX) for entry in entries), dtype=bool, count=len(entries))
+    one_by_one = np.flatnonzero(~sac).tolist()
+    trustlines = DecodedBatch.of((BALANCE_FIELD,), [decode_entry(decode_usdc_holding, ledger_keys[i], entries[i])
+                                                    for i in one_by_one])
+    chosen = np.flatnonzero(sac).tolist()
+    balances = _SAC_BALANCES.decode_many([ledger_keys[i] for i in chosen], [entries[i] for i in chosen])
+    values = np.full(len(entries), None, dtype=object)
+    values[one_by_one] = trustlines.values[BALANCE_FIELD]
+    values[chosen] = balances.values["amount"]
+    errors = {**{one_by_one[i]: error for i, error in trustlines.errors.items()},
+              **{chosen[i]: error for i, error in balances.errors.items()}}
+    return DecodedBatch(values={BALANCE_FIELD: values}, errors=errors)
 
 
 def holder_kinds(wallets: pd.Series) -> pd.Series:
