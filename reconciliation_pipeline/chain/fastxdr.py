@@ -11,9 +11,13 @@ byte concatenation. `tests/chain/test_fastxdr.py` checks both directions against
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import struct
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from reconciliation_pipeline.chain import strkey
 
@@ -325,3 +329,55 @@ def trustline_balance(entry_data_b64: str) -> int:
     if pos != len(buf):
         raise XdrError(f"{len(buf) - pos} trailing bytes after the trustline")
     return balance
+
+
+_CREDIT_ASSET_WIDTHS = {ASSET_TYPE_CREDIT_ALPHANUM4: 4 + 36, ASSET_TYPE_CREDIT_ALPHANUM12: 12 + 36}
+"""A credit trustline asset's bytes after its type: the code, then the issuer's account id."""
+_TRUSTLINE_EXTENSIONS = (4, 4 + 16 + 4, 4 + 16 + 4 + 4 + 4)
+"""The extension's bytes in each arm `trustline_balance` accepts: v0; v1 (liabilities) with v0;
+v1 with v2 (pool use count) with v0."""
+
+
+def trustline_balances(ledger_keys_b64: Sequence[str], entries_b64: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Which entries are credit-asset trustlines answering their keys, read for a whole batch at
+    once, and their balances (object ints). Only entries `entry_key_mismatch` and `trustline_balance`
+    would accept with that very balance are marked decoded; any other (a pool share, a bad arm,
+    another holder's entry, not base64) is left for those two to decide one by one."""
+    count = len(entries_b64)
+    decoded = np.zeros(count, dtype=bool)
+    balances = np.full(count, None, dtype=object)
+    keys: list[bytes | None] = []
+    entries: list[bytes | None] = []
+    for key_b64, entry_b64 in zip(ledger_keys_b64, entries_b64, strict=True):
+        try:
+            key, entry = binascii.a2b_base64(key_b64, strict_mode=True), binascii.a2b_base64(entry_b64, strict_mode=True)
+        except (binascii.Error, ValueError):
+            key, entry = None, None
+        keys.append(key)
+        entries.append(entry)
+    for asset_type, width in _CREDIT_ASSET_WIDTHS.items():
+        key_length = 4 + 36 + 4 + width
+        extension_at = key_length + 8 + 8 + 4  # after balance, limit, flags
+        for extension in _TRUSTLINE_EXTENSIONS:
+            length = extension_at + extension
+            chosen = [i for i, (key, entry) in enumerate(zip(keys, entries, strict=True))
+                      if key is not None and entry is not None and len(key) == key_length and len(entry) == length]
+            if not chosen:
+                continue
+            rows = np.frombuffer(b"".join(entries[i] for i in chosen), dtype=np.uint8).reshape(len(chosen), length)  # type: ignore[misc]
+            key_rows = np.frombuffer(b"".join(keys[i] for i in chosen), dtype=np.uint8).reshape(len(chosen), key_length)  # type: ignore[misc]
+            words = rows[:, : length // 4 * 4].view(">u4")
+            ok = ((words[:, 0] == TRUSTLINE) & (words[:, 1] == 0) & (words[:, 10] == asset_type)
+                  & (words[:, (44 + width - 36) // 4] == 0)  # the issuer's key type
+                  & (rows[:, :4] == key_rows[:, :4]).all(axis=1) & (rows[:, 4:key_length] == key_rows[:, 4:]).all(axis=1))
+            arm = extension_at // 4
+            if extension == 4:
+                ok &= words[:, arm] == 0
+            else:
+                ok &= words[:, arm] == 1
+                ok &= (words[:, arm + 5] == 0) if extension == 24 else ((words[:, arm + 5] == 2) & (words[:, arm + 7] == 0))
+            values = rows[:, key_length : key_length + 8].copy().view(">i8").ravel()
+            positions = np.asarray(chosen, dtype=np.intp)[ok]
+            decoded[positions] = True
+            balances[positions] = np.fromiter(values[ok].tolist(), dtype=object, count=int(ok.sum()))
+    return decoded, balances

@@ -105,28 +105,30 @@ def _symbols(rows: np.ndarray, variants: tuple[str, ...]) -> tuple[list[str | No
 
 
 _BASE32 = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", dtype=np.uint8)
-_FIVE_BITS = np.array([16, 8, 4, 2, 1], dtype=np.uint8)
+_BASE32_SHIFTS = np.arange(35, -1, -5, dtype=np.uint64)
+"""Where each of a 40-bit group's eight 5-bit digits starts."""
 _I64_MIN = np.uint64(1 << 63)
 
 
 def _addresses(rows: np.ndarray, version: int) -> np.ndarray:
     """Strkeys (`strkey.encode_account` / `encode_contract`) of 32-byte keys as an object array,
-    each distinct key encoded once (one str object for all its rows), the base32 of all of them at
-    once: version byte, key, CRC16-XModem little-endian, 56 characters."""
-    distinct, inverse = np.unique(np.ascontiguousarray(rows).view(np.dtype((np.void, 32))).ravel(),
-                                  return_inverse=True)
-    count = len(distinct)
+    the base32 of a whole batch at once: version byte, key, CRC16-XModem little-endian, then each
+    5 bytes as 8 characters."""
+    count = len(rows)
     payload = np.empty((count, 35), dtype=np.uint8)
     payload[:, 0] = version
-    payload[:, 1:33] = distinct.view(np.uint8).reshape(count, 32)
+    payload[:, 1:33] = rows
     prefix = payload[:, :33].tobytes()
-    crcs = np.array([binascii.crc_hqx(prefix[i * 33 : (i + 1) * 33], 0) for i in range(count)], dtype=np.uint16)
+    crcs = np.fromiter((binascii.crc_hqx(prefix[i * 33 : (i + 1) * 33], 0) for i in range(count)),
+                       dtype=np.uint16, count=count)
     payload[:, 33] = crcs & 0xFF
     payload[:, 34] = crcs >> 8
-    digits = np.unpackbits(payload, axis=1).reshape(count, 56, 5) @ _FIVE_BITS
-    text = _BASE32[digits].tobytes().decode("ascii")
-    encoded = object_array([text[i * 56 : (i + 1) * 56] for i in range(count)])
-    return encoded[inverse.ravel()]
+    groups = payload.reshape(count, 7, 5).astype(np.uint64)
+    forty_bits = (groups[..., 0] << 32) | (groups[..., 1] << 24) | (groups[..., 2] << 16) | (groups[..., 3] << 8) \
+        | groups[..., 4]
+    digits = (forty_bits[..., None] >> _BASE32_SHIFTS) & np.uint64(31)
+    text = _BASE32[digits.reshape(count, 56)].tobytes().decode("ascii")
+    return object_array([text[i * 56 : (i + 1) * 56] for i in range(count)])
 
 
 def _i128s(cells: np.ndarray) -> np.ndarray:
@@ -181,22 +183,23 @@ class StructTemplates:
             for name in names:
                 values[name][position] = decoded[name]
 
-        entries: list[bytes] = []
-        keys: list[bytes] = []
-        by_length: dict[int, list[int]] = {}
-        for position, (ledger_key, entry_b64) in enumerate(zip(ledger_keys, entries_b64, strict=True)):
-            try:
-                entry = binascii.a2b_base64(entry_b64, strict_mode=True)
-                key = binascii.a2b_base64(ledger_key)
-            except (binascii.Error, ValueError):
-                entry, key = b"", b""
-                record(position, _strict(self.layout, ledger_key, entry_b64))
-            else:
-                by_length.setdefault(len(entry), []).append(position)
-            entries.append(entry)
-            keys.append(key)
-        for length, positions in by_length.items():
-            left = np.array(positions)
+        try:
+            entries = [binascii.a2b_base64(entry, strict_mode=True) for entry in entries_b64]
+            keys = [binascii.a2b_base64(key) for key in ledger_keys]
+        except (binascii.Error, ValueError):
+            entries, keys = [], []
+            for position, (ledger_key, entry_b64) in enumerate(zip(ledger_keys, entries_b64, strict=True)):
+                try:
+                    entries.append(binascii.a2b_base64(entry_b64, strict_mode=True))
+                    keys.append(binascii.a2b_base64(ledger_key))
+                except (binascii.Error, ValueError):
+                    entries.append(b"")
+                    keys.append(b"")
+                    record(position, _strict(self.layout, ledger_key, entry_b64))
+        lengths = np.fromiter(map(len, entries), dtype=np.intp, count=len(entries))
+        lengths[list(errors)] = -1  # not base64: decided above
+        by_length = {int(length): np.flatnonzero(lengths == length) for length in np.unique(lengths) if length >= 0}
+        for length, left in by_length.items():
             for template in self.templates.get(length, []):
                 if not len(left):
                     break

@@ -220,10 +220,13 @@ def read_entries(
     ledger_key_list = list(ledger_keys)
     ledger_key_values = object_array(ledger_key_list)
     # Each ledger key is requested once; rows sharing one (two users with one wallet) all get its entry.
+    position_of = dict(zip(ledger_key_list, range(len(ledger_key_list)), strict=True))
+    """Each ledger key (in the order first seen) and its row; where rows share keys, `positions_of`."""
+    shares_keys = len(position_of) < len(ledger_key_list)
     positions_of: dict[str, list[int]] = {}
-    for position, ledger_key in enumerate(ledger_key_list):
-        positions_of.setdefault(ledger_key, []).append(position)
-    shares_keys = len(positions_of) < len(ledger_key_list)
+    if shares_keys:
+        for position, ledger_key in enumerate(ledger_key_list):
+            positions_of.setdefault(ledger_key, []).append(position)
     decoded = entity.layout.columns
     columns = [key_column, *decoded, *CHAIN_META_COLUMNS]
     parts: list[dict[str, np.ndarray]] = []
@@ -243,7 +246,7 @@ def read_entries(
             rows = np.array([position for _, position in pairs], dtype=np.intp)
         else:
             of_entry = np.arange(len(batch.keys), dtype=np.intp)
-            rows = np.array([positions_of[key][0] for key in batch.keys], dtype=np.intp)
+            rows = np.fromiter(map(position_of.__getitem__, batch.keys), dtype=np.intp, count=len(batch.keys))
         failed = np.zeros(len(batch.keys), dtype=bool)
         failed[list(result.errors)] = True
         error_texts = np.full(len(batch.keys), None, dtype=object)
@@ -271,7 +274,7 @@ def read_entries(
             part[column] = _shared_values(values, shared[column]) if column in shared else values
         parts.append(part)
 
-    result = reader.get_entries(list(positions_of), progress=progress, on_batch=on_batch)
+    result = reader.get_entries(list(position_of), progress=progress, on_batch=on_batch)
     absent_values = list(absent) if absent is not None else None
     rest: dict[str, list[Any]] = {column: [] for column in [*columns, "_position"]}
     for position, ledger_key in enumerate(ledger_key_list):

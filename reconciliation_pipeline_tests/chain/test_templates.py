@@ -9,7 +9,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stellar_sdk import scval
+from stellar_sdk import scval, xdr
 
 from reconciliation_pipeline.chain import fastxdr
 from reconciliation_pipeline.chain.decode import DecodedBatch
@@ -18,9 +18,20 @@ from reconciliation_pipeline.chain.layouts import SAC_BALANCE
 from reconciliation_pipeline.chain.templates import StructTemplates
 from reconciliation_pipeline.core.snapshots import decode_entry
 from reconciliation_pipeline.defs.streams.spec import STREAM_LAYOUT
-from reconciliation_pipeline_tests.chain.test_fastxdr import CONTRACT_ID, I128, STREAMS, U64, _stream_value
+from reconciliation_pipeline_tests.chain.test_fastxdr import (
+    ACCOUNTS,
+    ASSET_CODES,
+    CONTRACT_ID,
+    I128,
+    INT64,
+    STREAMS,
+    U64,
+    _stream_value,
+    _trustline_ext,
+)
 from soroban_devnet.entries import contract_data_entry
 
+ACCOUNT_EXAMPLE = "GAAZI4TCR3TY5OJHCTJC2A4QSY6CJWJH5IAJTGKIN2ER7LBNVKOCCWN7"
 ADDRESS_HOLDERS = st.binary(min_size=32, max_size=32).map(lambda raw: fastxdr._contract(raw))
 
 
@@ -118,3 +129,56 @@ def test_usdc_holdings_batches_decode_exactly_as_one_by_one(balances: list[tuple
         batch = [(key, _flipped(entry, *flips[i]) if i < len(flips) and entry.startswith("AAAA") and len(entry) > 8
                   else entry) for i, (key, entry) in enumerate(pairs)]
         assert _batch(rules.decode_usdc_holdings, batch) == [decode_entry(rules.decode_usdc_holding, k, e) for k, e in batch]
+
+
+TRUSTLINES = st.tuples(ACCOUNTS, ASSET_CODES, ACCOUNTS, INT64, st.sampled_from([0, 1, 2]))
+
+
+def _trustline(account: str, code: str, issuer: str, balance: int, ext: int) -> tuple[str, str]:
+    from stellar_sdk import Asset, Keypair
+
+    entry = xdr.LedgerEntryData(type=xdr.LedgerEntryType.TRUSTLINE, trust_line=xdr.TrustLineEntry(
+        account_id=Keypair.from_public_key(account).xdr_account_id(),
+        asset=Asset(code, issuer).to_trust_line_asset_xdr_object(), balance=xdr.Int64(balance),
+        limit=xdr.Int64(2**63 - 1), flags=xdr.Uint32(1), ext=_trustline_ext(ext, 5, 6, 7)))
+    return fastxdr.trustline_key(account, code, issuer), entry.to_xdr()
+
+
+@settings(max_examples=150, deadline=None)
+@given(trustlines=st.lists(TRUSTLINES, min_size=1, max_size=8), flips=CHANGES, swapped=st.booleans())
+def test_trustline_batches_decode_exactly_as_one_by_one(trustlines: list[tuple[str, str, str, int, int]],
+                                                        flips: list[tuple[int, int]], swapped: bool) -> None:
+    """Credit trustlines of every extension arm, corrupted anywhere, answering another holder's key
+    or not base64: the batch path gives what `decode_usdc_holding` and the key check give one by one."""
+    from reconciliation_pipeline.defs.balances import rules
+
+    pairs = [_trustline(*trustline) for trustline in trustlines]
+    batch = [(key, _flipped(entry, *flips[i]) if i < len(flips) else entry) for i, (key, entry) in enumerate(pairs)]
+    if swapped and len(batch) > 1:
+        batch[0] = (batch[0][0], batch[1][1])
+    batch.append((batch[0][0], "%%%"))
+    assert _batch(rules.decode_usdc_holdings, batch) == [decode_entry(rules.decode_usdc_holding, k, e) for k, e in batch]
+
+
+def test_valid_credit_trustlines_take_the_batch_path() -> None:
+    """Every arm `trustline_balance` accepts, for 4- and 12-character codes, is read by the batch path."""
+    issuer = ACCOUNT_EXAMPLE
+    pairs = [_trustline(ACCOUNT_EXAMPLE, code, issuer, balance, ext)
+             for code, balance in (("USDC", 7), ("LONGERCODE12", -(2**63))) for ext in (0, 1, 2)]
+    decoded, balances = fastxdr.trustline_balances([k for k, _ in pairs], [e for _, e in pairs])
+    assert decoded.all() and balances.tolist() == [7, 7, 7, -(2**63), -(2**63), -(2**63)]
+
+
+def test_every_single_byte_corruption_of_a_trustline_is_judged_as_one_by_one() -> None:
+    """Each byte of a trustline of each arm and code length set to other values, one at a time, in
+    one batch: a corrupted arm, asset type, key type, holder or length is never read as a balance
+    the one-by-one path would refuse."""
+    from reconciliation_pipeline.defs.balances import rules
+
+    batch = []
+    for code in ("USDC", "LONGERCODE12"):
+        for ext in (0, 1, 2):
+            key, entry = _trustline(ACCOUNT_EXAMPLE, code, ACCOUNT_EXAMPLE, 12_345, ext)
+            size = len(base64.b64decode(entry))
+            batch += [(key, _flipped(entry, position, value)) for position in range(size) for value in (0, 1, 2, 255)]
+    assert _batch(rules.decode_usdc_holdings, batch) == [decode_entry(rules.decode_usdc_holding, k, e) for k, e in batch]

@@ -70,19 +70,22 @@ _CONTRACT_DATA_PREFIX = base64.b64encode(fastxdr._U32.pack(fastxdr.CONTRACT_DATA
 
 def decode_usdc_holdings(ledger_keys: Sequence[str], entries: Sequence[str]) -> DecodedBatch:
     """`decode_usdc_holding` for a batch of (ledger key, entry): SAC balance entries by byte
-    templates (`chain.templates`), trustlines (already a few struct reads each) one by one;
-    the same values and error texts as one by one."""
+    templates (`chain.templates`), credit trustlines a batch at a time (`fastxdr.trustline_balances`),
+    anything else one by one; the same values and error texts as one by one."""
     sac = np.fromiter((entry.startswith(_CONTRACT_DATA_PREFIX) for entry in entries), dtype=bool, count=len(entries))
-    one_by_one = np.flatnonzero(~sac).tolist()
-    trustlines = DecodedBatch.of((BALANCE_FIELD,), [decode_entry(decode_usdc_holding, ledger_keys[i], entries[i])
-                                                    for i in one_by_one])
-    chosen = np.flatnonzero(sac).tolist()
-    balances = _SAC_BALANCES.decode_many([ledger_keys[i] for i in chosen], [entries[i] for i in chosen])
+    others = np.flatnonzero(~sac).tolist()
+    read, balances = fastxdr.trustline_balances([ledger_keys[i] for i in others], [entries[i] for i in others])
     values = np.full(len(entries), None, dtype=object)
-    values[one_by_one] = trustlines.values[BALANCE_FIELD]
-    values[chosen] = balances.values["amount"]
-    errors = {**{one_by_one[i]: error for i, error in trustlines.errors.items()},
-              **{chosen[i]: error for i, error in balances.errors.items()}}
+    values[np.asarray(others, dtype=np.intp)[read]] = balances[read]
+    one_by_one = [position for position, fast in zip(others, read.tolist(), strict=True) if not fast]
+    rest = DecodedBatch.of((BALANCE_FIELD,), [decode_entry(decode_usdc_holding, ledger_keys[i], entries[i])
+                                              for i in one_by_one])
+    values[one_by_one] = rest.values[BALANCE_FIELD]
+    chosen = np.flatnonzero(sac).tolist()
+    contract_balances = _SAC_BALANCES.decode_many([ledger_keys[i] for i in chosen], [entries[i] for i in chosen])
+    values[chosen] = contract_balances.values["amount"]
+    errors = {**{one_by_one[i]: error for i, error in rest.errors.items()},
+              **{chosen[i]: error for i, error in contract_balances.errors.items()}}
     return DecodedBatch(values={BALANCE_FIELD: values}, errors=errors)
 
 
