@@ -258,6 +258,79 @@ def address_entry_key(contract_id: str, variant: str, address: str) -> str:
     return base64.b64encode(_contract_prefix(contract_id) + body + _PERSISTENT).decode("ascii")
 
 
+_BASE32_VALUES = np.full(256, 255, dtype=np.uint8)
+_BASE32_VALUES[np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", dtype=np.uint8)] = np.arange(32, dtype=np.uint8)
+_BASE32_SHIFTS = np.arange(35, -1, -5, dtype=np.uint64)
+
+
+def _strkey_payloads(addresses: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The 35-byte payloads of 56-character strkeys, decoded together, and which decoded (the
+    alphabet only, with a matching CRC16-XModem; the version byte is the caller's to check)."""
+    count = len(addresses)
+    payloads = np.zeros((count, 35), dtype=np.uint8)
+    if not all(type(a) is str and len(a) == 56 and a.isascii() for a in addresses):
+        return payloads, np.zeros(count, dtype=bool)
+    digits = _BASE32_VALUES[np.frombuffer("".join(addresses).encode("ascii"), dtype=np.uint8)].reshape(count, 7, 8)
+    ok = (digits != 255).all(axis=(1, 2))
+    groups = (digits.astype(np.uint64) << _BASE32_SHIFTS).sum(axis=2, dtype=np.uint64)  # 40 bits each
+    payloads[:] = ((groups[..., None] >> np.arange(32, -1, -8, dtype=np.uint64)) & np.uint64(0xFF)).reshape(count, 35)
+    prefix = payloads[:, :33].tobytes()
+    crcs = np.fromiter((binascii.crc_hqx(prefix[i * 33 : (i + 1) * 33], 0) for i in range(count)),
+                       dtype=np.uint16, count=count)
+    ok &= (payloads[:, 33] == (crcs & 0xFF)) & (payloads[:, 34] == (crcs >> 8))
+    return payloads, ok
+
+
+def _base64_rows(rows: np.ndarray) -> list[str]:
+    """Each row of a byte matrix as base64 text."""
+    width = rows.shape[1]
+    raw = rows.tobytes()
+    if width % 3 == 0:  # no padding inside: one encoding for the whole batch, cut row by row
+        text = binascii.b2a_base64(raw, newline=False).decode("ascii")
+        chars = width // 3 * 4
+        return [text[i * chars : (i + 1) * chars] for i in range(len(rows))]
+    return [binascii.b2a_base64(raw[i * width : (i + 1) * width], newline=False).decode("ascii")
+            for i in range(len(rows))]
+
+
+def _keys_around(head: bytes, values: np.ndarray) -> np.ndarray:
+    """Rows of `head` + each row of `values` + the persistent durability."""
+    rows = np.empty((len(values), len(head) + values.shape[1] + 4), dtype=np.uint8)
+    rows[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
+    rows[:, len(head) : len(head) + values.shape[1]] = values
+    rows[:, -4:] = np.frombuffer(_PERSISTENT, dtype=np.uint8)
+    return rows
+
+
+def u64_entry_keys(contract_id: str, variant: str, keys: Sequence[int]) -> list[str]:
+    """`u64_entry_key` of many keys at once (the same text; a key that is not a u64 raises as there)."""
+    try:
+        values = np.array(keys, dtype=np.uint64).astype(">u8").view(np.uint8).reshape(len(keys), 8)
+    except (OverflowError, TypeError, ValueError):
+        return [u64_entry_key(contract_id, variant, key) for key in keys]
+    head = _contract_prefix(contract_id) + _VEC_OF_TWO + symbol_bytes(variant) + _U32.pack(SCV_U64)
+    return _base64_rows(_keys_around(head, values))
+
+
+def address_entry_keys(contract_id: str, variant: str, addresses: Sequence[str]) -> list[str]:
+    """`address_entry_key` of many addresses at once: the same text, and an address that is not a
+    valid G... or C... raises as there."""
+    payloads, decoded = _strkey_payloads(addresses)
+    accounts = decoded & (payloads[:, 0] == strkey.ACCOUNT_VERSION)
+    contracts = decoded & (payloads[:, 0] == strkey.CONTRACT_VERSION)
+    keys: list[str | None] = [None] * len(addresses)
+    head = _contract_prefix(contract_id) + _VEC_OF_TWO + symbol_bytes(variant) + _U32.pack(SCV_ADDRESS)
+    for chosen, kind in ((accounts, _U32.pack(SC_ADDRESS_ACCOUNT) + _U32.pack(0)),
+                         (contracts, _U32.pack(SC_ADDRESS_CONTRACT))):
+        positions = np.flatnonzero(chosen).tolist()
+        if positions:
+            for position, key in zip(positions, _base64_rows(_keys_around(head + kind, payloads[chosen, 1:33])),
+                                     strict=True):
+                keys[position] = key
+    return [key if key is not None else address_entry_key(contract_id, variant, address)
+            for key, address in zip(keys, addresses, strict=True)]
+
+
 # -- classic trustlines (USDC balances of G... holders) ------------------------------
 
 ASSET_TYPE_CREDIT_ALPHANUM4, ASSET_TYPE_CREDIT_ALPHANUM12, ASSET_TYPE_POOL_SHARE = 1, 2, 3

@@ -6,6 +6,8 @@ Keys are kept encoded: the encoded form is what the RPC returns in each entry's
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from stellar_sdk import Address, Asset, scval, xdr
 
 from reconciliation_pipeline.chain import fastxdr
@@ -34,6 +36,16 @@ def contract_data_key(
 def u64_entry_key(contract_id: str, variant: str, entity_key: int) -> str:
     """Persistent `Variant(u64)` entry, e.g. `Stream(7)` (byte-level encoder, checked against the SDK)."""
     return fastxdr.u64_entry_key(contract_id, variant, entity_key)
+
+
+def u64_entry_keys(contract_id: str, variant: str, entity_keys: Sequence[int]) -> list[str]:
+    """`u64_entry_key` of many keys at once."""
+    return fastxdr.u64_entry_keys(contract_id, variant, entity_keys)
+
+
+def address_entry_keys(contract_id: str, variant: str, addresses: Sequence[str]) -> list[str]:
+    """`address_entry_key` of many addresses at once."""
+    return fastxdr.address_entry_keys(contract_id, variant, addresses)
 
 
 def address_entry_key(contract_id: str, variant: str, address: str) -> str:

@@ -167,8 +167,8 @@ def snapshot_db(
 def data_key_ledger_keys(key_source: DataKey, key_kind: KeyKind, contract_id: str, keys: Sequence[Any]) -> list[str]:
     """The `Variant(key)` ledger key of each key on the contract."""
     if key_kind is KeyKind.U64:
-        return [chain_keys.u64_entry_key(contract_id, key_source.variant, int(k)) for k in keys]
-    return [chain_keys.address_entry_key(contract_id, key_source.variant, str(k)) for k in keys]
+        return chain_keys.u64_entry_keys(contract_id, key_source.variant, [int(k) for k in keys])
+    return chain_keys.address_entry_keys(contract_id, key_source.variant, [str(k) for k in keys])
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,38 @@ def test_address_keys_match_the_sdk(contract: str, variant: str, address: str) -
     assert fastxdr.address_entry_key(contract, variant, address) == expected
 
 
+@given(contract=CONTRACTS, variant=VARIANTS, keys=st.lists(U64, max_size=8))
+def test_u64_keys_of_a_batch_are_the_keys_one_by_one(contract: str, variant: str, keys: list[int]) -> None:
+    assert fastxdr.u64_entry_keys(contract, variant, keys) == [fastxdr.u64_entry_key(contract, variant, k)
+                                                                for k in keys]
+
+
+def _one_by_one(contract: str, variant: str, address: str) -> str:
+    try:
+        return fastxdr.address_entry_key(contract, variant, address)
+    except (ValueError, fastxdr.XdrError) as error:
+        return f"{type(error).__name__}: {error}"
+
+
+@settings(max_examples=200)
+@given(contract=CONTRACTS, variant=VARIANTS, addresses=st.lists(ADDRESSES, min_size=1, max_size=8),
+       flips=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 55), st.sampled_from("AZ27=a\u00e9")), max_size=3))
+def test_address_keys_of_a_batch_are_the_keys_one_by_one(
+        contract: str, variant: str, addresses: list[str], flips: list[tuple[int, int, str]]) -> None:
+    """Valid G... and C... addresses, and ones with a character changed (a bad checksum, a letter
+    outside the alphabet, a non-ASCII one): each key or error as `address_entry_key` gives it."""
+    for index, position, character in flips:
+        address = addresses[index % len(addresses)]
+        addresses[index % len(addresses)] = address[:position] + character + address[position + 1 :]
+    expected = [_one_by_one(contract, variant, address) for address in addresses]
+    if any(not key.startswith("AAAA") for key in expected):
+        with pytest.raises((ValueError, fastxdr.XdrError)) as raised:
+            fastxdr.address_entry_keys(contract, variant, addresses)
+        assert f"{type(raised.value).__name__}: {raised.value}" == next(e for e in expected if not e.startswith("AAAA"))
+    else:
+        assert fastxdr.address_entry_keys(contract, variant, addresses) == expected
+
+
 def _entry(value: xdr.SCVal) -> str:
     return contract_data_entry(CONTRACT_ID, enum_key("Stream", scval.to_uint64(1)), value).to_xdr()
 
