@@ -166,7 +166,7 @@ def _step_context(context: dg.AssetExecutionContext, scope: Scope, *, partitione
     resources = context.resources
     settings = resources.settings.resolved()
     frequent = scope.budget == "frequent"
-    budget = run_budget(context.instance, context.run_id,
+    budget = run_budget(context.instance, context.run.run_id,
                         settings.run_time_limit_s if frequent else settings.nightly_run_time_limit_s,
                         RUN_TIME_LIMIT_VARIABLE if frequent else NIGHTLY_RUN_TIME_LIMIT_VARIABLE)
     rpc = resources.soroban_rpc
@@ -182,7 +182,7 @@ def _step_context(context: dg.AssetExecutionContext, scope: Scope, *, partitione
                 daily_sharded_partitions:
             key = daily_sharded_partitions.get_partition_key_from_str(str(context.partition_key))
             shard = Shard(int(key.keys_by_dimension["shard"]), SHARD_COUNT)
-    run = RunInfo(run_id=context.run_id, job_name=context.job_name, partition_key=keys[0] if len(keys) == 1 else None)
+    run = RunInfo(run_id=context.run.run_id, job_name=context.job_name, partition_key=keys[0] if len(keys) == 1 else None)
     return StepContext(
         run=run, engine=resources.postgres.engine, contracts=resources.contracts, settings=settings,
         log=context.log, budget=budget, open_reader=open_reader, partition_window=window, partition_keys=keys,
@@ -244,14 +244,14 @@ class _ScopeBuilder:
             # No return annotation: with check_specs Dagster reads one as the type of every output.
             engine = context.resources.postgres.engine
             partition_key = str(context.partition_key) if context.has_partition_key else None
-            run_status.mark_started(engine, context.run_id, domain, context.job_name, partition_key)
+            run_status.mark_started(engine, context.run.run_id, domain, context.job_name, partition_key)
             try:
                 output = run(context, _inputs(roles, values))
             except Exception as error:
-                run_status.mark_failed(engine, context.run_id, domain, f"{name}: {type(error).__name__}: {error}")
+                run_status.mark_failed(engine, context.run.run_id, domain, f"{name}: {type(error).__name__}: {error}")
                 raise
             if last:
-                run_status.finish_step(engine, context.run_id, domain)
+                run_status.finish_step(engine, context.run.run_id, domain)
             if not stores_value:  # nothing for the IO manager (a range run cannot store one value anyway)
                 return dg.MaterializeResult(metadata=output.metadata, check_results=list(output.checks))
             return dg.MaterializeResult(value=output.value, metadata=output.metadata,
