@@ -112,6 +112,33 @@ def test_getledgers_pages_larger_than_the_limit_are_read_errors_not_crashes(
     assert ledger.request_counts["getLedgers"] == 3  # none retried: the ledger before the range, a page, a cluster
 
 
+class _QuietHandler(BaseHTTPRequestHandler):
+    """Answers with `reply` and logs nothing."""
+
+    def reply(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def _served(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A local HTTP server with `handler`, its URL while the block runs."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 _ECHO = object()
 """Answer with the request's own id."""
 
@@ -121,7 +148,7 @@ def _answering_with_id(answer_id: object, content_type: str = "application/json"
                        error: str | None = None) -> Iterator[str]:
     """A JSON-RPC endpoint that answers getLatestLedger with the given response id (or `error`)."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_QuietHandler):
         def do_POST(self) -> None:  # noqa: N802 - the http.server API
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             answer = ({"error": {"code": -32603, "message": error}} if error is not None else {"result": {
@@ -129,23 +156,10 @@ def _answering_with_id(answer_id: object, content_type: str = "application/json"
                 "metadataXdr": ""}})
             answered = request["id"] if answer_id is _ECHO else answer_id
             body = json.dumps({"jsonrpc": "2.0", "id": answered, **answer}, ensure_ascii=False, allow_nan=False).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(200, content_type, body)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _served(Handler) as url:
+        yield url
 
 
 def test_a_response_to_another_request_is_refused() -> None:
@@ -193,30 +207,17 @@ def _answering_in_turn(answers: list[tuple[int, object]]) -> Iterator[tuple[str,
     with the request's id (a dict) or as it is (bytes); it also yields the requests it received."""
     received: list[dict[str, object]] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_QuietHandler):
         def do_POST(self) -> None:  # noqa: N802 - the http.server API
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             received.append(request)
             status, answer = answers[min(len(received), len(answers)) - 1]
             body = (answer if isinstance(answer, bytes)
                     else json.dumps({"jsonrpc": "2.0", "id": request["id"], **answer}, allow_nan=False).encode())
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(status, "application/json", body)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _served(Handler) as url:
+        yield url, received
 
 
 def _entry(key: str, **fields: object) -> dict[str, object]:
