@@ -252,9 +252,13 @@ class ChainReader:
         request = {"jsonrpc": "2.0", "id": next(self._request_ids), "method": "getLedgerEntries",
                    "params": {"keys": list(keys)}}
         batch = entry_batch(self._client.post(self.server.server_url, json_data=request))
-        unasked = set(batch.keys).difference(keys)
-        if unasked:
-            raise MalformedResponseError(f"getLedgerEntries answered {len(unasked)} keys it was not asked for")
+        answered = set(batch.keys)
+        if not answered.issubset(keys):
+            raise MalformedResponseError(
+                f"getLedgerEntries answered {len(answered.difference(keys))} keys it was not asked for")
+        if len(answered) < len(batch.keys):
+            raise MalformedResponseError(
+                f"getLedgerEntries answered {len(batch.keys) - len(answered)} keys more than once")
         return batch
 
     def get_entries(

@@ -235,6 +235,8 @@ def _entry(key: str, **fields: object) -> dict[str, object]:
      "key, xdr or ledger sequence has the wrong type"),
     ((200, {"result": {"latestLedger": 9, "entries": [_entry("someone-else's")]}}),
      "answered 1 keys it was not asked for"),
+    ((200, {"result": {"latestLedger": 9, "entries": [_entry("k0"), _entry("k1"), _entry("k0")]}}),
+     "answered 1 keys more than once"),
     ((200, {"error": {"code": -32603, "message": "database locked"}}), "RPC error -32603: database locked"),
     ((502, b"<html>bad gateway</html>"), "BadResponseError"),
 ])
