@@ -258,29 +258,6 @@ def address_entry_key(contract_id: str, variant: str, address: str) -> str:
     return base64.b64encode(_contract_prefix(contract_id) + body + _PERSISTENT).decode("ascii")
 
 
-_BASE32_VALUES = np.full(256, 255, dtype=np.uint8)
-_BASE32_VALUES[np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", dtype=np.uint8)] = np.arange(32, dtype=np.uint8)
-_BASE32_SHIFTS = np.arange(35, -1, -5, dtype=np.uint64)
-
-
-def _strkey_payloads(addresses: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The 35-byte payloads of 56-character strkeys, decoded together, and which decoded (the
-    alphabet only, with a matching CRC16-XModem; the version byte is the caller's to check)."""
-    count = len(addresses)
-    payloads = np.zeros((count, 35), dtype=np.uint8)
-    if not all(type(a) is str and len(a) == 56 and a.isascii() for a in addresses):
-        return payloads, np.zeros(count, dtype=bool)
-    digits = _BASE32_VALUES[np.frombuffer("".join(addresses).encode("ascii"), dtype=np.uint8)].reshape(count, 7, 8)
-    ok = (digits != 255).all(axis=(1, 2))
-    groups = (digits.astype(np.uint64) << _BASE32_SHIFTS).sum(axis=2, dtype=np.uint64)  # 40 bits each
-    payloads[:] = ((groups[..., None] >> np.arange(32, -1, -8, dtype=np.uint64)) & np.uint64(0xFF)).reshape(count, 35)
-    prefix = payloads[:, :33].tobytes()
-    crcs = np.fromiter((binascii.crc_hqx(prefix[i * 33 : (i + 1) * 33], 0) for i in range(count)),
-                       dtype=np.uint16, count=count)
-    ok &= (payloads[:, 33] == (crcs & 0xFF)) & (payloads[:, 34] == (crcs >> 8))
-    return payloads, ok
-
-
 def _base64_rows(rows: np.ndarray) -> list[str]:
     """Each row of a byte matrix as base64 text."""
     width = rows.shape[1]
@@ -315,7 +292,7 @@ def u64_entry_keys(contract_id: str, variant: str, keys: Sequence[int]) -> list[
 def address_entry_keys(contract_id: str, variant: str, addresses: Sequence[str]) -> list[str]:
     """`address_entry_key` of many addresses at once: the same text, and an address that is not a
     valid G... or C... raises as there."""
-    payloads, decoded = _strkey_payloads(addresses)
+    payloads, decoded = strkey.decode_many(addresses)
     accounts = decoded & (payloads[:, 0] == strkey.ACCOUNT_VERSION)
     contracts = decoded & (payloads[:, 0] == strkey.CONTRACT_VERSION)
     keys: list[str | None] = [None] * len(addresses)
@@ -419,26 +396,27 @@ def trustline_balances(ledger_keys_b64: Sequence[str], entries_b64: Sequence[str
     count = len(entries_b64)
     decoded = np.zeros(count, dtype=bool)
     balances = np.full(count, None, dtype=object)
-    keys: list[bytes | None] = []
-    entries: list[bytes | None] = []
+    keys: list[bytes] = []
+    entries: list[bytes] = []
     for key_b64, entry_b64 in zip(ledger_keys_b64, entries_b64, strict=True):
         try:
             key, entry = binascii.a2b_base64(key_b64, strict_mode=True), binascii.a2b_base64(entry_b64, strict_mode=True)
         except (binascii.Error, ValueError):
-            key, entry = None, None
+            key, entry = b"", b""  # of no trustline's length: left one by one
         keys.append(key)
         entries.append(entry)
+    key_lengths = np.fromiter(map(len, keys), dtype=np.intp, count=count)
+    entry_lengths = np.fromiter(map(len, entries), dtype=np.intp, count=count)
     for asset_type, width in _CREDIT_ASSET_WIDTHS.items():
         key_length = 4 + 36 + 4 + width
         extension_at = key_length + 8 + 8 + 4  # after balance, limit, flags
         for extension in _TRUSTLINE_EXTENSIONS:
             length = extension_at + extension
-            chosen = [i for i, (key, entry) in enumerate(zip(keys, entries, strict=True))
-                      if key is not None and entry is not None and len(key) == key_length and len(entry) == length]
+            chosen = np.flatnonzero((key_lengths == key_length) & (entry_lengths == length)).tolist()
             if not chosen:
                 continue
-            rows = np.frombuffer(b"".join(entries[i] for i in chosen), dtype=np.uint8).reshape(len(chosen), length)  # type: ignore[misc]
-            key_rows = np.frombuffer(b"".join(keys[i] for i in chosen), dtype=np.uint8).reshape(len(chosen), key_length)  # type: ignore[misc]
+            rows = np.frombuffer(b"".join([entries[i] for i in chosen]), dtype=np.uint8).reshape(len(chosen), length)
+            key_rows = np.frombuffer(b"".join([keys[i] for i in chosen]), dtype=np.uint8).reshape(len(chosen), key_length)
             words = rows[:, : length // 4 * 4].view(">u4")
             ok = ((words[:, 0] == TRUSTLINE) & (words[:, 1] == 0) & (words[:, 10] == asset_type)
                   & (words[:, (44 + width - 36) // 4] == 0)  # the issuer's key type

@@ -14,6 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
+
+import numpy as np
 
 ACCOUNT_VERSION = 6 << 3  # "G"
 CONTRACT_VERSION = 2 << 3  # "C"
@@ -82,3 +85,54 @@ def encode_account(key: bytes) -> str:
 
 def encode_contract(key: bytes) -> str:
     return _encode(CONTRACT_VERSION, key)
+
+
+# -- many at once (a batch of a sweep) --------------------------------------------------
+
+_ALPHABET = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", dtype=np.uint8)
+_DIGIT_OF = np.full(256, 255, dtype=np.uint8)
+_DIGIT_OF[_ALPHABET] = np.arange(32, dtype=np.uint8)
+_DIGIT_SHIFTS = np.arange(35, -1, -5, dtype=np.uint64)
+"""Where each of a 40-bit group's eight 5-bit digits starts."""
+_BYTE_SHIFTS = np.arange(32, -1, -8, dtype=np.uint64)
+"""Where each of a 40-bit group's five bytes starts."""
+
+
+def _crcs(payloads: np.ndarray) -> np.ndarray:
+    """CRC16-XModem of each payload's version byte and key (its first 33 bytes)."""
+    prefix = np.ascontiguousarray(payloads[:, :33]).tobytes()
+    return np.fromiter((binascii.crc_hqx(prefix[i * 33 : (i + 1) * 33], 0) for i in range(len(payloads))),
+                       dtype=np.uint16, count=len(payloads))
+
+
+def encode_many(keys: np.ndarray, version: int) -> np.ndarray:
+    """`encode_account` / `encode_contract` (by `version`) of each row of 32-byte keys, as an object
+    array: the base32 of the whole batch at once, each 5 bytes as 8 characters."""
+    count = len(keys)
+    payloads = np.empty((count, _PAYLOAD_BYTES), dtype=np.uint8)
+    payloads[:, 0] = version
+    payloads[:, 1:33] = keys
+    crcs = _crcs(payloads)
+    payloads[:, 33] = crcs & 0xFF
+    payloads[:, 34] = crcs >> 8
+    groups = (payloads.reshape(count, 7, 5).astype(np.uint64) << _BYTE_SHIFTS).sum(axis=2, dtype=np.uint64)
+    digits = (groups[..., None] >> _DIGIT_SHIFTS) & np.uint64(31)
+    text = _ALPHABET[digits.reshape(count, 56)].tobytes().decode("ascii")
+    return np.fromiter((text[i * 56 : (i + 1) * 56] for i in range(count)), dtype=object, count=count)
+
+
+def decode_many(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The 35-byte payloads (version, key, CRC) of many strkeys at once, and which are valid
+    strkeys of some version (56 characters of the alphabet, the CRC matching); the version byte is
+    the caller's to check. Not all text of 56 ASCII characters: none valid."""
+    count = len(texts)
+    payloads = np.zeros((count, _PAYLOAD_BYTES), dtype=np.uint8)
+    if not all(type(t) is str and len(t) == 56 and t.isascii() for t in texts):
+        return payloads, np.zeros(count, dtype=bool)
+    digits = _DIGIT_OF[np.frombuffer("".join(texts).encode("ascii"), dtype=np.uint8)].reshape(count, 7, 8)
+    valid = (digits != 255).all(axis=(1, 2))
+    groups = (digits.astype(np.uint64) << _DIGIT_SHIFTS).sum(axis=2, dtype=np.uint64)
+    payloads[:] = ((groups[..., None] >> _BYTE_SHIFTS) & np.uint64(0xFF)).reshape(count, _PAYLOAD_BYTES)
+    crcs = _crcs(payloads)
+    valid &= (payloads[:, 33] == (crcs & 0xFF)) & (payloads[:, 34] == (crcs >> 8))
+    return payloads, valid

@@ -104,31 +104,7 @@ def _symbols(rows: np.ndarray, variants: tuple[str, ...]) -> tuple[list[str | No
     return values, np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
 
 
-_BASE32 = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", dtype=np.uint8)
-_BASE32_SHIFTS = np.arange(35, -1, -5, dtype=np.uint64)
-"""Where each of a 40-bit group's eight 5-bit digits starts."""
 _I64_MIN = np.uint64(1 << 63)
-
-
-def _addresses(rows: np.ndarray, version: int) -> np.ndarray:
-    """Strkeys (`strkey.encode_account` / `encode_contract`) of 32-byte keys as an object array,
-    the base32 of a whole batch at once: version byte, key, CRC16-XModem little-endian, then each
-    5 bytes as 8 characters."""
-    count = len(rows)
-    payload = np.empty((count, 35), dtype=np.uint8)
-    payload[:, 0] = version
-    payload[:, 1:33] = rows
-    prefix = payload[:, :33].tobytes()
-    crcs = np.fromiter((binascii.crc_hqx(prefix[i * 33 : (i + 1) * 33], 0) for i in range(count)),
-                       dtype=np.uint16, count=count)
-    payload[:, 33] = crcs & 0xFF
-    payload[:, 34] = crcs >> 8
-    groups = payload.reshape(count, 7, 5).astype(np.uint64)
-    forty_bits = (groups[..., 0] << 32) | (groups[..., 1] << 24) | (groups[..., 2] << 16) | (groups[..., 3] << 8) \
-        | groups[..., 4]
-    digits = (forty_bits[..., None] >> _BASE32_SHIFTS) & np.uint64(31)
-    text = _BASE32[digits.reshape(count, 56)].tobytes().decode("ascii")
-    return object_array([text[i * 56 : (i + 1) * 56] for i in range(count)])
 
 
 def _i128s(cells: np.ndarray) -> np.ndarray:
@@ -230,7 +206,7 @@ class StructTemplates:
                 matches &= known
                 columns[slot.name] = object_array(symbols)
             else:
-                columns[slot.name] = _addresses(
+                columns[slot.name] = strkey.encode_many(
                     cells, strkey.CONTRACT_VERSION if slot.kind == "contract" else strkey.ACCOUNT_VERSION)
         answering = matches & _answer_keys(rows, [keys[p] for p in chosen], [entries[p] for p in chosen])
         for row in np.flatnonzero(matches & ~answering).tolist():
