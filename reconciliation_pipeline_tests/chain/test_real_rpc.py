@@ -268,3 +268,21 @@ def test_a_malformed_response_is_retried_and_the_next_good_one_is_read() -> None
     assert {key: (e.data_xdr, e.last_modified_ledger, e.live_until_ledger, e.read_at_ledger)
             for key, e in read.entries.items()} == {"k1": ("AAAABg==", 5, 99, 9)}
     assert received[0]["id"] != received[1]["id"]  # each request its own JSON-RPC id
+
+
+def test_a_proxy_named_by_the_environment_carries_every_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client reads the environment once per URL, not per request as `requests` does: a proxy
+    named there must still carry the first request and every later one."""
+    good = {"result": {"latestLedger": 9, "entries": [_entry("k1")]}}
+    with _answering_in_turn([(200, good)]) as (proxy_url, received):
+        for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        # Not resolvable: only the proxy can answer.
+        reader = ChainReader("http://rpc.invalid:8000", ReaderSettings(backoff_initial_s=0.001, max_attempts=1))
+        try:
+            reads = [reader.get_entries(["k0", "k1"]) for _ in range(2)]
+        finally:
+            reader.close()
+    assert [sorted(read.entries) for read in reads] == [["k1"], ["k1"]]
+    assert not any(read.failed for read in reads) and len(received) == 2
