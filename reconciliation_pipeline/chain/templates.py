@@ -125,6 +125,7 @@ class StructTemplates:
     def __init__(self, layout: Any) -> None:
         self.layout = layout
         self.templates: dict[int, list[_Template]] = {}
+        self.addresses = strkey.EncodingCache()
 
     def _decode_one(self, ledger_key: bytes, entry: bytes, entry_b64: str) -> DecodeResult:
         """The strict path (and, for a valid entry of a new shape, its template)."""
@@ -206,7 +207,7 @@ class StructTemplates:
                 matches &= known
                 columns[slot.name] = object_array(symbols)
             else:
-                columns[slot.name] = strkey.encode_many(
+                columns[slot.name] = self.addresses.encode_many(
                     cells, strkey.CONTRACT_VERSION if slot.kind == "contract" else strkey.ACCOUNT_VERSION)
         answering = matches & _answer_keys(rows, [keys[p] for p in chosen], [entries[p] for p in chosen])
         for row in np.flatnonzero(matches & ~answering).tolist():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 from stellar_sdk import StrKey
@@ -59,3 +60,19 @@ def test_arbitrary_text_is_judged_like_the_sdk(text: str) -> None:
 
 def test_non_strings_are_not_addresses() -> None:
     assert not strkey.is_account(None) and not strkey.is_contract(12)
+
+
+@given(keys=st.lists(st.sampled_from([bytes([i]) * 32 for i in range(6)]) | KEYS, max_size=40),
+       versions=st.lists(st.sampled_from([strkey.ACCOUNT_VERSION, strkey.CONTRACT_VERSION]), min_size=1, max_size=6),
+       capacity=st.integers(1, 8))
+def test_the_encoding_cache_answers_as_the_sdk_under_repeats_both_versions_and_its_bound(
+        keys: list[bytes], versions: list[int], capacity: int) -> None:
+    """The same 32 bytes are a different strkey as an account and as a contract, repeats are served
+    from the cache, and it never holds more than its capacity."""
+    cache = strkey.EncodingCache(capacity=capacity)
+    rows = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 32)
+    for version in versions:
+        sdk = StrKey.encode_ed25519_public_key if version == strkey.ACCOUNT_VERSION else StrKey.encode_contract
+        assert cache.encode_many(rows, version).tolist() == [sdk(key) for key in keys]
+        assert strkey.encode_many(rows, version).tolist() == [sdk(key) for key in keys]
+        assert sum(map(len, cache._known.values())) <= max(capacity, len(set(keys)))
