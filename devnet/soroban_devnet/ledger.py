@@ -818,17 +818,20 @@ def _check_ledger_key(key: Any, index: int, *, stored: bool) -> None:
     Stored keys were encoded by whoever seeded them, so only their type is
     checked; unknown keys get a full XDR decode.
     """
-    invalid = RpcError(INVALID_PARAMS, f"cannot unmarshal key value {key} at index {index}")
     if not isinstance(key, str):
-        raise invalid
+        raise _undecodable_key(key, index)
     try:
         raw = base64.b64decode(key, validate=True)
         if not stored:
             xdr.LedgerKey.from_xdr_bytes(raw)
     except (ValueError, EOFError) as exc:
-        raise invalid from exc
+        raise _undecodable_key(key, index) from exc
     if raw[:4] == _TTL_KEY_TYPE.to_bytes(4, "big"):
         raise RpcError(INVALID_PARAMS, "ledger ttl entries cannot be queried directly")
+
+
+def _undecodable_key(key: Any, index: int) -> RpcError:
+    return RpcError(INVALID_PARAMS, f"cannot unmarshal key value {key} at index {index}")
 
 
 def _optional_uint32(params: dict[str, Any], name: str) -> int | None:
