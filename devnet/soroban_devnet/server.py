@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+import orjson
+
 from soroban_devnet.ledger import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, DevnetLedger, RpcError
 
 INVALID_METHOD_COUNTER_KEY = "(invalid)"
@@ -59,6 +61,17 @@ def handle_jsonrpc(ledger: DevnetLedger, body: bytes) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "result": result}
 
 
+def encode_response(response: dict[str, Any]) -> bytes:
+    """The response as compact JSON. orjson writes a 200-entry getLedgerEntries result in a
+    twentieth of json's time (json.dumps was two fifths of the devnet's CPU in a sweep); what it
+    refuses (integers beyond 64 bits) goes through json. The devnet's results carry no floats,
+    so orjson writing NaN as null (where json refuses it) never applies."""
+    try:
+        return orjson.dumps(response)
+    except orjson.JSONEncodeError:
+        return json.dumps(response, separators=(",", ":"), allow_nan=False).encode()
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out in separate writes; with Nagle on, keep-alive
@@ -73,7 +86,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.send_error(400, "invalid Content-Length")
             return
         response = handle_jsonrpc(self.server.ledger, self.rfile.read(length))
-        payload = json.dumps(response, separators=(",", ":"), allow_nan=False).encode()
+        payload = encode_response(response)
         self.server.ledger.record_response_bytes(len(payload))
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

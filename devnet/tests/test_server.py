@@ -10,6 +10,7 @@ where the wire type itself is the point.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from soroban_devnet.ledger import (
     FaultConfig,
     parse_event_id,
 )
-from soroban_devnet.server import DevnetServer
+from soroban_devnet.server import DevnetServer, encode_response
 
 START = 2_000_000
 T0 = 1_700_000_000.0
@@ -161,6 +162,15 @@ def test_int64_fields_are_json_strings_and_ledgers_numbers(ledger: DevnetLedger,
     assert latest["closeTime"] == str(int(T0)) and latest["sequence"] == START
     assert isinstance(events["latestLedgerCloseTime"], str) and isinstance(events["oldestLedgerCloseTime"], str)
     assert isinstance(events["latestLedger"], int) and isinstance(events["oldestLedger"], int)
+
+
+def test_responses_encode_as_json_would_even_where_orjson_refuses() -> None:
+    """Beyond 64 bits orjson refuses an integer: the response still goes out, exact, through json."""
+    plain = {"jsonrpc": "2.0", "id": 3, "result": {"entries": [{"key": "AAAABg==", "xdr": "é"}], "latestLedger": 9}}
+    wide = {"jsonrpc": "2.0", "id": 4, "result": {"value": 2**64 + 1}}
+    assert json.loads(encode_response(plain)) == plain
+    assert encode_response(wide) == json.dumps(wide, separators=(",", ":")).encode()
+    assert json.loads(encode_response(wide))["result"]["value"] == 2**64 + 1
 
 
 # -- ledger entries -----------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -72,8 +73,11 @@ class GuardedRequestsClient(RequestsClient):
         return Response(status_code=response.status_code, text=content.decode("utf-8"),
                         headers=dict(response.headers), url=response.url)
 
-    def post(self, url: str, data: dict[str, str] | None = None,
-             json_data: dict[str, Any] | None = None) -> Response:
+    def post(self, url: str, data: dict[str, str] | None = None, json_data: dict[str, Any] | None = None,
+             *, loads: Callable[[str], Any] = json.loads) -> Response:
+        """POST `json_data` and parse the answer with `loads` (json's unless the caller checks every
+        value's type, as a faster parser may type values differently); a body `loads` refuses is
+        parsed by json, and one json refuses is the SDK's HTTP error."""
         body: bytes | dict[str, str] | None = data
         headers = None
         if json_data is not None:
@@ -91,9 +95,12 @@ class GuardedRequestsClient(RequestsClient):
         fields = {"status_code": response.status_code, "text": text, "headers": dict(response.headers),
                   "url": response.url}
         try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError:
-            return Response(**fields)  # not JSON: the SDK reports the HTTP error itself
+            parsed = loads(text)
+        except ValueError:
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError:
+                return Response(**fields)  # not JSON: the SDK reports the HTTP error itself
         if json_data is not None and "id" in json_data:
             _check_id(json_data["id"], parsed)
         return ParsedResponse(body=parsed, **fields)

@@ -233,6 +233,9 @@ def _entry(key: str, **fields: object) -> dict[str, object]:
      "key, xdr or ledger sequence has the wrong type"),
     ((200, {"result": {"latestLedger": 9, "entries": [_entry("k0", liveUntilLedgerSeq=True)]}}),
      "key, xdr or ledger sequence has the wrong type"),
+    # The body's parser reads an integer beyond 64 bits as a float: refused, never a rounded ledger.
+    ((200, {"result": {"latestLedger": 9, "entries": [_entry("k0", liveUntilLedgerSeq=2**64 + 1)]}}),
+     "key, xdr or ledger sequence has the wrong type"),
     ((200, {"result": {"latestLedger": 9, "entries": [_entry("someone-else's")]}}),
      "answered 1 keys it was not asked for"),
     ((200, {"result": {"latestLedger": 9, "entries": [_entry("k0"), _entry("k1"), _entry("k0")]}}),
