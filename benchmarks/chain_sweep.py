@@ -253,17 +253,21 @@ def _write(command: str, args: argparse.Namespace, results: dict[str, dict[str, 
             header,
             "|---|---|---|---|---|---|---|---|",
         ]
-    for variant, r in results.items():
-        lines.append(
-            f"| {args.n:,} | {args.latency_ms:g} ms | {'(a) baseline' if variant == 'baseline' else '(b) pipeline'} "
-            f"| {r['seconds']:.2f} | {2 * args.n / r['seconds']:,.0f} | {r['requests']:,} "
-            f"| {r['bytes_received'] / 1e6:,.1f} | {r['peak_rss_mib']:,.0f} |"
-        )
+    rows = [
+        f"| {args.n:,} | {args.latency_ms:g} ms | {'(a) baseline' if variant == 'baseline' else '(b) pipeline'} "
+        f"| {r['seconds']:.2f} | {2 * args.n / r['seconds']:,.0f} | {r['requests']:,} "
+        f"| {r['bytes_received'] / 1e6:,.1f} | {r['peak_rss_mib']:,.0f} |"
+        for variant, r in results.items()
+    ]
     if "baseline" in results:
         ratio = results["baseline"]["seconds"] / results["pipeline"]["seconds"]
-        lines.append(f"| {args.n:,} | {args.latency_ms:g} ms | ratio a/b | {ratio:.1f}x | | | | |")
-    lines.append(f"<!-- {datetime.now(UTC):%Y-%m-%d}: `{command}` -->")
-    BENCHMARKS_MD.write_text("\n".join(lines) + "\n")
+        rows.append(f"| {args.n:,} | {args.latency_ms:g} ms | ratio a/b | {ratio:.1f}x | | | | |")
+    rows.append(f"<!-- {datetime.now(UTC):%Y-%m-%d}: `{command}` -->")
+    # Below the table's last row (rows and their comments), not at the end of the file.
+    end = lines.index(header) + 1
+    while end < len(lines) and lines[end].startswith(("|", "<!--")):
+        end += 1
+    BENCHMARKS_MD.write_text("\n".join([*lines[:end], *rows, *lines[end:]]) + "\n")
 
 
 if __name__ == "__main__":
