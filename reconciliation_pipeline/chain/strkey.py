@@ -140,7 +140,10 @@ class EncodingCache:
     def __init__(self, capacity: int = 16_384) -> None:
         self.capacity = capacity
         self._known: dict[int, dict[bytes, str]] = {}
-        self._size = 0
+
+    def __len__(self) -> int:
+        """Strkeys held, of every version."""
+        return sum(map(len, self._known.values()))
 
     def encode_many(self, keys: np.ndarray, version: int) -> np.ndarray:
         count = len(keys)
@@ -150,12 +153,10 @@ class EncodingCache:
         texts = [known.get(row) for row in rows]
         missing = [i for i, text in enumerate(texts) if text is None]
         if missing:
-            if self._size + len(missing) > self.capacity:
+            if len(self) + len(missing) > self.capacity:
                 self._known = {version: (known := {})}
-                self._size = 0
             for i, text in zip(missing, encode_many(keys[missing], version).tolist(), strict=True):
                 texts[i] = known[rows[i]] = text
-            self._size += len(missing)
         return np.fromiter(texts, dtype=object, count=count)
 
 

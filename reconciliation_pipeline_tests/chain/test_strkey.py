@@ -75,4 +75,4 @@ def test_the_encoding_cache_answers_as_the_sdk_under_repeats_both_versions_and_i
         sdk = StrKey.encode_ed25519_public_key if version == strkey.ACCOUNT_VERSION else StrKey.encode_contract
         assert cache.encode_many(rows, version).tolist() == [sdk(key) for key in keys]
         assert strkey.encode_many(rows, version).tolist() == [sdk(key) for key in keys]
-        assert sum(map(len, cache._known.values())) <= max(capacity, len(set(keys)))
+        assert len(cache) <= max(capacity, len(set(keys)))
