@@ -274,6 +274,10 @@ class DevnetLedger:
         self._meta_cache: dict[int, tuple[int, bytes, str]] = {}
         """Per ledger: (history version, LedgerCloseMeta XDR, its base64), built once per change."""
         self.request_counts: collections.Counter[str] = collections.Counter()
+        self.peak_in_flight: collections.Counter[str] = collections.Counter()
+        """Per method, the most requests that waited out the injected latency at once: how many a
+        client had in flight (measured only where latency is injected)."""
+        self._waiting: collections.Counter[str] = collections.Counter()
         self.ledgers_requested: collections.Counter[int] = collections.Counter()
         """getLedgers requests by the first ledger they asked for."""
         self.bytes_sent = 0
@@ -645,6 +649,7 @@ class DevnetLedger:
     def reset_counters(self) -> None:
         with self.lock:
             self.request_counts.clear()
+            self.peak_in_flight.clear()
             self.ledgers_requested.clear()
             self.bytes_sent = 0
 
@@ -666,7 +671,14 @@ class DevnetLedger:
             applies = config.applies_to(method)
             fail = applies and config.failure_rate > 0 and self._failure_rng.random() < config.failure_rate
         if applies and config.latency_s > 0:
-            time.sleep(config.latency_s)
+            with self.lock:
+                self._waiting[method] += 1
+                self.peak_in_flight[method] = max(self.peak_in_flight[method], self._waiting[method])
+            try:
+                time.sleep(config.latency_s)
+            finally:
+                with self.lock:
+                    self._waiting[method] -= 1
         if fail:
             raise RpcError(INTERNAL_ERROR, INJECTED_FAILURE_MESSAGE)
         if method == "getLedgerEntries" and config.poison_keys and isinstance(params, dict):

@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, TypeVar
@@ -197,11 +198,17 @@ class ChainReader:
         settings: ReaderSettings = ReaderSettings(),
         sleep: Callable[[float], None] = time.sleep,
         deadline: float | None = None,
+        request_slots: AbstractContextManager[Any] | None = None,
     ) -> None:
-        """`deadline` is a `time.monotonic()` instant after which no request is issued."""
+        """`deadline` is a `time.monotonic()` instant after which no request is issued.
+
+        `request_slots` (a semaphore) is held around each getLedgerEntries request: readers that
+        share one (a sweep's workers, in threads or processes) have at most its count in flight
+        together, whatever each one's `max_in_flight`."""
         self.settings = settings
         self._sleep = sleep
         self.deadline = deadline
+        self._request_slots = request_slots if request_slots is not None else nullcontext()
         # The SDK's own client retries POSTs; our loop owns retries instead, so
         # attempts, backoff and the per-request timeout are exactly as configured.
         self._client = GuardedRequestsClient(
@@ -254,7 +261,9 @@ class ChainReader:
                    "params": {"keys": list(keys)}}
         # orjson parses a 200-entry body in a third of json's time. It reads an integer beyond 64 bits
         # as a float, which `entry_batch` refuses as a wrong type like any other.
-        batch = entry_batch(self._client.post(self.server.server_url, json_data=request, loads=orjson.loads))
+        with self._request_slots:
+            response = self._client.post(self.server.server_url, json_data=request, loads=orjson.loads)
+        batch = entry_batch(response)
         answered = set(batch.keys)
         if not answered.issubset(keys):
             raise MalformedResponseError(

@@ -171,8 +171,8 @@ def _step_context(context: dg.AssetExecutionContext, scope: Scope, *, partitione
                         RUN_TIME_LIMIT_VARIABLE if frequent else NIGHTLY_RUN_TIME_LIMIT_VARIABLE)
     rpc = resources.soroban_rpc
 
-    def open_reader() -> AbstractContextManager[ChainReader]:
-        return budgeted_reader(rpc.rpc_url, rpc.reader_settings(), budget)
+    def open_reader(request_slots: AbstractContextManager[Any] | None = None) -> AbstractContextManager[ChainReader]:
+        return budgeted_reader(rpc.rpc_url, rpc.reader_settings(), budget, request_slots)
 
     window, shard, keys = None, None, ()
     if partitioned and (context.has_partition_key or context.has_partition_key_range):

@@ -7,7 +7,7 @@ travels as frame metadata or in tuples.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -317,8 +317,9 @@ class StepContext:
     settings: ReconSettings
     log: Any
     budget: RunBudget
-    open_reader: Callable[[], Any]
-    """A context manager giving a `ChainReader` bounded by the run's budget."""
+    open_reader: Callable[..., Any]
+    """A context manager giving a `ChainReader` bounded by the run's budget (given `request_slots`,
+    a semaphore it holds around each getLedgerEntries request)."""
     partition_window: dg.TimeWindow | None
     """The run's time window (a range of days for a range backfill)."""
     partition_keys: tuple[str, ...]
@@ -329,8 +330,8 @@ class StepContext:
     progress_label: str = ""
 
     @contextmanager
-    def reader(self) -> Iterator[ChainReader]:
-        with self.open_reader() as reader:
+    def reader(self, request_slots: AbstractContextManager[Any] | None = None) -> Iterator[ChainReader]:
+        with self.open_reader(request_slots) as reader:
             yield reader
 
     @property

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -57,15 +58,18 @@ def run_budget(instance: dg.DagsterInstance, run_id: str, limit_s: float, variab
 
 
 @contextmanager
-def budgeted_reader(rpc_url: str, settings: ReaderSettings, budget: RunBudget) -> Iterator[ChainReader]:
-    """A chain reader that issues no request once the run's read deadline has passed."""
+def budgeted_reader(rpc_url: str, settings: ReaderSettings, budget: RunBudget,
+                    request_slots: AbstractContextManager[Any] | None = None) -> Iterator[ChainReader]:
+    """A chain reader that issues no request once the run's read deadline has passed (and holds
+    one of `request_slots`, when given, around each getLedgerEntries request)."""
     if budget.reserve_s(settings.request_timeout_s) >= budget.limit_s:
         raise dg.DagsterInvariantViolationError(
             f"{budget.variable} ({budget.limit_s:g} s) leaves no time to read: it must exceed "
             f"RPC_REQUEST_TIMEOUT_MS ({settings.request_timeout_s:g} s) plus "
             f"{budget.reserve_s(0):g} s kept to persist the results"
         )
-    reader = ChainReader(rpc_url, settings, deadline=budget.read_deadline(settings.request_timeout_s))
+    reader = ChainReader(rpc_url, settings, deadline=budget.read_deadline(settings.request_timeout_s),
+                         request_slots=request_slots)
     try:
         yield reader
     finally:
