@@ -190,6 +190,8 @@ class ReconSettings:
     sweep_chunk_rows: int
     """Rows per chunk of a streaming full sweep (`core.streaming`): what memory holds of each
     side at a time, a few chunks deep. 0 turns streaming off: full sweeps hold whole frames."""
+    sweep_workers: int
+    """Processes that diff a streaming sweep's chunks: 0 one per CPU core, 1 none (threads of the run's process)."""
 
     def __post_init__(self) -> None:
         self.incident_policy()
@@ -202,6 +204,10 @@ class ReconSettings:
         if self.sweep_chunk_rows < 0:
             raise dg.DagsterInvariantViolationError(
                 f"RECON_SWEEP_CHUNK_ROWS must be 0 (no streaming) or a positive number of rows, got {self.sweep_chunk_rows}")
+        if self.sweep_workers < 0:
+            raise dg.DagsterInvariantViolationError(
+                f"RECON_SWEEP_WORKERS must be 0 (one per CPU core) or a positive number of processes, got "
+                f"{self.sweep_workers}")
         if self.usdc_balance_tolerance < 0:
             raise dg.DagsterInvariantViolationError(
                 f"USDC_BALANCE_TOLERANCE must be a non-negative number of base units, got {self.usdc_balance_tolerance}"
@@ -262,6 +268,7 @@ class ReconSettingsResource(dg.ConfigurableResource):
     origin_max_ledgers: int | None = None
     replay_max_ledgers: int | None = None
     sweep_chunk_rows: int | None = None
+    sweep_workers: int | None = None
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.resolved()
@@ -283,6 +290,7 @@ class ReconSettingsResource(dg.ConfigurableResource):
             origin_max_ledgers=configured(self.origin_max_ledgers, "ORIGIN_MAX_LEDGERS", setting_int),
             replay_max_ledgers=configured(self.replay_max_ledgers, "REPLAY_MAX_LEDGERS", setting_int),
             sweep_chunk_rows=configured(self.sweep_chunk_rows, "RECON_SWEEP_CHUNK_ROWS", setting_int),
+            sweep_workers=configured(self.sweep_workers, "RECON_SWEEP_WORKERS", setting_int),
         )
 
 

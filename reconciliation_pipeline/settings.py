@@ -86,6 +86,10 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("RECON_SWEEP_CHUNK_ROWS", "25000",
                "Rows per chunk of a streaming full sweep of a u64-keyed entity (streams, balances): what memory "
                "holds of each side at a time, a few chunks deep; 0 holds whole frames instead."),
+    EnvSetting("RECON_SWEEP_WORKERS", "0",
+               "Processes that read, decode and diff a streaming sweep's chunks, forked from the run's process "
+               "and sharing its RPC_MAX_IN_FLIGHT requests: 0 is one per CPU core (at most RPC_MAX_IN_FLIGHT), 1 "
+               "keeps the work in the run's process (two threads)."),
     EnvSetting("RECON_MAX_MISSING_SHARE", "0.5",
                "Share (0 to 1) of a read's database keys that may be missing on chain; above it the run fails "
                "closed (a wrong contract id, another network, a lagging node), nothing persisted. Reads of fewer "

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import pandas as pd
 import pandera.pandas as pa
@@ -451,6 +451,11 @@ class Fold(Protocol):
     """A cross-entity check as a running aggregate: exact sums per group, added chunk by chunk."""
 
     def add(self, db_rows: pd.DataFrame, chain_rows: pd.DataFrame) -> None: ...
+
+    def merge(self, other: Self) -> None:
+        """Add what another fold of the same aggregate was given (a sweep's workers fold their
+        chunks apart; the step merges them)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,15 @@ incremental scope's full sweep), the steps instead:
   invariants are checked as it arrives (a key never spans two chunks), and the
   chunk is appended to a Parquet file of the run (amounts as text: exact at 39
   digits). It hands on a `DbSnapshot` without rows that names the file.
-- `chain_<entity>` reads the file back chunk by chunk. The chain-only keys
-  (from events) that fall in a chunk's key range join it, in order; the
-  chunk's entries are read 200 per request, decoded, their invariants
-  validated, and diffed against the chunk by the same diff as a whole-frame
-  run; running aggregates (escrow solvency) fold it. A reader thread fetches
-  the next chunks while one is diffed, so the CPU work overlaps the network.
-  It hands on the findings, what was checked (by key), the folds, and only the
-  rows the findings are about.
+- `chain_<entity>` cuts the file into tasks (a chunk shared among the
+  workers). The chain-only keys (from events) that fall in a task's key range
+  join it, in order; worker processes read each task's entries 200 per
+  request, decode them, validate their invariants, diff them against the rows
+  by the same diff as a whole-frame run and fold them into running aggregates
+  (escrow solvency); the step merges what they hand back. The workers share
+  the run's requests in flight, so one's CPU work overlaps another's network
+  wait, on every core. It hands on the findings, what was checked (by key),
+  the folds, and only the rows the findings are about.
 - `<name>_discrepancies` persists them as before, in the run's one transaction.
 
 Memory then holds a few chunks, not the fleet. Runs that compare a subset
@@ -27,11 +28,20 @@ hooks or steps need whole frames keep the whole-frame path.
 
 from __future__ import annotations
 
-import queue
+import collections
+import functools
+import gc
+import itertools
+import multiprocessing as mp
+import multiprocessing.util as mp_util
+import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +54,7 @@ import pyarrow.parquet as pq
 from pyroaring import BitMap64
 
 from reconciliation_pipeline.chain.addresses import valid_address_mask
+from reconciliation_pipeline.chain.reader import ChainReader
 from reconciliation_pipeline.core.diff import (
     diff_entity_keys,
     invariant_findings,
@@ -89,8 +100,6 @@ if TYPE_CHECKING:
     from reconciliation_pipeline.core.steps import Output
     from reconciliation_pipeline.core.watermarks import SweepPlan
 
-READ_AHEAD_CHUNKS = 2
-"""Chunks read ahead of the one being diffed: enough to keep requests in flight while it is."""
 SUMMED_READ_METADATA = ("dagster/row_count", "rpc_requests", "failed_batches", "entries_ok", "entries_missing",
                         "entries_unreadable", "entries_undecodable", "entries_not_read_time_limit",
                         "entries_unchanged", "keys_not_read_invalid_address")
@@ -165,29 +174,30 @@ class StoredRows:
     empty: pd.DataFrame
     """The snapshot's columns, no rows: what a chunk looks like."""
 
-    def chunks(self, chunk_rows: int) -> Iterator[pd.DataFrame]:
-        """The rows as canonical frames (as `snapshot_db` builds them), `chunk_rows` at a time.
-
-        Row groups (one per stored chunk) are read one at a time and each frame copies its values
-        out of Arrow's buffers: a reader over the whole file (`iter_batches`) held Arrow buffers
-        across chunks in the pipeline, 32 MiB more every few hundred thousand rows (113 MiB of
-        Arrow memory at 2M). Frames are cut at `chunk_rows` whatever the row groups' sizes, so a
-        chunk is read in as few requests as its rows need."""
+    def slices(self, rows_per_slice: int) -> list[tuple[int, int, int, int]]:
+        """The stored rows cut into slices of at most `rows_per_slice` within each stored chunk
+        (row group): (row group, first row, end row, last key), in key order. Keys are unique in
+        the file (duplicates were set aside as findings), so any cut keeps a key whole."""
         if self.path is None:
-            return
-        parquet = pq.ParquetFile(self.path)
-        try:
-            pending: pa.Table | None = None
+            return []
+        found = []
+        with pq.ParquetFile(self.path) as parquet:
             for group in range(parquet.num_row_groups):
-                table = parquet.read_row_group(group)
-                pending = table if pending is None else pa.concat_tables([pending, table])
-                while pending.num_rows >= chunk_rows:
-                    yield self._frame(pending.slice(0, chunk_rows))
-                    pending = pending.slice(chunk_rows)
-            if pending is not None and pending.num_rows:
-                yield self._frame(pending)
-        finally:
-            parquet.close()
+                keys = parquet.read_row_group(group, columns=[self.source.key_column]).column(0)
+                for start in range(0, len(keys), rows_per_slice):
+                    end = min(start + rows_per_slice, len(keys))
+                    found.append((group, start, end, keys[end - 1].as_py()))
+        return found
+
+    def rows_of(self, group: int, start: int, end: int) -> pd.DataFrame:
+        """Rows [start, end) of one stored chunk as a canonical frame (as `snapshot_db` builds it).
+
+        Row groups are read one at a time and the frame copies its values out of Arrow's
+        buffers: a reader over the whole file (`iter_batches`) held Arrow buffers across chunks,
+        32 MiB more every few hundred thousand rows (113 MiB of Arrow memory at 2M)."""
+        assert self.path is not None
+        with pq.ParquetFile(self.path) as parquet:
+            return self._frame(parquet.read_row_group(group).slice(start, end - start))
 
     def _frame(self, table: pa.Table) -> pd.DataFrame:
         key, amounts = self.source.key_column, set(self.source.amount_columns)
@@ -339,49 +349,6 @@ class _ChunkRead:
     failed_batches: int
 
 
-class _ReadAhead:
-    """Runs a generator in a thread, at most `depth` items ahead of the consumer."""
-
-    _DONE = object()
-
-    def __init__(self, items: Iterator[Any], depth: int) -> None:
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(items,), name="sweep-read-ahead", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self, items: Iterator[Any]) -> None:
-        try:
-            for item in items:
-                if not self._put(item):
-                    return
-        except BaseException as error:  # handed to the consumer, which raises it
-            self._put(error)
-        self._put(self._DONE)
-
-    def __iter__(self) -> Iterator[Any]:
-        while True:
-            item = self._queue.get()
-            if item is self._DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def _read_chunk(ctx: StepContext, reader: Any, entity: Entity, db: pd.DataFrame, chain_only: np.ndarray,
                 contract_id: str | None) -> _ChunkRead:
     """One chunk's entries: its readable rows' keys and the chain-only keys of its range."""
@@ -410,16 +377,199 @@ def _read_chunk(ctx: StepContext, reader: Any, entity: Entity, db: pd.DataFrame,
                       failed_batches=stats.failed_batches)
 
 
-def _ranges(stored: StoredRows, chain_only: np.ndarray, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
-    """Each database chunk with the chain-only keys up to its last key (and after the previous
-    chunk's), then the chain-only keys beyond the last row, `chunk_rows` at a time."""
-    start = 0
-    for db in stored.chunks(chunk_rows):
-        end = int(np.searchsorted(chain_only, np.uint64(db[stored.source.key_column].iloc[-1]), side="right"))
-        yield db, chain_only[start:end]
-        start = end
-    for offset in range(start, len(chain_only), chunk_rows):
-        yield stored.empty, chain_only[offset:offset + chunk_rows]
+@dataclass(frozen=True)
+class _ChunkTask:
+    """One piece of a sweep: stored rows [start, end) of a row group (none past the last row) and
+    the chain-only keys of its key range."""
+
+    rows: tuple[int, int, int] | None
+    """(row group, first row, end row)."""
+    chain_only: np.ndarray
+
+
+def _tasks(stored: StoredRows, chain_only: np.ndarray, rows_per_task: int) -> list[_ChunkTask]:
+    """Each slice of the stored rows with the chain-only keys up to its last key (and after the
+    previous slice's), then the chain-only keys beyond the last row, `rows_per_task` at a time."""
+    slices = stored.slices(rows_per_task)
+    ends = np.searchsorted(chain_only, np.array([last for *_, last in slices], dtype=np.uint64), side="right")
+    starts = np.concatenate([[0], ends[:-1]]).astype(np.intp) if len(ends) else ends
+    tasks = [_ChunkTask((group, first, end), chain_only[start:stop])
+             for (group, first, end, _), start, stop in zip(slices, starts, ends, strict=True)]
+    after = int(ends[-1]) if len(ends) else 0
+    tasks += [_ChunkTask(None, chain_only[offset:offset + rows_per_task])
+              for offset in range(after, len(chain_only), rows_per_task)]
+    return tasks
+
+
+def rows_per_task(chunk_rows: int, workers: int, batch_size: int) -> int:
+    """Rows each worker diffs at a time: a chunk shared among the workers, so that memory holds
+    about one chunk whatever their number, in whole request batches."""
+    share = -(-chunk_rows // workers)
+    return -(-share // batch_size) * batch_size
+
+
+class SweepWorkerDied(RuntimeError):
+    """A worker process of a streaming sweep ended without handing back its chunk."""
+
+
+@dataclass(frozen=True)
+class _SweepState:
+    """What diffing a chunk needs: the same for every chunk, shared with the workers."""
+
+    ctx: StepContext
+    entity: Entity
+    stored: StoredRows
+    contract_id: str | None
+    tolerances: Any
+    incident_keys: np.ndarray
+    source_named: np.ndarray
+    """Keys the database side's own findings name (their rows are kept, as the findings' rows are)."""
+    folds: dict[str, Any]
+    """Aggregate name -> its fold's factory."""
+
+
+@dataclass(frozen=True)
+class _ChunkDiff:
+    """What one chunk adds to the sweep; built by a worker, merged by the step."""
+
+    findings: pd.DataFrame
+    violations: pd.DataFrame | None
+    """The chain side's invariant findings (None: the entity has no chain invariants)."""
+    validated: int
+    folds: dict[str, Any]
+    answered: int
+    missing: int
+    read_totals: dict[str, int]
+    column_schema: Any
+    kept_db: pd.DataFrame | None
+    """The chunk's rows that a finding names (None: no finding names one)."""
+    kept_chain: pd.DataFrame | None
+    compared: np.ndarray
+    missed: np.ndarray
+    not_read: int
+    not_read_invalid: pd.Series
+    new_keys: int
+    latest_ledger: int | None
+    rows: int
+    process: int
+    """The worker's process id."""
+
+
+def _diff_chunk(state: _SweepState, reader: ChainReader, task: _ChunkTask) -> _ChunkDiff:
+    """One chunk read, decoded, validated, diffed and folded."""
+    entity, key = state.entity, state.entity.key
+    db = state.stored.rows_of(*task.rows) if task.rows is not None else state.stored.empty
+    read = _read_chunk(state.ctx, reader, entity, db, task.chain_only, state.contract_id)
+    snapshot = ChainSnapshot(entity=entity.name, frame=read.frame, ledger_sequence=read.latest_ledger,
+                             requests=read.requests, failed_batches=read.failed_batches,
+                             contract_id=state.contract_id, not_read_invalid=read.not_read_invalid)
+    diff = diff_entity_keys(entity, read.db, snapshot, state.tolerances, state.ctx.settings.ttl_warning_ledgers)
+    found = [diff.findings]
+    violations, validated = None, 0
+    invariants = entity.chain_invariants
+    if invariants is not None:
+        checked_rows = invariants.rows(decoded_rows(read.frame))
+        validated = len(checked_rows)
+        violations = invariant_findings(entity, key, invariants.model, checked_rows, side="chain",
+                                        severity=invariants.severity)
+        found.append(violations)
+    folds = {name: make() for name, make in state.folds.items()}
+    for fold in folds.values():
+        fold.add(read.db, read.frame)
+    answered, missing = _answered_and_missing(read.frame, key, read.known, state.incident_keys)
+    metadata = read_metadata(snapshot)
+    named = np.union1d(state.source_named, _uint64_keys(pd.concat([f["entity_key"] for f in found])))
+    kept_db = read.db[np.isin(_as_uint64(read.db[key]), named)] if len(named) else None
+    kept_chain = read.frame[np.isin(_as_uint64(read.frame[key]), named)] if len(named) else None
+    return _ChunkDiff(
+        findings=diff.findings, violations=violations, validated=validated, folds=folds, answered=answered,
+        missing=missing, read_totals={name: int(metadata[name]) for name in SUMMED_READ_METADATA},
+        column_schema=metadata["dagster/column_schema"], kept_db=kept_db, kept_chain=kept_chain,
+        compared=_uint64_keys(diff.compared_keys), missed=_uint64_keys(diff.missed_keys), not_read=diff.not_read,
+        not_read_invalid=read.not_read_invalid, new_keys=read.new_keys, latest_ledger=read.latest_ledger,
+        rows=len(read.db), process=os.getpid())
+
+
+def sweep_workers(setting: int, max_in_flight: int, chunks: int) -> int:
+    """Processes a sweep of `chunks` chunks runs in: the setting (0: one per CPU core), never more
+    than requests may be in flight, and none (1: the run's process) for a one-chunk sweep or where
+    processes cannot be forked."""
+    if chunks < 2 or "fork" not in mp.get_all_start_methods():
+        return 1
+    return max(1, min(setting or os.cpu_count() or 1, max_in_flight))
+
+
+_WORKER: tuple[_SweepState, ChainReader] | None = None
+"""A worker process's sweep and its reader, set once when the process starts."""
+
+
+def _start_worker(state: _SweepState, request_slots: Any) -> None:
+    global _WORKER
+    readers = ExitStack()
+    reader = readers.enter_context(state.ctx.reader(request_slots))
+    # Closed as the worker process exits (multiprocessing runs these finalizers, not atexit's).
+    mp_util.Finalize(reader, readers.close, exitpriority=10)
+    _WORKER = (state, reader)
+
+
+def _diff_in_worker(task: _ChunkTask) -> _ChunkDiff:
+    assert _WORKER is not None, "a sweep worker runs chunks only after _start_worker"
+    state, reader = _WORKER
+    return _diff_chunk(state, reader, task)
+
+
+@contextmanager
+def _chunk_diffs(state: _SweepState, tasks: list[_ChunkTask], workers: int,
+                 in_flight: int) -> Iterator[Iterator[_ChunkDiff]]:
+    """Each task's chunk diff, in task order, computed `workers` processes at a time (or, with one,
+    in two threads of this process, so one chunk is read while another is diffed).
+
+    Every worker's reader holds one of `RPC_MAX_IN_FLIGHT` shared request slots around each
+    request, so the run's requests in flight stay within the setting. Workers are forked: they
+    share this process's state (its context, the spec, the stored file's path) without pickling,
+    and only tasks and chunk diffs cross between processes.
+    """
+    exits = ExitStack()
+    executor: Executor
+    submit: Callable[[_ChunkTask], Future[_ChunkDiff]]
+    if workers == 1:
+        reader = exits.enter_context(state.ctx.reader(threading.BoundedSemaphore(in_flight)))
+        executor = exits.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="sweep-chunk"))
+        submit, window = functools.partial(executor.submit, _diff_chunk, state, reader), 2
+    else:
+        fork = mp.get_context("fork")
+        executor = exits.enter_context(ProcessPoolExecutor(
+            max_workers=workers, mp_context=fork, initializer=_start_worker,
+            initargs=(state, fork.BoundedSemaphore(in_flight))))
+        submit, window = functools.partial(executor.submit, _diff_in_worker), workers + 1
+
+    def diffs() -> Iterator[_ChunkDiff]:
+        pending: collections.deque[Future[_ChunkDiff]] = collections.deque()
+        remaining = iter(tasks)
+        # A process pool forks its workers on its first submit. The collector is frozen across
+        # it: a worker then never collects (and closes) an object its parent owns, nor copies
+        # the parent's pages by marking them (a worker's own memory stays its chunks').
+        gc.freeze()
+        try:
+            pending.extend(submit(task) for task in itertools.islice(remaining, window))
+        finally:
+            gc.unfreeze()
+        while pending:
+            try:
+                diff = pending.popleft().result()
+            except BrokenProcessPool as error:
+                raise SweepWorkerDied(
+                    "a sweep worker process ended before its chunk was diffed (killed, or out of memory?): "
+                    "nothing of this sweep is persisted. RECON_SWEEP_WORKERS=1 diffs in the run's process.") from error
+            for task in itertools.islice(remaining, 1):
+                pending.append(submit(task))
+            yield diff
+
+    with exits:
+        try:
+            yield diffs()
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _as_uint64(keys: pd.Series) -> np.ndarray:
@@ -451,81 +601,80 @@ def _answered_and_missing(frame: pd.DataFrame, key: str, known: pd.Series,
 def streamed_chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity: Entity,
                         inputs: DomainInputs) -> Output:
     """The entity read for every stored row and every chain-only key in key order, each chunk
-    decoded, validated, diffed and folded as it arrives."""
+    decoded, validated, diffed and folded by the sweep's workers, its results merged here."""
     from reconciliation_pipeline.core.steps import Output, _discovered_keys, guard_missing_read, invariants_check
 
     source = inputs.sources[entity.source_name]
     stored = source.stored
     assert stored is not None
     key, plan = entity.key, inputs.plan
-    chunk_rows = ctx.settings.sweep_chunk_rows
-    tolerances = resolve_tolerances(entity, ctx.settings)
     folds = {a.name: a.fold() for a in folded_aggregates(spec, scope, entity) if a.fold is not None}
     contract_id = getattr(ctx.contracts, entity.key_source.contract) if isinstance(entity.key_source, DataKey) else None
     incident_keys = _uint64_keys(pd.Series(plan.incident_keys.get(entity.name, ()) if plan is not None else (),
                                            dtype=object))
     invariants = entity.chain_invariants
-    # The database side's own findings are about rows too (a hook may look them up).
-    source_named = _uint64_keys(source.invariant_findings["entity_key"])
+    read_started_at = datetime.now(UTC)
+    with ctx.reader() as reader:
+        discovery = _discovered_keys(ctx, spec, scope, entity, plan, reader)
+        in_flight, batch_size = reader.settings.max_in_flight, reader.settings.batch_size
+    chain_only = np.setdiff1d(_uint64_keys(discovery.keys), _uint64_keys(pd.Series(source.duplicate_keys)))
+    chunk_rows = ctx.settings.sweep_chunk_rows
+    chunks_in_sweep = -(-(stored.rows + len(chain_only)) // chunk_rows)
+    workers = sweep_workers(ctx.settings.sweep_workers, in_flight, chunks_in_sweep)
+    tasks = _tasks(stored, chain_only, rows_per_task(chunk_rows, workers, batch_size) if workers > 1 else chunk_rows)
+    state = _SweepState(
+        ctx=ctx, entity=entity, stored=stored, contract_id=contract_id,
+        tolerances=resolve_tolerances(entity, ctx.settings), incident_keys=incident_keys,
+        # The database side's own findings are about rows too (a hook may look them up).
+        source_named=_uint64_keys(source.invariant_findings["entity_key"]),
+        folds={a.name: a.fold for a in folded_aggregates(spec, scope, entity) if a.fold is not None})
 
     findings, invariant_parts, kept_db, kept_chain, not_read_invalid = [], [], [], [], []
     compared, missed = BitMap64(), BitMap64()
     totals: dict[str, int] = dict.fromkeys(SUMMED_READ_METADATA, 0)
     column_schema: Any = None
     ledgers: list[int] = []
+    processes: set[int] = set()
     answered = missing = not_read = new_keys = validated = chunks = rows_done = 0
     next_report = 0.1
-    read_started_at = datetime.now(UTC)
-    with ctx.reader() as reader:
-        discovery = _discovered_keys(ctx, spec, scope, entity, plan, reader)
-        chain_only = np.setdiff1d(_uint64_keys(discovery.keys), _uint64_keys(pd.Series(source.duplicate_keys)))
-        reads = _ReadAhead((_read_chunk(ctx, reader, entity, db, keys, contract_id)
-                            for db, keys in _ranges(stored, chain_only, chunk_rows)), READ_AHEAD_CHUNKS)
-        try:
-            for read in reads:
-                chunks += 1
-                snapshot = ChainSnapshot(entity=entity.name, frame=read.frame, ledger_sequence=read.latest_ledger,
-                                         requests=read.requests, failed_batches=read.failed_batches,
-                                         contract_id=contract_id, not_read_invalid=read.not_read_invalid)
-                diff = diff_entity_keys(entity, read.db, snapshot, tolerances, ctx.settings.ttl_warning_ledgers)
-                found = [diff.findings]
-                if invariants is not None:
-                    checked_rows = invariants.rows(decoded_rows(read.frame))
-                    validated += len(checked_rows)
-                    violations = invariant_findings(entity, key, invariants.model, checked_rows, side="chain",
-                                                    severity=invariants.severity)
-                    invariant_parts.append(violations)
-                    found.append(violations)
-                for fold in folds.values():
-                    fold.add(read.db, read.frame)
-                chunk_answered, chunk_missing = _answered_and_missing(read.frame, key, read.known, incident_keys)
-                answered, missing = answered + chunk_answered, missing + chunk_missing
-                metadata = read_metadata(snapshot)
-                column_schema = column_schema or metadata["dagster/column_schema"]
-                for name in SUMMED_READ_METADATA:
-                    totals[name] += int(metadata[name])
-                named = np.union1d(source_named, _uint64_keys(pd.concat([f["entity_key"] for f in found])))
-                if len(named):
-                    kept_db.append(read.db[np.isin(_as_uint64(read.db[key]), named)])
-                    kept_chain.append(read.frame[np.isin(_as_uint64(read.frame[key]), named)])
-                findings.append(diff.findings)
-                compared |= key_set(_uint64_keys(diff.compared_keys))
-                missed |= key_set(_uint64_keys(diff.missed_keys))
-                not_read += diff.not_read
-                new_keys += read.new_keys
-                not_read_invalid.append(read.not_read_invalid)
-                if read.latest_ledger is not None:
-                    ledgers.append(read.latest_ledger)
-                rows_done += len(read.db)
-                if stored.rows and rows_done / stored.rows >= next_report:
-                    ctx.log.info(f"chain_{entity.name}: {rows_done}/{stored.rows} rows diffed in {chunks} chunks")
-                    next_report = rows_done / stored.rows + 0.1
-        finally:
-            reads.close()
-        if chunks == 0:
+    ctx.log.info(f"chain_{entity.name}: {len(tasks)} chunks of {stored.rows} stored rows and {len(chain_only)} "
+                 f"keys known only on chain, diffed in {workers} worker process{'es' if workers > 1 else ''}"
+                 if workers > 1 else
+                 f"chain_{entity.name}: {len(tasks)} chunks of {stored.rows} stored rows and {len(chain_only)} "
+                 "keys known only on chain, diffed in this process")
+    with _chunk_diffs(state, tasks, workers, in_flight) as diffs:
+        for part in diffs:
+            chunks += 1
+            findings.append(part.findings)
+            if part.violations is not None:
+                invariant_parts.append(part.violations)
+            validated += part.validated
+            for name, fold in part.folds.items():
+                folds[name].merge(fold)
+            answered, missing = answered + part.answered, missing + part.missing
+            column_schema = column_schema or part.column_schema
+            for name in SUMMED_READ_METADATA:
+                totals[name] += part.read_totals[name]
+            if part.kept_db is not None and part.kept_chain is not None:
+                kept_db.append(part.kept_db)
+                kept_chain.append(part.kept_chain)
+            compared |= key_set(part.compared)
+            missed |= key_set(part.missed)
+            not_read += part.not_read
+            new_keys += part.new_keys
+            not_read_invalid.append(part.not_read_invalid)
+            if part.latest_ledger is not None:
+                ledgers.append(part.latest_ledger)
+            processes.add(part.process)
+            rows_done += part.rows
+            if stored.rows and rows_done / stored.rows >= next_report:
+                ctx.log.info(f"chain_{entity.name}: {rows_done}/{stored.rows} rows diffed in {chunks} chunks")
+                next_report = rows_done / stored.rows + 0.1
+    if chunks == 0:
+        with ctx.reader() as reader:
             empty_frame, _ = read_entries(reader, entity, key, entity.kind, pd.Series([], dtype=object),
                                           pd.Series([], dtype=object))
-            kept_chain.append(empty_frame)
+        kept_chain.append(empty_frame)
     latest = max(ledgers, default=None)
     guard_missing_read(ctx, spec, scope, entity, answered, missing, contract_id, latest)
     template = (kept_chain or [pd.DataFrame()])[0].iloc[0:0]
@@ -548,7 +697,7 @@ def streamed_chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity
     checks = (invariants_check(invariants, chain_invariants, validated, "chain"),) if invariants is not None else ()
     metadata = {**totals, "dagster/column_schema": column_schema or frame_metadata(chain_frame)["dagster/column_schema"],
                 "ledger_sequence": latest, "sweep_mode": result.mode, "keys_discovered_on_chain": new_keys,
-                "streaming_sweep": True, "streamed_chunks": chunks}
+                "streaming_sweep": True, "streamed_chunks": chunks, "sweep_worker_processes": len(processes - {os.getpid()})}
     if discovery.source is not None:
         metadata["discovery_source"] = discovery.source
     ctx.log.info(f"chain_{entity.name}: {totals['dagster/row_count']} entries read in {totals['rpc_requests']} "

@@ -3,13 +3,15 @@
 The same seeded world (every drift class of its catalogue, plus a run of
 entities missing on chain and a run known only on chain, each longer than a
 chunk) is swept twice against real PostgreSQL and the devnet over HTTP: once
-with whole frames (`sweep_chunk_rows=0`, today's path) and once streamed in
-chunks of 7 rows, so chunk boundaries fall inside every run. The persisted
+with whole frames (`sweep_chunk_rows=0`, today's path) and streamed in chunks
+of 7 rows, so chunk boundaries fall inside every run: once in the run's process
+(`sweep_workers=1`) and once in two forked worker processes. The persisted
 findings, the run's counts and the coverage it recorded must be the same.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from typing import Any
 
@@ -28,12 +30,13 @@ from recon_demo.worlds.streams import (
     write_streams_to_db,
 )
 from reconciliation_pipeline.chain.keys import u64_entry_key
+from reconciliation_pipeline.core import streaming
 from reconciliation_pipeline.core.watermarks import FULL_SWEEP, SWEEP_TAG
 from reconciliation_pipeline.defs.balances import rules as balance_rules
 from reconciliation_pipeline.defs.balances.definitions import BALANCES
 from reconciliation_pipeline.defs.streams.definitions import STREAMS
 from reconciliation_pipeline_tests.conftest import make_resources
-from soroban_devnet.ledger import DevnetLedger
+from soroban_devnet.ledger import DevnetLedger, FaultConfig
 from soroban_devnet.server import DevnetServer
 
 CHUNK_ROWS = 7
@@ -77,10 +80,11 @@ def coverage_of(engine: sa.Engine, run_id: str) -> set[tuple[str, str, bool]]:
 
 
 def sweep(assets: list[dg.AssetsDefinition], database_url: str, devnet: DevnetServer, engine: sa.Engine,
-          chunk_rows: int, **kwargs: Any) -> tuple[dg.ExecuteInProcessResult, list[tuple], list[tuple], set[tuple]]:
-    result = dg.materialize(assets, resources=make_resources(database_url, devnet.url,
-                                                             settings={"sweep_chunk_rows": chunk_rows}),
-                            tags={SWEEP_TAG: FULL_SWEEP}, raise_on_error=True, **kwargs)
+          chunk_rows: int, workers: int = 1, rpc: dict[str, int] | None = None,
+          **kwargs: Any) -> tuple[dg.ExecuteInProcessResult, list[tuple], list[tuple], set[tuple]]:
+    resources = make_resources(database_url, devnet.url, settings={"sweep_chunk_rows": chunk_rows,
+                                                                   "sweep_workers": workers}, **(rpc or {}))
+    result = dg.materialize(assets, resources=resources, tags={SWEEP_TAG: FULL_SWEEP}, raise_on_error=True, **kwargs)
     return (result, findings_of(engine, result.run_id), run_summary(engine, result.run_id),
             coverage_of(engine, result.run_id))
 
@@ -112,22 +116,25 @@ def test_a_streamed_streams_sweep_finds_what_a_whole_frame_sweep_finds(
     assets = STREAMS.assets("nightly")
     whole, whole_findings, whole_runs, whole_coverage = sweep(assets, database_url, devnet, engine, 0,
                                                               partition_key=yesterday)
-    streamed, streamed_findings, streamed_runs, streamed_coverage = sweep(assets, database_url, devnet, engine,
-                                                                          CHUNK_ROWS, partition_key=yesterday)
-
     assert "streaming_sweep" not in metadata(whole, "chain_streams")
-    chain = metadata(streamed, "chain_streams")
-    assert chain["streaming_sweep"] is True and chain["streamed_chunks"] >= 280 // CHUNK_ROWS
-    assert chain["dagster/row_count"] == metadata(whole, "chain_streams")["dagster/row_count"]
-    assert chain["keys_discovered_on_chain"] == metadata(whole, "chain_streams")["keys_discovered_on_chain"] >= 17
-    classes = {row[3] for row in streamed_findings}
-    assert {"MISSING_ON_CHAIN", "MISSING_IN_DB", "VALUE_MISMATCH", "STATUS_MISMATCH", "INVARIANT_VIOLATION",
-            "INVALID_ADDRESS", "CHAIN_READ_ERROR"} <= classes
-    assert sum(row[3] == "MISSING_ON_CHAIN" for row in streamed_findings) >= 20
-    assert streamed_findings == whole_findings
-    assert streamed_runs == whole_runs
-    assert streamed_coverage == whole_coverage
-    assert metadata(streamed, "chain_stream_escrow")["escrow"] == metadata(whole, "chain_stream_escrow")["escrow"]
+    for workers in (1, 2):
+        streamed, streamed_findings, streamed_runs, streamed_coverage = sweep(
+            assets, database_url, devnet, engine, CHUNK_ROWS, workers, partition_key=yesterday)
+
+        chain = metadata(streamed, "chain_streams")
+        assert chain["streaming_sweep"] is True and chain["streamed_chunks"] >= 280 // CHUNK_ROWS
+        assert chain["sweep_worker_processes"] == (0 if workers == 1 else workers)
+        assert chain["dagster/row_count"] == metadata(whole, "chain_streams")["dagster/row_count"]
+        assert chain["keys_discovered_on_chain"] == metadata(whole, "chain_streams")["keys_discovered_on_chain"] >= 17
+        classes = {row[3] for row in streamed_findings}
+        assert {"MISSING_ON_CHAIN", "MISSING_IN_DB", "VALUE_MISMATCH", "STATUS_MISMATCH", "INVARIANT_VIOLATION",
+                "INVALID_ADDRESS", "CHAIN_READ_ERROR"} <= classes
+        assert sum(row[3] == "MISSING_ON_CHAIN" for row in streamed_findings) >= 20
+        assert streamed_findings == whole_findings
+        assert streamed_runs == whole_runs
+        assert streamed_coverage == whole_coverage
+        # Escrow solvency is folded per worker and merged: the sums are the whole frames'.
+        assert metadata(streamed, "chain_stream_escrow")["escrow"] == metadata(whole, "chain_stream_escrow")["escrow"]
 
 
 def test_a_streamed_balances_sweep_finds_what_a_whole_frame_sweep_finds(
@@ -145,15 +152,39 @@ def test_a_streamed_balances_sweep_finds_what_a_whole_frame_sweep_finds(
 
     assets = BALANCES.assets("frequent")
     whole, whole_findings, whole_runs, whole_coverage = sweep(assets, database_url, devnet, engine, 0)
-    streamed, streamed_findings, streamed_runs, streamed_coverage = sweep(assets, database_url, devnet, engine,
-                                                                          CHUNK_ROWS)
+    for workers in (1, 2):
+        streamed, streamed_findings, streamed_runs, streamed_coverage = sweep(assets, database_url, devnet, engine,
+                                                                              CHUNK_ROWS, workers)
 
-    assert metadata(streamed, "chain_usdc_balances")["streaming_sweep"] is True
-    classes = {row[3] for row in streamed_findings}
-    assert {"MISSING_ON_CHAIN", "VALUE_MISMATCH", "INVARIANT_VIOLATION", "INVALID_ADDRESS"} <= classes
-    assert streamed_findings == whole_findings
-    assert streamed_runs == whole_runs
-    assert streamed_coverage == whole_coverage
+        chain = metadata(streamed, "chain_usdc_balances")
+        assert chain["streaming_sweep"] is True
+        assert chain["sweep_worker_processes"] == (0 if workers == 1 else workers)
+        classes = {row[3] for row in streamed_findings}
+        assert {"MISSING_ON_CHAIN", "VALUE_MISMATCH", "INVARIANT_VIOLATION", "INVALID_ADDRESS"} <= classes
+        assert streamed_findings == whole_findings
+        assert streamed_runs == whole_runs
+        assert streamed_coverage == whole_coverage
+
+
+def test_worker_processes_share_the_requests_in_flight(
+    engine: sa.Engine, ledger: DevnetLedger, database_url: str, devnet: DevnetServer, reference_time: datetime,
+    yesterday: str,
+) -> None:
+    """Two workers, each reading its chunks 2 keys per request with 2 requests in flight, hold
+    one shared pair of request slots: the devnet never has more than 2 requests waiting at once
+    (each worker's own bound would allow 4)."""
+    world = build_streams_world(120, reference_time=reference_time)
+    write_streams_to_db(engine, world)
+    load_streams_into_ledger(ledger, world)
+    ledger.faults = FaultConfig(latency_s=0.02, methods=frozenset({"getLedgerEntries"}))
+    ledger.reset_counters()
+    result, found, _, _ = sweep(STREAMS.assets("nightly"), database_url, devnet, engine, 20, 2,
+                                rpc={"max_in_flight": 2, "batch_size": 2}, partition_key=yesterday)
+
+    assert metadata(result, "chain_streams")["sweep_worker_processes"] == 2
+    assert ledger.request_counts["getLedgerEntries"] >= 50
+    assert ledger.peak_in_flight["getLedgerEntries"] == 2
+    assert found
 
 
 @pytest.mark.parametrize("chunk_rows", [0, CHUNK_ROWS])
@@ -173,3 +204,30 @@ def test_a_key_shared_by_rows_across_a_chunk_boundary_is_one_duplicate_finding(
                               partition_key=yesterday)
     duplicates = [row for row in found if row[1] == "stream_7"]
     assert [(row[2], row[3]) for row in duplicates] == [("stream_id", "INVARIANT_VIOLATION")]
+
+
+def test_a_worker_process_that_dies_fails_the_sweep_with_a_clear_error(
+    engine: sa.Engine, ledger: DevnetLedger, database_url: str, devnet: DevnetServer, reference_time: datetime,
+    yesterday: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker killed mid-sweep (the OOM killer, say) fails the chain step with what happened and
+    what to do; no finding of the run is persisted. Workers are forked, so they run the patch."""
+    world = build_streams_world(60, reference_time=reference_time)
+    write_streams_to_db(engine, world)
+    load_streams_into_ledger(ledger, world)
+    diff_chunk = streaming._diff_chunk
+
+    def dies_on_its_third_chunk(state: Any, reader: Any, task: Any) -> Any:
+        if task.rows is not None and task.rows[0] == 2:
+            os._exit(9)
+        return diff_chunk(state, reader, task)
+
+    monkeypatch.setattr(streaming, "_diff_chunk", dies_on_its_third_chunk)
+    resources = make_resources(database_url, devnet.url, settings={"sweep_chunk_rows": CHUNK_ROWS, "sweep_workers": 2})
+    result = dg.materialize(STREAMS.assets("nightly"), resources=resources, tags={SWEEP_TAG: FULL_SWEEP},
+                            partition_key=yesterday, raise_on_error=False)
+
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure and e.step_key == "chain_streams")
+    assert "a sweep worker process ended before its chunk was diffed" in str(failure.event_specific_data.error)
+    assert findings_of(engine, result.run_id) == []

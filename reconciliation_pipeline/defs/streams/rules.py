@@ -8,6 +8,7 @@ computed from the chain (authoritative) and, for comparison, from the database.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +64,7 @@ def owed_by_token(streams: pd.DataFrame) -> pd.Series:
     return unreleased.groupby(owing["token"]).sum().astype(object)
 
 
-def _add_to(totals: dict[str, int], per_token: pd.Series) -> None:
+def _add_to(totals: dict[str, int], per_token: pd.Series | Mapping[str, int]) -> None:
     for token, amount in per_token.items():
         totals[str(token)] = totals.get(str(token), 0) + int(amount)
 
@@ -93,6 +94,13 @@ class EscrowTotals:
         _add_to(self.unreadable, attributed.groupby(attributed).size())
         self.unattributed += len(unreadable) - len(attributed)
         self.tokens |= {t for t in pd.concat([decoded["token"], db_rows["token"]]).unique() if isinstance(t, str)}
+
+    def merge(self, other: EscrowTotals) -> None:
+        for mine, theirs in ((self.owed_on_chain, other.owed_on_chain), (self.owed_in_db, other.owed_in_db),
+                             (self.unreadable, other.unreadable)):
+            _add_to(mine, theirs)
+        self.unattributed += other.unattributed
+        self.tokens |= other.tokens
 
     @classmethod
     def of(cls, chain_streams: pd.DataFrame, db_streams: pd.DataFrame) -> EscrowTotals:
