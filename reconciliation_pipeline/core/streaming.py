@@ -492,9 +492,9 @@ def _diff_chunk(state: _SweepState, reader: ChainReader, task: _ChunkTask) -> _C
 
 def sweep_workers(setting: int, max_in_flight: int, chunks: int) -> int:
     """Processes a sweep of `chunks` chunks runs in: the setting (0: one per CPU core), never more
-    than requests may be in flight, and none (1: the run's process) for a one-chunk sweep or where
-    processes cannot be forked."""
-    if chunks < 2 or "fork" not in mp.get_all_start_methods():
+    than requests may be in flight, and none (1: the run's process) for a one-chunk sweep, where
+    processes cannot be forked, or in a daemon process (which may not have children)."""
+    if chunks < 2 or "fork" not in mp.get_all_start_methods() or mp.current_process().daemon:
         return 1
     return max(1, min(setting or os.cpu_count() or 1, max_in_flight))
 
@@ -543,7 +543,7 @@ def _chunk_diffs(state: _SweepState, tasks: list[_ChunkTask], workers: int,
             initargs=(state, fork.BoundedSemaphore(in_flight))))
         submit, window = functools.partial(executor.submit, _diff_in_worker), workers + 1
 
-    def diffs() -> Iterator[_ChunkDiff]:
+    def in_order() -> Iterator[_ChunkDiff]:
         pending: collections.deque[Future[_ChunkDiff]] = collections.deque()
         remaining = iter(tasks)
         # A process pool forks its workers on its first submit. The collector is frozen across
@@ -555,15 +555,17 @@ def _chunk_diffs(state: _SweepState, tasks: list[_ChunkTask], workers: int,
         finally:
             gc.unfreeze()
         while pending:
-            try:
-                diff = pending.popleft().result()
-            except BrokenProcessPool as error:
-                raise SweepWorkerDied(
-                    "a sweep worker process ended before its chunk was diffed (killed, or out of memory?): "
-                    "nothing of this sweep is persisted. RECON_SWEEP_WORKERS=1 diffs in the run's process.") from error
-            for task in itertools.islice(remaining, 1):
-                pending.append(submit(task))
+            diff = pending.popleft().result()
+            pending.extend(submit(task) for task in itertools.islice(remaining, 1))
             yield diff
+
+    def diffs() -> Iterator[_ChunkDiff]:
+        try:
+            yield from in_order()
+        except BrokenProcessPool as error:  # from a result, or from a submit once the pool knows
+            raise SweepWorkerDied(
+                "a sweep worker process ended before its chunk was diffed (killed, or out of memory?): "
+                "nothing of this sweep is persisted. RECON_SWEEP_WORKERS=1 diffs in the run's process.") from error
 
     with exits:
         try:

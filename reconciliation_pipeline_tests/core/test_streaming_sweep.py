@@ -11,6 +11,7 @@ findings, the run's counts and the coverage it recorded must be the same.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from datetime import datetime
 from typing import Any
@@ -231,3 +232,20 @@ def test_a_worker_process_that_dies_fails_the_sweep_with_a_clear_error(
     failure = next(e for e in result.all_events if e.is_step_failure and e.step_key == "chain_streams")
     assert "a sweep worker process ended before its chunk was diffed" in str(failure.event_specific_data.error)
     assert findings_of(engine, result.run_id) == []
+
+
+def _workers_in_a_daemon(answers: Any) -> None:
+    answers.put(streaming.sweep_workers(4, 5, 10))
+
+
+def test_how_many_worker_processes_a_sweep_gets() -> None:
+    assert streaming.sweep_workers(4, 5, 10) == 4
+    assert streaming.sweep_workers(4, 2, 10) == 2, "never more workers than requests in flight"
+    assert streaming.sweep_workers(0, 64, 10) == (os.cpu_count() or 1), "0: one per CPU core"
+    assert streaming.sweep_workers(4, 5, 1) == 1, "a one-chunk sweep stays in the run's process"
+    fork = multiprocessing.get_context("fork")
+    answers = fork.Queue()
+    daemon = fork.Process(target=_workers_in_a_daemon, args=(answers,), daemon=True)
+    daemon.start()
+    daemon.join(timeout=30)
+    assert answers.get(timeout=5) == 1, "a daemon process may not have children"
