@@ -174,30 +174,42 @@ class StoredRows:
     empty: pd.DataFrame
     """The snapshot's columns, no rows: what a chunk looks like."""
 
-    def slices(self, rows_per_slice: int) -> list[tuple[int, int, int, int]]:
-        """The stored rows cut into slices of at most `rows_per_slice` within each stored chunk
-        (row group): (row group, first row, end row, last key), in key order. Keys are unique in
-        the file (duplicates were set aside as findings), so any cut keeps a key whole."""
+    def slices(self, rows_per_slice: int) -> list[tuple[int, int, int]]:
+        """The stored rows cut into slices of `rows_per_slice` (the last may be shorter), in key
+        order: (first row, end row, last key). Keys are unique in the file (duplicates were set
+        aside as findings), so any cut keeps a key whole; a slice may span stored chunks."""
         if self.path is None:
             return []
-        found = []
+        found: list[tuple[int, int, int]] = []
+        offset = 0
         with pq.ParquetFile(self.path) as parquet:
             for group in range(parquet.num_row_groups):
                 keys = parquet.read_row_group(group, columns=[self.source.key_column]).column(0)
-                for start in range(0, len(keys), rows_per_slice):
-                    end = min(start + rows_per_slice, len(keys))
-                    found.append((group, start, end, keys[end - 1].as_py()))
+                group_end = offset + len(keys)
+                for end in range(len(found) * rows_per_slice + rows_per_slice, group_end + 1, rows_per_slice):
+                    found.append((end - rows_per_slice, end, keys[end - 1 - offset].as_py()))
+                if group == parquet.num_row_groups - 1 and group_end > len(found) * rows_per_slice:
+                    found.append((len(found) * rows_per_slice, group_end, keys[-1].as_py()))
+                offset = group_end
         return found
 
-    def rows_of(self, group: int, start: int, end: int) -> pd.DataFrame:
-        """Rows [start, end) of one stored chunk as a canonical frame (as `snapshot_db` builds it).
+    def rows_of(self, start: int, end: int) -> pd.DataFrame:
+        """Rows [start, end) of the file as a canonical frame (as `snapshot_db` builds it).
 
-        Row groups are read one at a time and the frame copies its values out of Arrow's
-        buffers: a reader over the whole file (`iter_batches`) held Arrow buffers across chunks,
-        32 MiB more every few hundred thousand rows (113 MiB of Arrow memory at 2M)."""
+        Only the stored chunks (row groups) holding them are read, and the frame copies its values
+        out of Arrow's buffers: a reader over the whole file (`iter_batches`) held Arrow buffers
+        across chunks, 32 MiB more every few hundred thousand rows (113 MiB of Arrow memory at 2M)."""
         assert self.path is not None
+        parts = []
         with pq.ParquetFile(self.path) as parquet:
-            return self._frame(parquet.read_row_group(group).slice(start, end - start))
+            offset = 0
+            for group in range(parquet.num_row_groups):
+                rows = parquet.metadata.row_group(group).num_rows
+                if offset < end and start < offset + rows:
+                    first = max(start - offset, 0)
+                    parts.append(parquet.read_row_group(group).slice(first, min(end - offset, rows) - first))
+                offset += rows
+        return self._frame(pa.concat_tables(parts))
 
     def _frame(self, table: pa.Table) -> pd.DataFrame:
         key, amounts = self.source.key_column, set(self.source.amount_columns)
@@ -379,11 +391,10 @@ def _read_chunk(ctx: StepContext, reader: Any, entity: Entity, db: pd.DataFrame,
 
 @dataclass(frozen=True)
 class _ChunkTask:
-    """One piece of a sweep: stored rows [start, end) of a row group (none past the last row) and
-    the chain-only keys of its key range."""
+    """One piece of a sweep: stored rows [first, end) (none past the last row) and the chain-only
+    keys of its key range."""
 
-    rows: tuple[int, int, int] | None
-    """(row group, first row, end row)."""
+    rows: tuple[int, int] | None
     chain_only: np.ndarray
 
 
@@ -393,8 +404,8 @@ def _tasks(stored: StoredRows, chain_only: np.ndarray, rows_per_task: int) -> li
     slices = stored.slices(rows_per_task)
     ends = np.searchsorted(chain_only, np.array([last for *_, last in slices], dtype=np.uint64), side="right")
     starts = np.concatenate([[0], ends[:-1]]).astype(np.intp) if len(ends) else ends
-    tasks = [_ChunkTask((group, first, end), chain_only[start:stop])
-             for (group, first, end, _), start, stop in zip(slices, starts, ends, strict=True)]
+    tasks = [_ChunkTask((first, end), chain_only[start:stop])
+             for (first, end, _), start, stop in zip(slices, starts, ends, strict=True)]
     after = int(ends[-1]) if len(ends) else 0
     tasks += [_ChunkTask(None, chain_only[offset:offset + rows_per_task])
               for offset in range(after, len(chain_only), rows_per_task)]
@@ -403,9 +414,9 @@ def _tasks(stored: StoredRows, chain_only: np.ndarray, rows_per_task: int) -> li
 
 def rows_per_task(chunk_rows: int, workers: int, batch_size: int) -> int:
     """Rows each worker diffs at a time: a chunk shared among the workers, so that memory holds
-    about one chunk whatever their number, in whole request batches."""
+    about one chunk whatever their number; whole request batches where a share holds one."""
     share = -(-chunk_rows // workers)
-    return -(-share // batch_size) * batch_size
+    return share if share < batch_size else share // batch_size * batch_size
 
 
 class SweepWorkerDied(RuntimeError):

@@ -218,12 +218,12 @@ def test_a_worker_process_that_dies_fails_the_sweep_with_a_clear_error(
     load_streams_into_ledger(ledger, world)
     diff_chunk = streaming._diff_chunk
 
-    def dies_on_its_third_chunk(state: Any, reader: Any, task: Any) -> Any:
-        if task.rows is not None and task.rows[0] == 2:
+    def dies_past_row_8(state: Any, reader: Any, task: Any) -> Any:
+        if task.rows is not None and task.rows[0] >= 8:
             os._exit(9)
         return diff_chunk(state, reader, task)
 
-    monkeypatch.setattr(streaming, "_diff_chunk", dies_on_its_third_chunk)
+    monkeypatch.setattr(streaming, "_diff_chunk", dies_past_row_8)
     resources = make_resources(database_url, devnet.url, settings={"sweep_chunk_rows": CHUNK_ROWS, "sweep_workers": 2})
     result = dg.materialize(STREAMS.assets("nightly"), resources=resources, tags={SWEEP_TAG: FULL_SWEEP},
                             partition_key=yesterday, raise_on_error=False)
@@ -236,6 +236,13 @@ def test_a_worker_process_that_dies_fails_the_sweep_with_a_clear_error(
 
 def _workers_in_a_daemon(answers: Any) -> None:
     answers.put(streaming.sweep_workers(4, 5, 10))
+
+
+def test_a_chunk_is_shared_among_the_workers_in_whole_request_batches() -> None:
+    assert streaming.rows_per_task(25_000, 2, 200) == 12_400
+    assert streaming.rows_per_task(25_000, 3, 200) == 8_200
+    assert streaming.rows_per_task(7, 2, 200) == 4, "a share smaller than a batch is not rounded up"
+    assert streaming.rows_per_task(7, 1, 200) == 7
 
 
 def test_how_many_worker_processes_a_sweep_gets() -> None:
