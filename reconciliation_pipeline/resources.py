@@ -191,7 +191,7 @@ class ReconSettings:
     """Rows per chunk of a streaming full sweep (`core.streaming`): what memory holds of each
     side at a time, a few chunks deep. 0 turns streaming off: full sweeps hold whole frames."""
     sweep_workers: int
-    """Processes that diff a streaming sweep's chunks: 0 one per CPU core, 1 none (threads of the run's process)."""
+    """Processes that diff a streaming sweep's chunks: 0 one per usable core, 1 none (threads of the run's process)."""
 
     def __post_init__(self) -> None:
         self.incident_policy()

@@ -88,8 +88,9 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
                "holds of each side at a time, a few chunks deep; 0 holds whole frames instead."),
     EnvSetting("RECON_SWEEP_WORKERS", "0",
                "Processes that read, decode and diff a streaming sweep's chunks, forked from the run's process "
-               "and sharing its RPC_MAX_IN_FLIGHT requests: 0 is one per CPU core (at most RPC_MAX_IN_FLIGHT), 1 "
-               "keeps the work in the run's process (two threads)."),
+               "and sharing its RPC_MAX_IN_FLIGHT requests: 0 is one per core the process may run on (at most "
+               "RPC_MAX_IN_FLIGHT; a container limited by a CPU quota should set its limit), 1 keeps the work in "
+               "the run's process (two threads)."),
     EnvSetting("RECON_MAX_MISSING_SHARE", "0.5",
                "Share (0 to 1) of a read's database keys that may be missing on chain; above it the run fails "
                "closed (a wrong contract id, another network, a lagging node), nothing persisted. Reads of fewer "

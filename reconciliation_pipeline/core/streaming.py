@@ -502,12 +502,20 @@ def _diff_chunk(state: _SweepState, reader: ChainReader, task: _ChunkTask) -> _C
 
 
 def sweep_workers(setting: int, max_in_flight: int, chunks: int) -> int:
-    """Processes a sweep of `chunks` chunks runs in: the setting (0: one per CPU core), never more
+    """Processes a sweep of `chunks` chunks runs in: the setting (0: one per usable core), never more
     than requests may be in flight, and none (1: the run's process) for a one-chunk sweep, where
     processes cannot be forked, or in a daemon process (which may not have children)."""
     if chunks < 2 or "fork" not in mp.get_all_start_methods() or mp.current_process().daemon:
         return 1
-    return max(1, min(setting or os.cpu_count() or 1, max_in_flight))
+    return max(1, min(setting or _usable_cores(), max_in_flight))
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, narrower than the machine's in a
+    pinned container; a CPU quota is not visible here: RECON_SWEEP_WORKERS sets it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 _WORKER: tuple[_SweepState, ChainReader] | None = None

@@ -248,7 +248,7 @@ def test_a_chunk_is_shared_among_the_workers_in_whole_request_batches() -> None:
 def test_how_many_worker_processes_a_sweep_gets() -> None:
     assert streaming.sweep_workers(4, 5, 10) == 4
     assert streaming.sweep_workers(4, 2, 10) == 2, "never more workers than requests in flight"
-    assert streaming.sweep_workers(0, 64, 10) == (os.cpu_count() or 1), "0: one per CPU core"
+    assert streaming.sweep_workers(0, 64, 10) == len(os.sched_getaffinity(0)), "0: one per usable core"
     assert streaming.sweep_workers(4, 5, 1) == 1, "a one-chunk sweep stays in the run's process"
     fork = multiprocessing.get_context("fork")
     answers = fork.Queue()
