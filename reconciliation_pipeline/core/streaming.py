@@ -629,7 +629,8 @@ def streamed_chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity
     stored = source.stored
     assert stored is not None
     key, plan = entity.key, inputs.plan
-    folds = {a.name: a.fold() for a in folded_aggregates(spec, scope, entity) if a.fold is not None}
+    aggregates = [a for a in folded_aggregates(spec, scope, entity) if a.fold is not None]
+    folds = {a.name: a.fold() for a in aggregates}
     contract_id = getattr(ctx.contracts, entity.key_source.contract) if isinstance(entity.key_source, DataKey) else None
     incident_keys = _uint64_keys(pd.Series(plan.incident_keys.get(entity.name, ()) if plan is not None else (),
                                            dtype=object))
@@ -648,7 +649,7 @@ def streamed_chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity
         tolerances=resolve_tolerances(entity, ctx.settings), incident_keys=incident_keys,
         # The database side's own findings are about rows too (a hook may look them up).
         source_named=_uint64_keys(source.invariant_findings["entity_key"]),
-        folds={a.name: a.fold for a in folded_aggregates(spec, scope, entity) if a.fold is not None})
+        folds={a.name: a.fold for a in aggregates})
 
     findings, invariant_parts, kept_db, kept_chain, not_read_invalid = [], [], [], [], []
     compared, missed = BitMap64(), BitMap64()
@@ -658,11 +659,9 @@ def streamed_chain_step(ctx: StepContext, spec: DomainSpec, scope: Scope, entity
     processes: set[int] = set()
     answered = missing = not_read = new_keys = validated = chunks = rows_done = 0
     next_report = 0.1
+    where = f"{workers} worker processes" if workers > 1 else "this process"
     ctx.log.info(f"chain_{entity.name}: {len(tasks)} chunks of {stored.rows} stored rows and {len(chain_only)} "
-                 f"keys known only on chain, diffed in {workers} worker process{'es' if workers > 1 else ''}"
-                 if workers > 1 else
-                 f"chain_{entity.name}: {len(tasks)} chunks of {stored.rows} stored rows and {len(chain_only)} "
-                 "keys known only on chain, diffed in this process")
+                 f"keys known only on chain, diffed in {where}")
     with _chunk_diffs(state, tasks, workers, in_flight) as diffs:
         for part in diffs:
             chunks += 1
