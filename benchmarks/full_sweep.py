@@ -315,6 +315,7 @@ def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> N
         )
         seconds = time.perf_counter() - started
     cpu_s = _own_cpu_s() - cpu_before
+    tree_peak_pss_mib, processes = sampler.tree_peak()
     peak_after = peak_rss_mib()
     db_asset, chain_asset = ("db_streams", "chain_streams") if streams else ("db_usdc_balances", "chain_usdc_balances")
 
@@ -330,8 +331,8 @@ def _child(group: str, database_url: str, rpc_url: str, partition_key: str) -> N
         "seconds": seconds,
         "cpu_s": cpu_s,
         "peak_rss_mib": peak_rss_mib(),
-        "tree_peak_pss_mib": sampler.tree_peak()[0],
-        "processes": sampler.tree_peak()[1],
+        "tree_peak_pss_mib": tree_peak_pss_mib,
+        "processes": processes,
         "db_rows": row_count(db_asset),
         "chain_rows": row_count(chain_asset),
         "runs": runs,

@@ -180,18 +180,16 @@ class StoredRows:
         aside as findings), so any cut keeps a key whole; a slice may span stored chunks."""
         if self.path is None:
             return []
-        found: list[tuple[int, int, int]] = []
-        offset = 0
         with pq.ParquetFile(self.path) as parquet:
+            ends = [*range(rows_per_slice, self.rows, rows_per_slice), self.rows]
+            last_keys: list[int] = []
+            offset = 0
             for group in range(parquet.num_row_groups):
                 keys = parquet.read_row_group(group, columns=[self.source.key_column]).column(0)
-                group_end = offset + len(keys)
-                for end in range(len(found) * rows_per_slice + rows_per_slice, group_end + 1, rows_per_slice):
-                    found.append((end - rows_per_slice, end, keys[end - 1 - offset].as_py()))
-                if group == parquet.num_row_groups - 1 and group_end > len(found) * rows_per_slice:
-                    found.append((len(found) * rows_per_slice, group_end, keys[-1].as_py()))
-                offset = group_end
-        return found
+                last_keys += [keys[end - 1 - offset].as_py() for end in ends[len(last_keys):]
+                              if end <= offset + len(keys)]
+                offset += len(keys)
+        return list(zip([0, *ends[:-1]], ends, last_keys, strict=True))
 
     def rows_of(self, start: int, end: int) -> pd.DataFrame:
         """Rows [start, end) of the file as a canonical frame (as `snapshot_db` builds it).
