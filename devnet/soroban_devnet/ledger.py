@@ -25,8 +25,8 @@ import bisect
 import collections
 import contextlib
 import hashlib
+import json
 import math
-import random
 import re
 import threading
 import time
@@ -282,7 +282,8 @@ class DevnetLedger:
         """getLedgers requests by the first ledger they asked for."""
         self.bytes_sent = 0
         self._faults = FaultConfig()
-        self._failure_rng = random.Random(0)
+        self._draws: collections.Counter[bytes] = collections.Counter()
+        """Per request (a digest of its method and params), how many failure draws it has had."""
         self._methods: dict[str, Handler] = {
             "getHealth": self._rpc_get_health,
             "getNetwork": self._rpc_get_network,
@@ -662,14 +663,28 @@ class DevnetLedger:
         """Setting faults restarts the failure draw, so each configuration replays identically."""
         with self.lock:
             self._faults = config
-            self._failure_rng = random.Random(config.failure_seed)
+            self._draws.clear()
+
+    def _failure_draw(self, method: str, params: Any) -> float:
+        """A number in [0, 1) fixed by the seed, the request and how many times the same request
+        was drawn for before (a retry draws anew).
+
+        Not one random sequence in arrival order: concurrent readers (threads, sweep workers)
+        send their batches in an order that varies from run to run, and which batch fails must not.
+        """
+        request = hashlib.blake2b(json.dumps([method, params], sort_keys=True).encode(), digest_size=16).digest()
+        occurrence = self._draws[request]
+        self._draws[request] += 1
+        draw = hashlib.blake2b(request + occurrence.to_bytes(8, "big"), digest_size=8,
+                               key=self._faults.failure_seed.to_bytes(8, "big", signed=True))
+        return int.from_bytes(draw.digest(), "big") / 2**64
 
     def apply_faults(self, method: str, params: Any) -> None:
         """Sleep for the configured latency, then raise RpcError if this request must fail."""
         with self.lock:
             config = self._faults
             applies = config.applies_to(method)
-            fail = applies and config.failure_rate > 0 and self._failure_rng.random() < config.failure_rate
+            fail = applies and config.failure_rate > 0 and self._failure_draw(method, params) < config.failure_rate
         if applies and config.latency_s > 0:
             with self.lock:
                 self._waiting[method] += 1

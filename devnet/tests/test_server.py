@@ -331,6 +331,26 @@ def test_failure_draw_replays_for_the_same_seed(ledger: DevnetLedger, rpc: Sorob
     assert other_seed != first
 
 
+def test_which_request_fails_does_not_depend_on_arrival_order(ledger: DevnetLedger, rpc: SorobanServer) -> None:
+    # Concurrent readers send their batches in a different order each run.
+    batches = [[stream_key(i), stream_key(i + 100)] for i in range(20)]
+
+    def fails(batch: list[xdr.LedgerKey]) -> bool:
+        try:
+            rpc.get_ledger_entries(batch)
+            return False
+        except SorobanRpcErrorResponse:
+            return True
+
+    ledger.faults = FaultConfig(failure_rate=0.5, failure_seed=3)
+    in_order = [fails(batch) for batch in batches]
+    ledger.faults = FaultConfig(failure_rate=0.5, failure_seed=3)
+    reversed_order = [fails(batch) for batch in reversed(batches)][::-1]
+
+    assert in_order == reversed_order
+    assert 0 < sum(in_order) < len(batches)
+
+
 def test_poison_key_fails_only_batches_containing_it(ledger: DevnetLedger, rpc: SorobanServer) -> None:
     for i in range(3):
         ledger.put_entry(stream_key(i), stream_entry(i, 10, 0))

@@ -174,7 +174,9 @@ def test_failed_batches_become_read_errors_and_the_rest_is_reconciled(
     world: StreamsWorld, ledger: DevnetLedger, database_url: str, engine: sa.Engine,
     devnet: DevnetServer, yesterday: str,
 ) -> None:
-    ledger.faults = FaultConfig(failure_rate=0.5, failure_seed=3, methods=frozenset({"getLedgerEntries"}))
+    # The seed fails some of the sweep's batches, not all: which ones does not depend on the order
+    # its workers send them in.
+    ledger.faults = FaultConfig(failure_rate=0.5, failure_seed=1, methods=frozenset({"getLedgerEntries"}))
     result = run_streams(database_url, devnet, yesterday, max_attempts=1)
     assert result.success
     chain = result.output_for_node("chain_streams").frame
