@@ -30,7 +30,8 @@ def record_coverage(connection: Connection, domain: str, run_id: str, checked: C
 
     A sweep knows a million entities, so they are streamed into a temporary table
     with COPY and applied in two set-based statements (update the known, insert the
-    new): an INSERT .. ON CONFLICT over bound arrays took twice as long at 1M.
+    new): an INSERT .. ON CONFLICT over bound arrays took twice as long at 1M. Both
+    hash-join a million rows, so the transaction gives them the memory to do it in one pass.
     """
     params = {"domain": domain, "run_id": run_id, "seen_at": seen_at}
     connection.execute(sql.query("recon/queries/coverage_stage.sql"))
@@ -43,6 +44,7 @@ def record_coverage(connection: Connection, domain: str, run_id: str, checked: C
     if not known:
         return 0
     connection.execute(sql.query("recon/queries/coverage_analyze.sql"))
+    connection.execute(sql.query("recon/queries/coverage_work_mem.sql"))
     connection.execute(sql.query("recon/queries/coverage_update.sql"), params)
     connection.execute(sql.query("recon/queries/coverage_insert.sql"), params)
     return known

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from reconciliation_pipeline.core.coverage import record_coverage
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
 from reconciliation_pipeline.core.drift_store import IncidentPolicy, PersistSummary, RunInfo, persist_domain_run
 from reconciliation_pipeline.core.finding_rows import UnstorableFindingsError
@@ -457,3 +458,18 @@ def test_two_days_persisting_at_once_take_turns_as_if_one_followed_the_other(eng
         coverage = connection.execute(sa.text(
             "SELECT entity_id, last_run_id FROM recon.entity_coverage ORDER BY entity_id")).tuples().all()
     assert coverage == [("stream_1", "day-2"), ("stream_2", "day-2")]
+
+
+def test_recording_coverage_widens_work_mem_for_its_own_transaction_only(engine: sa.Engine) -> None:
+    """A sweep's coverage hash-joins a million rows; the memory it takes for that must not stay
+    with the pooled connection the next run (or an analyst's query) gets."""
+    with engine.connect() as connection:
+        default = connection.execute(sa.text("SHOW work_mem")).scalar_one()
+        connection.rollback()
+        with connection.begin():
+            record_coverage(connection, STREAMS, "run-1", Checked.of("stream", pd.Series(["stream_1"])),
+                            datetime.now(UTC))
+            during = connection.execute(sa.text("SHOW work_mem")).scalar_one()
+        after = connection.execute(sa.text("SHOW work_mem")).scalar_one()
+
+    assert (default, during, after) == ("4MB", "64MB", "4MB")
