@@ -140,6 +140,8 @@ def _seed_database(database_url: str, n: int, users: int, reference: datetime, d
                 ).rowcount
         if users:
             drifted_users = _write_users(engine, users, drift_share)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(DEMO_SQL.query("bench/settle.sql"))
     finally:
         engine.dispose()
     return {"streams_touched": touched, "users_drifted": drifted_users}
