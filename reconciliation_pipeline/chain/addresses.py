@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from reconciliation_pipeline.chain import strkey
@@ -15,7 +16,10 @@ def is_valid_address(value: object) -> bool:
 def valid_address_mask(addresses: pd.Series, *, allow_muxed: bool = False) -> pd.Series:
     """True where the address is valid (with `allow_muxed`, an M... muxed account too). Each
     distinct value is checked once."""
-    uniques = pd.unique(addresses.astype(object))
-    verdicts = {value: is_valid_address(value) or (allow_muxed and strkey.muxed_account_base(value) is not None)
-                for value in uniques}
-    return addresses.astype(object).map(verdicts).astype(bool)
+    # Missing values (None, NaN) get code -1: the False appended after the distinct values' verdicts.
+    codes, uniques = pd.factorize(addresses.astype(object))
+    valid = strkey.valid_addresses(list(uniques))
+    if allow_muxed:
+        valid |= np.fromiter((strkey.muxed_account_base(value) is not None for value in uniques), dtype=bool,
+                             count=len(uniques))
+    return pd.Series(np.append(valid, False)[codes], index=addresses.index)

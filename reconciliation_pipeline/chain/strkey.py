@@ -109,11 +109,27 @@ def _groups_of_digits(digits: np.ndarray) -> np.ndarray:
                      ((d4 & 1) << 7) | (d5 << 2) | (d6 >> 3), ((d6 & 7) << 5) | d7], axis=-1)
 
 
+def _crc_table() -> np.ndarray:
+    """CRC16-XModem (polynomial 0x1021) of each byte value: one step of the byte-wise algorithm."""
+    table = np.zeros(256, dtype=np.uint16)
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021 if crc & 0x8000 else crc << 1) & 0xFFFF
+        table[byte] = crc
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
 def _crcs(payloads: np.ndarray) -> np.ndarray:
-    """CRC16-XModem of each payload's version byte and key (its first 33 bytes)."""
-    prefix = np.ascontiguousarray(payloads[:, :33]).tobytes()
-    return np.fromiter((binascii.crc_hqx(prefix[i * 33 : (i + 1) * 33], 0) for i in range(len(payloads))),
-                       dtype=np.uint16, count=len(payloads))
+    """CRC16-XModem (`binascii.crc_hqx` from 0) of each payload's version byte and key (its first
+    33 bytes): the table-driven algorithm a byte column at a time, over every payload at once."""
+    crcs = np.zeros(len(payloads), dtype=np.uint16)
+    for column in range(33):
+        crcs = (crcs << 8) ^ _CRC_TABLE[(crcs >> 8) ^ payloads[:, column]]
+    return crcs
 
 
 def encode_many(keys: np.ndarray, version: int) -> np.ndarray:
@@ -160,15 +176,40 @@ class EncodingCache:
         return np.fromiter(texts, dtype=object, count=count)
 
 
+def valid_addresses(values: Sequence[object], versions: tuple[int, ...] = (ACCOUNT_VERSION, CONTRACT_VERSION)
+                    ) -> np.ndarray:
+    """Which values are valid strkeys of one of `versions` (`is_account` / `is_contract` of each),
+    decoded all at once: about a fifth of the time of checking them one by one."""
+    count = len(values)
+    valid = np.zeros(count, dtype=bool)
+    try:
+        joined = "".join(values)  # type: ignore[arg-type]  # every value text: the common case
+    except TypeError:
+        joined = ""
+    if joined and joined.isascii() and (np.fromiter(map(len, values), dtype=np.intp, count=count) == 56).all():
+        candidates: Sequence[int] | slice = slice(None)
+        payloads, decodable = _decode_joined(joined.encode("ascii"), count)
+    else:
+        candidates = [i for i, v in enumerate(values) if isinstance(v, str) and len(v) == 56 and v.isascii()]
+        payloads, decodable = decode_many([str(values[i]) for i in candidates])
+    valid[candidates] = decodable & np.isin(payloads[:, 0], np.array(versions, dtype=np.uint8))
+    return valid
+
+
 def decode_many(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """The 35-byte payloads (version, key, CRC) of many strkeys at once, and which are valid
     strkeys of some version (56 characters of the alphabet, the CRC matching); the version byte is
     the caller's to check. Not all text of 56 ASCII characters: none valid."""
     count = len(texts)
-    payloads = np.zeros((count, _PAYLOAD_BYTES), dtype=np.uint8)
     if not all(type(t) is str and len(t) == 56 and t.isascii() for t in texts):
-        return payloads, np.zeros(count, dtype=bool)
-    digits = _DIGIT_OF[np.frombuffer("".join(texts).encode("ascii"), dtype=np.uint8)].reshape(count, 7, 8)
+        return np.zeros((count, _PAYLOAD_BYTES), dtype=np.uint8), np.zeros(count, dtype=bool)
+    return _decode_joined("".join(texts).encode("ascii"), count)
+
+
+def _decode_joined(text: bytes, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """`decode_many` of `count` strkeys of 56 ASCII characters each, joined."""
+    payloads = np.zeros((count, _PAYLOAD_BYTES), dtype=np.uint8)
+    digits = _DIGIT_OF[np.frombuffer(text, dtype=np.uint8)].reshape(count, 7, 8)
     valid = (digits != 255).all(axis=(1, 2))
     payloads[:] = _groups_of_digits(digits & 31).reshape(count, _PAYLOAD_BYTES)
     crcs = _crcs(payloads)
