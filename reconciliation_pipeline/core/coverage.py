@@ -45,8 +45,11 @@ def record_coverage(connection: Connection, domain: str, run_id: str, checked: C
         return 0
     connection.execute(sql.query("recon/queries/coverage_analyze.sql"))
     connection.execute(sql.query("recon/queries/coverage_work_mem.sql"))
-    connection.execute(sql.query("recon/queries/coverage_update.sql"), params)
-    connection.execute(sql.query("recon/queries/coverage_insert.sql"), params)
+    updated = connection.execute(sql.query("recon/queries/coverage_update.sql"), params).rowcount
+    # A staged entity that matched no row is new. When every one matched (a sweep's steady
+    # state), the insert's anti-join over the whole table would find nothing.
+    if updated < known:
+        connection.execute(sql.query("recon/queries/coverage_insert.sql"), params)
     return known
 
 

@@ -7,13 +7,14 @@ import json
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from pyroaring import BitMap64
 
 from reconciliation_pipeline.core.coverage import record_coverage
 from reconciliation_pipeline.core.drift import WHOLE_ENTITY, DriftClass, Severity
@@ -21,7 +22,7 @@ from reconciliation_pipeline.core.drift_store import IncidentPolicy, PersistSumm
 from reconciliation_pipeline.core.finding_rows import UnstorableFindingsError
 from reconciliation_pipeline.core.findings import concat_findings, findings_frame
 from reconciliation_pipeline.core.repairs import empty_plan
-from reconciliation_pipeline.core.results import Checked, DomainDiff
+from reconciliation_pipeline.core.results import Checked, DomainDiff, KeyedEntities
 
 STREAMS = "streams"
 LENDING = "lending"
@@ -473,3 +474,36 @@ def test_recording_coverage_widens_work_mem_for_its_own_transaction_only(engine:
         after = connection.execute(sa.text("SHOW work_mem")).scalar_one()
 
     assert (default, during, after) == ("4MB", "64MB", "4MB")
+
+
+def test_coverage_looks_for_new_entities_only_when_some_staged_entity_matched_no_row(engine: sa.Engine) -> None:
+    """The insert's anti-join scans the whole table (every domain's entities): a run whose
+    entities are all known already skips it, and one with a new entity, or with an entity staged
+    twice (compared by one part, missed by another), still runs it."""
+    inserts: list[str] = []
+
+    def count_inserts(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "INSERT INTO recon.entity_coverage" in statement:
+            inserts.append(statement)
+
+    def record(run_id: str, checked: Checked) -> int:
+        inserts.clear()
+        with engine.begin() as connection:
+            record_coverage(connection, STREAMS, run_id, checked, datetime.now(UTC))
+        return len(inserts)
+
+    known = Checked.of("stream", pd.Series(["stream_1", "stream_2"]))
+    sa.event.listen(engine, "before_cursor_execute", count_inserts)
+    try:
+        assert record("run-1", known) == 1
+        assert record("run-2", known) == 0
+        assert record("run-3", Checked.of("stream", pd.Series(["stream_1", "stream_2", "stream_3"]))) == 1
+        twice = replace(Checked.none(), keyed=(KeyedEntities("stream", "stream_", BitMap64([1])),),
+                        keyed_unchecked=(KeyedEntities("stream", "stream_", BitMap64([1])),))
+        assert record("run-4", twice) == 1
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count_inserts)
+    with engine.connect() as connection:
+        coverage = connection.execute(sa.text(
+            "SELECT entity_id, last_run_id FROM recon.entity_coverage ORDER BY entity_id")).tuples().all()
+    assert coverage == [("stream_1", "run-4"), ("stream_2", "run-3"), ("stream_3", "run-3")]
