@@ -191,7 +191,8 @@ def valid_addresses(values: Sequence[object], versions: tuple[int, ...] = (ACCOU
         payloads, decodable = _decode_joined(joined.encode("ascii"), count)
     else:
         candidates = [i for i, v in enumerate(values) if isinstance(v, str) and len(v) == 56 and v.isascii()]
-        payloads, decodable = decode_many([str(values[i]) for i in candidates])
+        payloads, decodable = _decode_joined("".join(str(values[i]) for i in candidates).encode("ascii"),
+                                             len(candidates))
     valid[candidates] = decodable & np.isin(payloads[:, 0], np.array(versions, dtype=np.uint8))
     return valid
 
