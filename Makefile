@@ -27,7 +27,8 @@ demo: setup      ## embedded PostgreSQL + devnet, seed both sides, run the jobs,
 
 test: setup      ## lint, then the whole test suite against a real PostgreSQL and the devnet over HTTP
 	$(BIN)/ruff check reconciliation_pipeline reconciliation_pipeline_tests devnet demo benchmarks
-	$(BIN)/python -m pytest
+	@# One worker per core, at most 4 (they share the embedded server), a file's tests on one worker.
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 bench: setup     ## the chain-sweep benchmark (N=10000, 20 ms latency); figures go to BENCHMARKS.md
 	$(BIN)/python benchmarks/chain_sweep.py --n 10000 --latency-ms 20 --write

@@ -3,7 +3,9 @@
 PostgreSQL is the embedded server (started once per session under
 .local/test-pgdata) unless TEST_DATABASE_URL names a server whose user may
 create databases. Each test gets a fresh database cloned from a migrated
-template, so tests never see each other's rows.
+template, so tests never see each other's rows. `make test` runs the tests in
+worker processes (pytest-xdist), which share the embedded server: it stops when
+the last of them exits; each builds its own template.
 """
 
 from __future__ import annotations
