@@ -161,11 +161,19 @@ def main() -> None:
     print("\n".join(table))
     if args.write:
         command = f"python benchmarks/fault_injection.py --streams {args.streams} --users {args.users} --write"
-        text = BENCHMARKS_MD.read_text()
         block = "\n".join([*table, f"<!-- {datetime.now(UTC):%Y-%m-%d}: `{command}` -->"])
-        if SECTION not in text:
-            text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{INTRO}"
-        BENCHMARKS_MD.write_text(text.rstrip("\n") + "\n\n" + block + "\n")
+        BENCHMARKS_MD.write_text(with_table_in_section(BENCHMARKS_MD.read_text(), block))
+
+
+def with_table_in_section(text: str, block: str) -> str:
+    """`text` with `block` at the end of this benchmark's section (before the next one), the
+    section added at the end if it is not there yet."""
+    if SECTION not in text:
+        return text.rstrip("\n") + f"\n\n{SECTION}\n\n{INTRO}\n\n{block}\n"
+    start = text.index(SECTION) + len(SECTION)
+    following = text.find("\n## ", start)
+    end = len(text) if following < 0 else following
+    return text[:end].rstrip("\n") + "\n\n" + block + "\n" + ("\n" + text[end:].lstrip("\n") if following >= 0 else "")
 
 
 if __name__ == "__main__":
