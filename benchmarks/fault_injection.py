@@ -169,11 +169,11 @@ def with_table_in_section(text: str, block: str) -> str:
     """`text` with `block` at the end of this benchmark's section (before the next one), the
     section added at the end if it is not there yet."""
     if SECTION not in text:
-        return text.rstrip("\n") + f"\n\n{SECTION}\n\n{INTRO}\n\n{block}\n"
-    start = text.index(SECTION) + len(SECTION)
-    following = text.find("\n## ", start)
-    end = len(text) if following < 0 else following
-    return text[:end].rstrip("\n") + "\n\n" + block + "\n" + ("\n" + text[end:].lstrip("\n") if following >= 0 else "")
+        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{INTRO}"
+    following = text.find("\n## ", text.index(SECTION) + len(SECTION))
+    if following < 0:
+        return text.rstrip("\n") + "\n\n" + block + "\n"
+    return text[:following].rstrip("\n") + "\n\n" + block + "\n\n" + text[following:].lstrip("\n")
 
 
 if __name__ == "__main__":
