@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gc
+import queue
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -91,6 +93,52 @@ def _db_chunk_frame(values: dict[str, list[Any]], source: Source, shared: dict[s
     return frame
 
 
+T = TypeVar("T")
+
+
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """`items`, each produced in a thread while the one before is consumed.
+
+    A snapshot's cursor waits for the server to format and send each chunk (a fifth of its
+    time at 1M rows); the driver waits without the GIL, so the server's work then overlaps the
+    conversion of the chunk before. One item waits at most; an error is raised where the item
+    would have been, and leaving early stops the thread after the item it is producing."""
+    handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, Any]) -> None:
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for item in items:
+                put((True, item))
+                if stop.is_set():
+                    return
+            put((False, None))
+        except BaseException as error:  # raised in the consumer, where the item was due
+            put((False, error))
+
+    thread = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, value = handoff.get()
+            if not more:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """The cyclic garbage collector paused while a snapshot allocates millions of objects
@@ -116,31 +164,40 @@ class DbChunks:
 
 @contextmanager
 def db_chunks(
-    engine: Engine, source: Source, row_filter: RowFilter = RowFilter(), *, chunk_rows: int = DB_SNAPSHOT_CHUNK_ROWS
+    engine: Engine, source: Source, row_filter: RowFilter = RowFilter(), *, chunk_rows: int = DB_SNAPSHOT_CHUNK_ROWS,
+    share_text: bool = True,
 ) -> Iterator[DbChunks]:
     """The source's query within the filter through a server-side cursor, `chunk_rows` rows at a
-    time, each chunk converted (amounts exact ints, keys canonical) before the next is fetched, so
-    the driver's text and the Row objects of only one chunk are alive. Text columns that repeat in
-    the first chunk hold one object per distinct value. Rows come in key order."""
+    time, each chunk converted (amounts exact ints, keys canonical) while the next is fetched
+    (`read_ahead`), so the driver's text and the Row objects of at most three chunks are alive
+    (the one converted, the one waiting, the one fetched). With `share_text`, text
+    columns that repeat in the first chunk hold one object per distinct value (for frames kept
+    whole; chunks written straight to Parquet need not). Rows come in key order."""
     with _gc_paused(), engine.connect() as connection:
         counts = {name: int(connection.execute(source.sql.query(query)).scalar_one())
                   for name, query in source.counts.items()}
         result = connection.execution_options(yield_per=chunk_rows).execute(snapshot_statement(source, row_filter))
         columns = list(result.keys())
+        # The size is passed explicitly: SQLAlchemy 2.1's partitions() without one ignores
+        # yield_per and fetches every row at once.
+        fetched = read_ahead(result.partitions(chunk_rows))
 
         def chunks() -> Iterator[pd.DataFrame]:
             shared: dict[str, dict[str, str]] | None = None
-            # The size is passed explicitly: SQLAlchemy 2.1's partitions() without one ignores
-            # yield_per and fetches every row at once.
-            for rows in result.partitions(chunk_rows):
+            for rows in fetched:
                 values = _column_values(rows, columns)
+                if shared is None and not share_text:
+                    shared = {}
                 if shared is None:
                     candidates = {c: v for c, v in values.items()
                                   if c not in (source.key_column, *source.amount_columns)}
                     shared = {column: {} for column in _repetitive_text_columns(candidates)}
                 yield _db_chunk_frame(values, source, shared)
 
-        yield DbChunks(columns, chunks(), counts)
+        try:
+            yield DbChunks(columns, chunks(), counts)
+        finally:
+            fetched.close()  # the fetching thread ends before the connection closes, however the caller left
 
 
 def empty_db_frame(source: Source, columns: list[str]) -> pd.DataFrame:

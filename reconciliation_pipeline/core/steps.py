@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from reconciliation_pipeline.chain.addresses import valid_address_mask
@@ -277,11 +278,19 @@ def db_step(ctx: StepContext, spec: DomainSpec, scope: Scope, source: Source, pl
 def _without_duplicate_keys(snapshot: DbSnapshot, source: Source) -> DbSnapshot:
     """The snapshot less the rows whose key other rows share, each such key an INVARIANT_VIOLATION."""
     frame = snapshot.frame
-    key_text = frame[source.key_column].astype(str)
-    shared = key_text.duplicated(keep=False) & frame[source.key_column].notna()
+    column = frame[source.key_column]
+    # Canonical u64 keys compare as integers, and only the shared ones become text (text for
+    # every key took 0.45 s per million rows).
+    if column.dtype == np.uint64:
+        shared = column.duplicated(keep=False)
+        shared_text = column[shared].astype(str)
+    else:
+        key_text = column.astype(str)
+        shared = key_text.duplicated(keep=False) & column.notna()
+        shared_text = key_text[shared]
     if not shared.any():
         return snapshot
-    counts = key_text[shared].value_counts().sort_index()
+    counts = shared_text.value_counts().sort_index()
     keys = pd.Series(counts.index, dtype=object)
     found = findings_frame(
         entity_type=source.entity_type, entity_id=source.entity_id_prefix + keys, entity_key=keys,

@@ -242,8 +242,15 @@ class _StoredRowsWriter:
         if name == self.source.key_column:
             return pa.array(values.to_numpy(dtype=np.uint64), pa.uint64())
         if name in self.source.amount_columns:
-            # Text: an i128 needs 39 digits, beyond any Parquet decimal of 38.
-            return pa.array([None if v is None else str(v) for v in values], pa.string())
+            # Text: an i128 needs 39 digits, beyond any Parquet decimal of 38. Arrow writes the
+            # digits of exact ints within int64 (almost all) in one cast, the others one by one.
+            cells = values.to_numpy()
+            if all(t is int or t is type(None) for t in set(map(type, cells))):
+                try:
+                    return pa.array(cells, pa.int64()).cast(pa.string())
+                except OverflowError:
+                    pass
+            return pa.array([None if v is None else str(v) for v in cells], pa.string())
         wanted = self.schema.field(name).type if self.schema is not None else None
         array = pa.array(values.tolist(), type=wanted)
         return array.cast(pa.string()) if wanted is None and pa.types.is_null(array.type) else array
@@ -297,7 +304,8 @@ def stored_db_step(ctx: StepContext, source: Source, row_filter: RowFilter, ledg
     duplicate_found: list[pd.DataFrame] = []
     invariant_found: list[pd.DataFrame] = []
     validated = 0
-    with db_chunks(ctx.engine, source, row_filter, chunk_rows=ctx.settings.sweep_chunk_rows) as snapshot:
+    with db_chunks(ctx.engine, source, row_filter, chunk_rows=ctx.settings.sweep_chunk_rows,
+                   share_text=False) as snapshot:
         empty = empty_db_frame(source, snapshot.columns)
         for chunk in _whole_keys(snapshot.chunks, source.key_column):
             part = _without_duplicate_keys(DbSnapshot(source.name, chunk, taken_at, ""), source)

@@ -8,8 +8,12 @@ server-side cursor one chunk at a time, and repeated text is shared across chunk
 from __future__ import annotations
 
 import gc
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psycopg
 import pytest
@@ -20,6 +24,8 @@ from recon_demo.identities import account_id, contract_id
 from reconciliation_pipeline.core import snapshots
 from reconciliation_pipeline.core.scopes import RowFilter
 from reconciliation_pipeline.core.snapshots import snapshot_db
+from reconciliation_pipeline.core.spec import KeyKind
+from reconciliation_pipeline.core.streaming import StoredRows, _StoredRowsWriter
 from reconciliation_pipeline.defs.streams.spec import STREAMS_SOURCE
 
 SPEC = STREAMS_SOURCE
@@ -123,3 +129,74 @@ def test_repeated_text_is_one_object_across_chunks(engine: sa.Engine) -> None:
     assert len({id(v) for v in frame["status"]}) == 2
     # Recipients are all distinct: nothing to share, every value kept.
     assert frame["recipient"].nunique() == ROWS
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 4, ROWS])
+def test_a_stored_snapshot_reads_back_as_the_frame_with_every_amount_exact(
+    engine: sa.Engine, tmp_path: Path, chunk_rows: int
+) -> None:
+    # Chunks of one row hold only amounts within int64 (written by Arrow's cast) or only
+    # amounts beyond it (written one by one); larger chunks mix them.
+    _insert(engine, _streams(ROWS))
+    frame = snapshot_db(engine, SPEC, WINDOW, chunk_rows=ROWS).frame
+    writer = _StoredRowsWriter(tmp_path / "streams.parquet", SPEC)
+    with snapshots.db_chunks(engine, SPEC, WINDOW, chunk_rows=chunk_rows, share_text=False) as chunks:
+        empty = snapshots.empty_db_frame(SPEC, chunks.columns)
+        for chunk in chunks.chunks:
+            writer.write(chunk)
+    stored = StoredRows(path=writer.close(), rows=writer.rows, source=SPEC, empty=empty)
+
+    back = stored.rows_of(0, ROWS)
+    pd.testing.assert_frame_equal(back[["stream_id", "total", "released", "status"]],
+                                  frame[["stream_id", "total", "released", "status"]])
+    assert {type(v) for v in [*back["total"], *back["released"]]} == {int}
+    assert stored.rows_of(5, 9)["stream_id"].tolist() == frame["stream_id"].tolist()[5:9]
+
+
+def test_read_ahead_hands_on_every_item_then_the_producers_error_in_its_place() -> None:
+    def items() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise ValueError("the third fetch failed")
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="the third fetch failed"):
+        for item in snapshots.read_ahead(items()):
+            got.append(item)
+    assert got == [1, 2]
+
+
+def test_leaving_a_read_ahead_early_ends_its_thread_after_the_item_it_is_producing() -> None:
+    produced: list[int] = []
+
+    def items() -> Iterator[int]:
+        for i in range(1_000):
+            produced.append(i)
+            yield i
+
+    ahead = snapshots.read_ahead(items())
+    assert next(ahead) == 0
+    ahead.close()
+    assert not [t for t in threading.enumerate() if t.name == "read-ahead"]
+    # One item handed on, one waiting, and at most one more produced before the stop was seen.
+    assert len(produced) <= 3
+
+
+def test_the_snapshot_fetches_the_next_chunk_while_one_is_converted(engine: sa.Engine) -> None:
+    _insert(engine, _streams(ROWS))
+    with snapshots.db_chunks(engine, SPEC, WINDOW, chunk_rows=4) as chunks:
+        first = next(chunks.chunks)
+        fetching = [t for t in threading.enumerate() if t.name == "read-ahead"]
+    # Left after one chunk: the fetching thread ended before the connection closed.
+    assert len(first) == 4 and len(fetching) == 1
+    assert not fetching[0].is_alive()
+
+
+@pytest.mark.parametrize("keys", [
+    [0, 1, 2**63 - 1, 2**63, 2**64 - 1],
+    ["7", "8"],
+    [np.uint64(3), 4],
+])
+def test_u64_keys_normalize_as_one_int_call_per_key_would(keys: list[object]) -> None:
+    series = pd.Series(keys, dtype=object, index=range(10, 10 + len(keys)))
+    pd.testing.assert_series_equal(KeyKind.U64.normalize(series), series.map(int).astype("uint64"))
