@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -13,6 +14,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 from sqlalchemy.engine import Engine
 
 from reconciliation_pipeline.chain import fastxdr
@@ -22,6 +27,7 @@ from reconciliation_pipeline.chain.reader import ChainReader, EntryBatch, Progre
 from reconciliation_pipeline.core.results import DbSnapshot
 from reconciliation_pipeline.core.scopes import RowFilter, snapshot_statement
 from reconciliation_pipeline.core.spec import DataKey, Entity, KeyKind, Layout, Source
+from reconciliation_pipeline.core.sql import read_sql
 
 if TYPE_CHECKING:
     from reconciliation_pipeline.core.entry_versions import KnownVersions
@@ -198,6 +204,114 @@ def db_chunks(
             yield DbChunks(columns, chunks(), counts)
         finally:
             fetched.close()  # the fetching thread ends before the connection closes, however the caller left
+
+
+_INTEGER_OIDS = (20, 21, 23)  # int8, int2, int4
+_NUMERIC_OID = 1700
+COPY_ARROW_TYPES: dict[int, pa.DataType] = {
+    **dict.fromkeys(_INTEGER_OIDS, pa.int64()), 16: pa.bool_(), 25: pa.string(), 1043: pa.string(),
+    1114: pa.timestamp("us"), 1184: pa.timestamp("us", tz="UTC"),
+}
+"""PostgreSQL types (by OID) whose CSV text Arrow reads exactly as the driver would, as Arrow types.
+A snapshot with a column of another type is read by the cursor (`db_chunks`)."""
+
+COPY_BLOCK_BYTES = 4 << 20
+"""CSV bytes Arrow parses per batch: about 14,000 stream rows or 40,000 balance rows."""
+
+
+@dataclass(frozen=True)
+class CopiedRows:
+    """A source's rows in key order as Arrow batches (the key as uint64, amounts as text), and its counts."""
+
+    columns: list[str]
+    batches: Iterator[pa.RecordBatch]
+    counts: dict[str, int]
+
+
+class _CopyStream(io.RawIOBase):
+    """A COPY TO STDOUT as a readable file: the rows psycopg hands over one at a time, joined."""
+
+    def __init__(self, copy: psycopg.Copy) -> None:
+        self._copy = copy
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(target):
+            if not self._pending:
+                row = self._copy.read()
+                if not row:
+                    break
+                self._pending = memoryview(row)
+            size = min(len(target) - filled, len(self._pending))
+            target[filled:filled + size] = self._pending[:size]
+            self._pending = self._pending[size:]
+            filled += size
+        return filled
+
+
+def _copy_types(source: Source, columns: list[str], oids: list[int]) -> dict[str, pa.DataType] | None:
+    types: dict[str, pa.DataType] = {}
+    for name, oid in zip(columns, oids, strict=True):
+        if name == source.key_column:
+            # As text, cast to uint64 once read (with a clear error for what is not a u64).
+            wanted = pa.string() if oid in (*_INTEGER_OIDS, _NUMERIC_OID) else None
+        elif name in source.amount_columns:
+            wanted = pa.string() if oid == 25 else None  # queries cast amounts to text
+        else:
+            wanted = COPY_ARROW_TYPES.get(oid)
+        if wanted is None:
+            return None
+        types[name] = wanted
+    return types
+
+
+@contextmanager
+def db_copied(engine: Engine, source: Source, row_filter: RowFilter = RowFilter(), *,
+              block_bytes: int = COPY_BLOCK_BYTES) -> Iterator[CopiedRows | None]:
+    """The source's statement within the filter through COPY TO STDOUT as CSV, parsed by Arrow
+    `block_bytes` at a time: a third of the cursor's time at 1M rows, and no Python object per
+    value. None when a column's type is not one of `COPY_ARROW_TYPES` (or the key is not an
+    integer, or an amount not text): read those with `db_chunks`. Rows come in key order."""
+    statement = snapshot_statement(source, row_filter)
+    with engine.connect() as connection:
+        described = connection.execute(statement.limit(0))
+        columns = list(described.keys())
+        oids = [int(column.type_code) for column in described.cursor.description]
+        described.close()
+        types = _copy_types(source, columns, oids)
+        if types is None:
+            yield None
+            return
+        counts = {name: int(connection.execute(source.sql.query(query)).scalar_one())
+                  for name, query in source.counts.items()}
+        compiled = statement.compile(dialect=connection.dialect)
+        copy_statement = psycopg.sql.SQL(read_sql("snapshots/copy_csv.sql")).format(  # type: ignore[arg-type]
+            query=psycopg.sql.SQL(str(compiled)))  # type: ignore[arg-type]
+        cursor = connection.connection.driver_connection.cursor()
+        with cursor.copy(copy_statement, compiled.params) as copy:
+            reader = pa_csv.open_csv(
+                io.BufferedReader(_CopyStream(copy), buffer_size=1 << 20),
+                read_options=pa_csv.ReadOptions(column_names=columns, block_size=block_bytes, use_threads=False),
+                parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types=types, true_values=["t"], false_values=["f"], null_values=[""],
+                    strings_can_be_null=True, quoted_strings_can_be_null=False),
+            )
+
+            def batches() -> Iterator[pa.RecordBatch]:
+                for batch in reader:
+                    try:
+                        keys = pc.cast(batch.column(source.key_column), pa.uint64())
+                    except pa.ArrowInvalid as error:
+                        raise ValueError(f"{source.name}: a {source.key_column} that is not a u64 key ({error})") from None
+                    yield batch.set_column(batch.schema.get_field_index(source.key_column), source.key_column, keys)
+
+            yield CopiedRows(columns, batches(), counts)
 
 
 def empty_db_frame(source: Source, columns: list[str]) -> pd.DataFrame:

@@ -76,8 +76,10 @@ from reconciliation_pipeline.core.scopes import RowFilter
 from reconciliation_pipeline.core.snapshots import (
     ANSWERED,
     READ_MISSING,
+    CopiedRows,
     data_key_ledger_keys,
     db_chunks,
+    db_copied,
     decoded_rows,
     empty_db_frame,
     read_entries,
@@ -210,22 +212,28 @@ class StoredRows:
         return self._frame(pa.concat_tables(parts))
 
     def _frame(self, table: pa.Table) -> pd.DataFrame:
-        key, amounts = self.source.key_column, set(self.source.amount_columns)
-        columns: dict[str, pd.Series] = {}
-        for name, values in zip(table.schema.names, table.columns, strict=True):
-            if name == key:
-                columns[name] = pd.Series(np.array(values.to_numpy(), dtype=np.uint64))  # a copy, not a view
-            elif name in amounts:
-                columns[name] = to_exact_ints(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object))
-            elif pa.types.is_timestamp(values.type):
-                # A datetime64 column, not one datetime object per value as to_pylist builds
-                # them: nothing compares these (they scope the rows and date the findings).
-                columns[name] = values.to_pandas().copy(deep=True)
-            elif pa.types.is_string(values.type):
-                columns[name] = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
-            else:
-                columns[name] = pd.Series(values.to_pylist(), dtype=object)
-        return pd.DataFrame(columns)[list(self.empty.columns)]
+        return canonical_frame(table, self.source, list(self.empty.columns))
+
+
+def canonical_frame(table: pa.Table, source: Source, columns: list[str]) -> pd.DataFrame:
+    """Stored (or copied) rows as the canonical frame `snapshot_db` builds: the key uint64,
+    amounts exact ints, text and other values as objects, timestamps as datetime64."""
+    key, amounts = source.key_column, set(source.amount_columns)
+    values_of: dict[str, pd.Series] = {}
+    for name, values in zip(table.schema.names, table.columns, strict=True):
+        if name == key:
+            values_of[name] = pd.Series(np.array(values.to_numpy(), dtype=np.uint64))  # a copy, not a view
+        elif name in amounts:
+            values_of[name] = to_exact_ints(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object))
+        elif pa.types.is_timestamp(values.type):
+            # A datetime64 column, not one datetime object per value as to_pylist builds
+            # them: nothing compares these (they scope the rows and date the findings).
+            values_of[name] = values.to_pandas().copy(deep=True)
+        elif pa.types.is_string(values.type):
+            values_of[name] = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
+        else:
+            values_of[name] = pd.Series(values.to_pylist(), dtype=object)
+    return pd.DataFrame(values_of)[columns]
 
 
 class _StoredRowsWriter:
@@ -256,13 +264,15 @@ class _StoredRowsWriter:
         return array.cast(pa.string()) if wanted is None and pa.types.is_null(array.type) else array
 
     def write(self, frame: pd.DataFrame) -> None:
-        table = pa.table({name: self._array(name, frame[name]) for name in frame.columns})
+        self.write_table(pa.table({name: self._array(name, frame[name]) for name in frame.columns}))
+
+    def write_table(self, table: pa.Table) -> None:
         if self.writer is None:
             self.schema = table.schema
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.writer = pq.ParquetWriter(self.path, table.schema)
         self.writer.write_table(table.cast(self.schema))
-        self.rows += len(frame)
+        self.rows += table.num_rows
 
     def close(self) -> str | None:
         if self.writer is None:
@@ -271,26 +281,81 @@ class _StoredRowsWriter:
         return str(self.path)
 
 
-def _whole_keys(chunks: Iterator[pd.DataFrame], key: str) -> Iterator[pd.DataFrame]:
+@dataclass(frozen=True)
+class _SourceChunk:
+    """Rows of the source in key order: the canonical frame and, where they were copied, the
+    same rows as Arrow (written to the stored file as they are); None: written from the frame."""
+
+    frame: pd.DataFrame
+    table: pa.Table | None = None
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def where(self, mask: np.ndarray) -> _SourceChunk:
+        table = self.table.filter(pa.array(mask)) if self.table is not None else None
+        return _SourceChunk(self.frame[mask].reset_index(drop=True), table)
+
+    def then(self, other: _SourceChunk) -> _SourceChunk:
+        tables = (self.table, other.table)
+        table = pa.concat_tables(tables) if all(t is not None for t in tables) else None  # type: ignore[arg-type]
+        return _SourceChunk(pd.concat([self.frame, other.frame], ignore_index=True), table)
+
+
+def _whole_keys(chunks: Iterator[_SourceChunk], key: str) -> Iterator[_SourceChunk]:
     """The chunks re-cut so that no key spans two (rows sharing a key are one duplicate finding):
     each chunk's rows of its last key wait for the next. Keys must come in order."""
-    carry: pd.DataFrame | None = None
+    carry: _SourceChunk | None = None
     last: int | None = None
     for chunk in chunks:
-        if chunk.empty:
+        if not len(chunk):
             continue
-        keys = chunk[key].to_numpy()
+        keys = chunk.frame[key].to_numpy()
         if np.any(keys[1:] < keys[:-1]) or (last is not None and keys[0] < last):
             raise ValueError(f"the snapshot's rows are not in {key} order: a streaming sweep needs them sorted")
         last = int(keys[-1])
         if carry is not None:
-            chunk = pd.concat([carry, chunk], ignore_index=True)
-        tail = (chunk[key] == last).to_numpy()
-        carry = chunk[tail].reset_index(drop=True)
+            chunk = carry.then(chunk)
+        tail = (chunk.frame[key] == last).to_numpy()
+        carry = chunk.where(tail)
         if not tail.all():
-            yield chunk[~tail].reset_index(drop=True)
+            yield chunk.where(~tail)
     if carry is not None:
         yield carry
+
+
+@dataclass(frozen=True)
+class _SourceRows:
+    columns: list[str]
+    chunks: Iterator[_SourceChunk]
+    counts: dict[str, int]
+    read_by: str
+    """`copy` (COPY as CSV, parsed by Arrow) or `cursor`."""
+
+
+def _copied_chunks(copied: CopiedRows, source: Source, chunk_rows: int) -> Iterator[_SourceChunk]:
+    """Arrow's batches cut into chunks of `chunk_rows` rows (views, not copies), as the cursor's."""
+    for batch in copied.batches:
+        for offset in range(0, batch.num_rows, chunk_rows):
+            table = pa.Table.from_batches([batch.slice(offset, chunk_rows)])
+            yield _SourceChunk(canonical_frame(table, source, copied.columns), table)
+
+
+@contextmanager
+def _source_rows(ctx: StepContext, source: Source, row_filter: RowFilter) -> Iterator[_SourceRows]:
+    """The source's rows in key order through COPY where Arrow reads every column's type, else
+    through the server-side cursor."""
+    with ExitStack() as stack:
+        copied = stack.enter_context(db_copied(ctx.engine, source, row_filter))
+        if copied is not None:
+            yield _SourceRows(copied.columns, _copied_chunks(copied, source, ctx.settings.sweep_chunk_rows),
+                              copied.counts, "copy")
+            return
+        stack.close()
+        with db_chunks(ctx.engine, source, row_filter, chunk_rows=ctx.settings.sweep_chunk_rows,
+                       share_text=False) as snapshot:
+            yield _SourceRows(snapshot.columns, (_SourceChunk(frame) for frame in snapshot.chunks),
+                              snapshot.counts, "cursor")
 
 
 def stored_db_step(ctx: StepContext, source: Source, row_filter: RowFilter, ledger_at_snapshot: int | None) -> Output:
@@ -304,11 +369,10 @@ def stored_db_step(ctx: StepContext, source: Source, row_filter: RowFilter, ledg
     duplicate_found: list[pd.DataFrame] = []
     invariant_found: list[pd.DataFrame] = []
     validated = 0
-    with db_chunks(ctx.engine, source, row_filter, chunk_rows=ctx.settings.sweep_chunk_rows,
-                   share_text=False) as snapshot:
+    with _source_rows(ctx, source, row_filter) as snapshot:
         empty = empty_db_frame(source, snapshot.columns)
         for chunk in _whole_keys(snapshot.chunks, source.key_column):
-            part = _without_duplicate_keys(DbSnapshot(source.name, chunk, taken_at, ""), source)
+            part = _without_duplicate_keys(DbSnapshot(source.name, chunk.frame, taken_at, ""), source)
             duplicates += part.duplicate_keys
             duplicate_found.append(part.invariant_findings)
             if source.invariants is not None:
@@ -316,8 +380,12 @@ def stored_db_step(ctx: StepContext, source: Source, row_filter: RowFilter, ledg
                 validated += len(rows)
                 invariant_found.append(invariant_findings(source, source.key_column, source.invariants.model, rows,
                                                 side="database", severity=source.invariants.severity))
-            if len(part.frame):
-                writer.write(part.frame)
+            if part.duplicate_keys:
+                chunk = chunk.where(~chunk.frame[source.key_column].astype(str).isin(part.duplicate_keys).to_numpy())
+            if chunk.table is not None:
+                writer.write_table(chunk.table)
+            elif len(chunk):
+                writer.write(chunk.frame)
     stored = StoredRows(path=writer.close(), rows=writer.rows, source=source, empty=empty)
     violations = concat_findings(invariant_found)
     snapshot_result = DbSnapshot(source=source.name, frame=empty, taken_at=taken_at, scope=row_filter.describe(),
@@ -332,7 +400,7 @@ def stored_db_step(ctx: StepContext, source: Source, row_filter: RowFilter, ledg
     return Output(snapshot_result, {
         **frame_metadata(empty), "dagster/row_count": stored.rows, "snapshot_at": taken_at.isoformat(),
         "rows_in_scope": snapshot_result.scope, "duplicate_keys": len(duplicates), **snapshot.counts,
-        "streaming_sweep": True,
+        "streaming_sweep": True, "read_by": snapshot.read_by,
     }, checks)
 
 

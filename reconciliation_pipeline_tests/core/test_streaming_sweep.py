@@ -127,6 +127,8 @@ def test_a_streamed_streams_sweep_finds_what_a_whole_frame_sweep_finds(
         assert chain["sweep_worker_processes"] == (0 if workers == 1 else workers)
         assert chain["dagster/row_count"] == metadata(whole, "chain_streams")["dagster/row_count"]
         assert chain["keys_discovered_on_chain"] == metadata(whole, "chain_streams")["keys_discovered_on_chain"] >= 17
+        # The database side came through COPY (parsed by Arrow), not the cursor.
+        assert metadata(streamed, "db_streams")["read_by"] == "copy"
         classes = {row[3] for row in streamed_findings}
         assert {"MISSING_ON_CHAIN", "MISSING_IN_DB", "VALUE_MISMATCH", "STATUS_MISMATCH", "INVARIANT_VIOLATION",
                 "INVALID_ADDRESS", "CHAIN_READ_ERROR"} <= classes
@@ -159,6 +161,7 @@ def test_a_streamed_balances_sweep_finds_what_a_whole_frame_sweep_finds(
 
         chain = metadata(streamed, "chain_usdc_balances")
         assert chain["streaming_sweep"] is True
+        assert metadata(streamed, "db_usdc_balances")["read_by"] == "copy"
         assert chain["sweep_worker_processes"] == (0 if workers == 1 else workers)
         classes = {row[3] for row in streamed_findings}
         assert {"MISSING_ON_CHAIN", "VALUE_MISMATCH", "INVARIANT_VIOLATION", "INVALID_ADDRESS"} <= classes
