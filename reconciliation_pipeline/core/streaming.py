@@ -29,6 +29,7 @@ hooks or steps need whole frames keep the whole-frame path.
 from __future__ import annotations
 
 import collections
+import ctypes
 import functools
 import gc
 import itertools
@@ -36,6 +37,7 @@ import multiprocessing as mp
 import multiprocessing.util as mp_util
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -642,6 +644,8 @@ def _chunk_diffs(state: _SweepState, tasks: list[_ChunkTask], workers: int,
         # A process pool forks its workers on its first submit. The collector is frozen across
         # it: a worker then never collects (and closes) an object its parent owns, nor copies
         # the parent's pages by marking them (a worker's own memory stays its chunks').
+        if workers > 1:
+            return_freed_memory()
         gc.freeze()
         try:
             pending.extend(submit(task) for task in itertools.islice(remaining, window))
@@ -665,6 +669,17 @@ def _chunk_diffs(state: _SweepState, tasks: list[_ChunkTask], workers: int,
             yield diffs()
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
+
+
+def return_freed_memory() -> None:
+    """Hand the pages the allocators keep after frees (Arrow's pool; glibc's heap, which keeps
+    its high-water mark of a step's chunks) back to the system. Called before forking workers:
+    pages the parent holds but no longer uses would otherwise count in every process's memory."""
+    pa.default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc's; absent on musl
+        if trim is not None:
+            trim(0)
 
 
 def _as_uint64(keys: pd.Series) -> np.ndarray:
