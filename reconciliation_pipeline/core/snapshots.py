@@ -311,7 +311,12 @@ def db_copied(engine: Engine, source: Source, row_filter: RowFilter = RowFilter(
                         raise ValueError(f"{source.name}: a {source.key_column} that is not a u64 key ({error})") from None
                     yield batch.set_column(batch.schema.get_field_index(source.key_column), source.key_column, keys)
 
-            yield CopiedRows(columns, batches(), counts)
+            # Arrow parses (without the GIL) the batch after the one being converted and checked.
+            fetched = read_ahead(batches())
+            try:
+                yield CopiedRows(columns, fetched, counts)
+            finally:
+                fetched.close()  # the reading thread ends before the COPY and its connection close
 
 
 def empty_db_frame(source: Source, columns: list[str]) -> pd.DataFrame:

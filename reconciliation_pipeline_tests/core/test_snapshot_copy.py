@@ -8,6 +8,8 @@ back to the cursor; a key that is not a u64 is a clear error.
 
 from __future__ import annotations
 
+import threading
+
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -68,3 +70,15 @@ def test_a_column_of_another_type_is_read_by_the_cursor(engine: sa.Engine) -> No
 def test_a_key_that_is_not_a_u64_is_a_clear_error(engine: sa.Engine) -> None:
     with pytest.raises(ValueError, match="item_id that is not a u64 key"):
         _copied_frame(engine, _source("copy_negative_key.sql"), 1 << 20)
+
+
+def test_leaving_after_the_first_batch_ends_the_reading_thread_before_the_copy_closes(engine: sa.Engine) -> None:
+    """Arrow parses the next batch in a thread while one is converted: a caller that stops early
+    leaves no thread reading a COPY whose connection went back to the pool."""
+    with snapshots.db_copied(engine, _source("copy_kinds.sql"), RowFilter(), block_bytes=150) as copied:
+        assert copied is not None
+        first = next(copied.batches)
+    assert first.num_rows >= 1
+    assert not [thread for thread in threading.enumerate() if thread.name == "read-ahead"]
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT 1")).scalar_one() == 1
