@@ -271,12 +271,27 @@ def _copy_types(source: Source, columns: list[str], oids: list[int]) -> dict[str
 
 
 @contextmanager
+def _rows_within(source: Source, block_bytes: int) -> Iterator[None]:
+    """Arrow's error for a row longer than its block, as the source's clear one."""
+    try:
+        yield
+    except pa.ArrowInvalid as error:
+        if "straddles two block boundaries" not in str(error):
+            raise
+        raise ValueError(
+            f"{source.name}: a row's CSV is longer than the {block_bytes:,}-byte block a streaming sweep parses "
+            f"at a time: select narrower columns in its query, or turn streaming off (RECON_SWEEP_CHUNK_ROWS=0) "
+            f"({error})") from None
+
+
+@contextmanager
 def db_copied(engine: Engine, source: Source, row_filter: RowFilter = RowFilter(), *,
               block_bytes: int = COPY_BLOCK_BYTES) -> Iterator[CopiedRows | None]:
     """The source's statement within the filter through COPY TO STDOUT as CSV, parsed by Arrow
-    `block_bytes` at a time: a third of the cursor's time at 1M rows, and no Python object per
-    value. None when a column's type is not one of `COPY_ARROW_TYPES` (or the key is not an
-    integer, or an amount not text): read those with `db_chunks`. Rows come in key order."""
+    `block_bytes` at a time: no Python object per value (a 1M-row streams snapshot stored in
+    about half the cursor's time). None when a column's type is not one of `COPY_ARROW_TYPES`
+    (or the key is not an integer, or an amount not text): read those with `db_chunks`. Rows
+    come in key order; a row longer than the block is a clear error."""
     statement = snapshot_statement(source, row_filter)
     with engine.connect() as connection:
         described = connection.execute(statement.limit(0))
@@ -294,17 +309,22 @@ def db_copied(engine: Engine, source: Source, row_filter: RowFilter = RowFilter(
             query=psycopg.sql.SQL(str(compiled)))  # type: ignore[arg-type]
         cursor = connection.connection.driver_connection.cursor()
         with cursor.copy(copy_statement, compiled.params) as copy:
-            reader = pa_csv.open_csv(
-                io.BufferedReader(_CopyStream(copy), buffer_size=1 << 20),
-                read_options=pa_csv.ReadOptions(column_names=columns, block_size=block_bytes, use_threads=False),
-                parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-                convert_options=pa_csv.ConvertOptions(
-                    column_types=types, true_values=["t"], false_values=["f"], null_values=[""],
-                    strings_can_be_null=True, quoted_strings_can_be_null=False),
-            )
+            with _rows_within(source, block_bytes):  # the first block is parsed here
+                reader = pa_csv.open_csv(
+                    io.BufferedReader(_CopyStream(copy), buffer_size=1 << 20),
+                    read_options=pa_csv.ReadOptions(column_names=columns, block_size=block_bytes, use_threads=False),
+                    parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+                    convert_options=pa_csv.ConvertOptions(
+                        column_types=types, true_values=["t"], false_values=["f"], null_values=[""],
+                        strings_can_be_null=True, quoted_strings_can_be_null=False),
+                )
+
+            def parsed() -> Iterator[pa.RecordBatch]:
+                with _rows_within(source, block_bytes):
+                    yield from reader
 
             def batches() -> Iterator[pa.RecordBatch]:
-                for batch in reader:
+                for batch in parsed():
                     try:
                         keys = pc.cast(batch.column(source.key_column), pa.uint64())
                     except pa.ArrowInvalid as error:

@@ -82,3 +82,10 @@ def test_leaving_after_the_first_batch_ends_the_reading_thread_before_the_copy_c
     assert not [thread for thread in threading.enumerate() if thread.name == "read-ahead"]
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT 1")).scalar_one() == 1
+
+
+@pytest.mark.parametrize("query", ["copy_wide_first_row.sql", "copy_wide_later_row.sql"])
+def test_a_row_longer_than_the_block_is_a_clear_error(engine: sa.Engine, query: str) -> None:
+    with pytest.raises(ValueError, match=r"kinds: a row's CSV is longer than the 1,000-byte block .* "
+                                         r"\(RECON_SWEEP_CHUNK_ROWS=0\)"):
+        _copied_frame(engine, _source(query), 1000)
