@@ -143,6 +143,10 @@ class KeyedEntities:
         prefix = self.prefix
         return (prefix + str(key) for key in self.keys)
 
+    def key_array(self) -> np.ndarray:
+        """The keys in order, as uint64."""
+        return np.frombuffer(self.keys.to_array(), dtype=np.uint64)
+
     def ids_among(self, entity_ids: Iterable[str]) -> list[str]:
         """Those of `entity_ids` (of this entity type) that name one of these entities."""
         prefix, keys = self.prefix, self.keys
@@ -194,19 +198,20 @@ class Checked:
         found = [f for f in found if len(f)]
         return pd.concat(found, ignore_index=True) if found else frame.iloc[0:0]
 
-    def known(self) -> Iterator[tuple[str, str, bool]]:
-        """(entity_type, entity_id, compared) of every entity the step knew of, each once; one
-        compared by one part and missed by another was compared."""
+    def known_by_id(self) -> Iterator[tuple[str, str, bool]]:
+        """(entity_type, entity_id, compared) of every entity the step knew of by id (not by key:
+        `known_by_key`), each once; one compared by one part and missed by another was compared."""
         compared = self.entities.assign(checked=True)
         missed = self.unchecked_entities.assign(checked=False)
         frames = pd.concat([frame for frame in (compared, missed) if len(frame)] or [compared], ignore_index=True)
         frames = frames.drop_duplicates(["entity_type", "entity_id"], keep="first")
         yield from zip(frames["entity_type"].astype(str), frames["entity_id"].astype(str),
                        frames["checked"].astype(bool), strict=True)
-        for parts, compared_flag in ((self.keyed, True), (self.keyed_unchecked, False)):
-            for part in parts:
-                for entity_id in part.entity_ids():
-                    yield part.entity_type, entity_id, compared_flag
+
+    def known_by_key(self) -> Iterator[tuple[KeyedEntities, bool]]:
+        """Each part of the entities the step knew of by key, and whether they were compared."""
+        yield from ((part, True) for part in self.keyed)
+        yield from ((part, False) for part in self.keyed_unchecked)
 
     @classmethod
     def none(cls) -> Checked:
