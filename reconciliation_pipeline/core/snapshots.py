@@ -270,6 +270,24 @@ def _copy_types(source: Source, columns: list[str], oids: list[int]) -> dict[str
     return types
 
 
+def _csv_reader(copy: psycopg.Copy, columns: list[str], types: dict[str, pa.DataType],
+                block_bytes: int) -> pa_csv.CSVStreamingReader | None:
+    """Arrow's reader of the COPY's CSV; None when the COPY sent no rows (Arrow refuses an empty file)."""
+    try:
+        return pa_csv.open_csv(
+            io.BufferedReader(_CopyStream(copy), buffer_size=1 << 20),
+            read_options=pa_csv.ReadOptions(column_names=columns, block_size=block_bytes, use_threads=False),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types, true_values=["t"], false_values=["f"], null_values=[""],
+                strings_can_be_null=True, quoted_strings_can_be_null=False),
+        )
+    except pa.ArrowInvalid as error:
+        if str(error) == "Empty CSV file":
+            return None
+        raise
+
+
 @contextmanager
 def _rows_within(source: Source, block_bytes: int) -> Iterator[None]:
     """Arrow's error for a row longer than its block, as the source's clear one."""
@@ -310,16 +328,11 @@ def db_copied(engine: Engine, source: Source, row_filter: RowFilter = RowFilter(
         cursor = connection.connection.driver_connection.cursor()
         with cursor.copy(copy_statement, compiled.params) as copy:
             with _rows_within(source, block_bytes):  # the first block is parsed here
-                reader = pa_csv.open_csv(
-                    io.BufferedReader(_CopyStream(copy), buffer_size=1 << 20),
-                    read_options=pa_csv.ReadOptions(column_names=columns, block_size=block_bytes, use_threads=False),
-                    parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-                    convert_options=pa_csv.ConvertOptions(
-                        column_types=types, true_values=["t"], false_values=["f"], null_values=[""],
-                        strings_can_be_null=True, quoted_strings_can_be_null=False),
-                )
+                reader = _csv_reader(copy, columns, types, block_bytes)
 
             def parsed() -> Iterator[pa.RecordBatch]:
+                if reader is None:
+                    return
                 with _rows_within(source, block_bytes):
                     yield from reader
 

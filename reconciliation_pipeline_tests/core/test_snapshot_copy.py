@@ -89,3 +89,11 @@ def test_a_row_longer_than_the_block_is_a_clear_error(engine: sa.Engine, query: 
     with pytest.raises(ValueError, match=r"kinds: a row's CSV is longer than the 1,000-byte block .* "
                                          r"\(RECON_SWEEP_CHUNK_ROWS=0\)"):
         _copied_frame(engine, _source(query), 1000)
+
+
+def test_no_rows_are_no_batches_not_an_error(engine: sa.Engine) -> None:
+    """COPY of an empty result sends no bytes, which Arrow would refuse as an empty CSV file."""
+    with snapshots.db_copied(engine, _source("copy_no_rows.sql"), RowFilter()) as copied:
+        assert copied is not None
+        assert copied.columns == ["item_id", "note", "amount"]
+        assert list(copied.batches) == []
