@@ -105,9 +105,9 @@ T = TypeVar("T")
 def read_ahead(items: Iterator[T]) -> Iterator[T]:
     """`items`, each produced in a thread while the one before is consumed.
 
-    A snapshot's cursor waits for the server to format and send each chunk (a fifth of its
-    time at 1M rows); the driver waits without the GIL, so the server's work then overlaps the
-    conversion of the chunk before. One item waits at most; an error is raised where the item
+    A snapshot's reader waits for the server to format and send each chunk (a fifth of the
+    cursor's time at 1M rows) and Arrow parses COPY's CSV, both without the GIL, so that work
+    overlaps the conversion of the chunk before. One item waits at most; an error is raised where the item
     would have been, and leaving early stops the thread after the item it is producing."""
     handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
     stop = threading.Event()
