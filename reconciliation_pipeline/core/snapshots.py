@@ -18,7 +18,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from reconciliation_pipeline.chain import fastxdr
 from reconciliation_pipeline.chain import keys as chain_keys
@@ -168,6 +168,11 @@ class DbChunks:
     counts: dict[str, int]
 
 
+def _source_counts(connection: Connection, source: Source) -> dict[str, int]:
+    """The source's counts (`Source.counts`), each its own query."""
+    return {name: int(connection.execute(source.sql.query(query)).scalar_one()) for name, query in source.counts.items()}
+
+
 @contextmanager
 def db_chunks(
     engine: Engine, source: Source, row_filter: RowFilter = RowFilter(), *, chunk_rows: int = DB_SNAPSHOT_CHUNK_ROWS,
@@ -180,8 +185,7 @@ def db_chunks(
     columns that repeat in the first chunk hold one object per distinct value (for frames kept
     whole; chunks written straight to Parquet need not). Rows come in key order."""
     with _gc_paused(), engine.connect() as connection:
-        counts = {name: int(connection.execute(source.sql.query(query)).scalar_one())
-                  for name, query in source.counts.items()}
+        counts = _source_counts(connection, source)
         result = connection.execution_options(yield_per=chunk_rows).execute(snapshot_statement(source, row_filter))
         columns = list(result.keys())
         # The size is passed explicitly: SQLAlchemy 2.1's partitions() without one ignores
@@ -320,8 +324,7 @@ def db_copied(engine: Engine, source: Source, row_filter: RowFilter = RowFilter(
         if types is None:
             yield None
             return
-        counts = {name: int(connection.execute(source.sql.query(query)).scalar_one())
-                  for name, query in source.counts.items()}
+        counts = _source_counts(connection, source)
         compiled = statement.compile(dialect=connection.dialect)
         copy_statement = psycopg.sql.SQL(read_sql("snapshots/copy_csv.sql")).format(  # type: ignore[arg-type]
             query=psycopg.sql.SQL(str(compiled)))  # type: ignore[arg-type]

@@ -347,17 +347,15 @@ def _copied_chunks(copied: CopiedRows, source: Source, chunk_rows: int) -> Itera
 def _source_rows(ctx: StepContext, source: Source, row_filter: RowFilter) -> Iterator[_SourceRows]:
     """The source's rows in key order through COPY where Arrow reads every column's type, else
     through the server-side cursor."""
-    with ExitStack() as stack:
-        copied = stack.enter_context(db_copied(ctx.engine, source, row_filter))
+    with db_copied(ctx.engine, source, row_filter) as copied:
         if copied is not None:
             yield _SourceRows(copied.columns, _copied_chunks(copied, source, ctx.settings.sweep_chunk_rows),
                               copied.counts, "copy")
             return
-        stack.close()
-        with db_chunks(ctx.engine, source, row_filter, chunk_rows=ctx.settings.sweep_chunk_rows,
-                       share_text=False) as snapshot:
-            yield _SourceRows(snapshot.columns, (_SourceChunk(frame) for frame in snapshot.chunks),
-                              snapshot.counts, "cursor")
+    with db_chunks(ctx.engine, source, row_filter, chunk_rows=ctx.settings.sweep_chunk_rows,
+                   share_text=False) as snapshot:
+        yield _SourceRows(snapshot.columns, (_SourceChunk(frame) for frame in snapshot.chunks),
+                          snapshot.counts, "cursor")
 
 
 def stored_db_step(ctx: StepContext, source: Source, row_filter: RowFilter, ledger_at_snapshot: int | None) -> Output:
@@ -641,11 +639,11 @@ def _chunk_diffs(state: _SweepState, tasks: list[_ChunkTask], workers: int,
     def in_order() -> Iterator[_ChunkDiff]:
         pending: collections.deque[Future[_ChunkDiff]] = collections.deque()
         remaining = iter(tasks)
+        if workers > 1:
+            return_freed_memory()  # before the fork, so no worker counts them
         # A process pool forks its workers on its first submit. The collector is frozen across
         # it: a worker then never collects (and closes) an object its parent owns, nor copies
         # the parent's pages by marking them (a worker's own memory stays its chunks').
-        if workers > 1:
-            return_freed_memory()
         gc.freeze()
         try:
             pending.extend(submit(task) for task in itertools.islice(remaining, window))

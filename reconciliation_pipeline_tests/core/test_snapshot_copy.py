@@ -8,14 +8,17 @@ back to the cursor; a key that is not a u64 is a clear error.
 
 from __future__ import annotations
 
+import logging
+import shutil
 import threading
+from types import SimpleNamespace
 
 import pandas as pd
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from reconciliation_pipeline.core import snapshots
+from reconciliation_pipeline.core import snapshots, streaming
 from reconciliation_pipeline.core.scopes import RowFilter
 from reconciliation_pipeline.core.spec import KeyKind, Source
 from reconciliation_pipeline.core.sql import SqlFolder
@@ -97,3 +100,25 @@ def test_no_rows_are_no_batches_not_an_error(engine: sa.Engine) -> None:
         assert copied is not None
         assert copied.columns == ["item_id", "note", "amount"]
         assert list(copied.batches) == []
+
+
+@pytest.mark.parametrize(("query", "read_by"), [("copy_kinds.sql", "copy"), ("copy_jsonb.sql", "cursor")])
+def test_the_stored_snapshot_is_the_same_whichever_way_it_was_read(engine: sa.Engine, query: str,
+                                                                  read_by: str) -> None:
+    """A streaming sweep's database step stores what the cursor reads, through COPY or, for a column
+    type COPY is not parsed for, through the cursor itself; its metadata says which."""
+    source = _source(query)
+    cursor = snapshots.snapshot_db(engine, source).frame
+    # The step needs only these of a StepContext.
+    ctx = SimpleNamespace(engine=engine, settings=SimpleNamespace(sweep_chunk_rows=2),
+                          run=SimpleNamespace(run_id=f"copy-test-{read_by}"), log=logging.getLogger(__name__))
+    try:
+        output = streaming.stored_db_step(ctx, source, RowFilter(), None)  # type: ignore[arg-type]
+        stored = output.value.stored
+        assert output.metadata["read_by"] == read_by
+        assert stored.rows == len(cursor)
+        read_back = stored.rows_of(0, stored.rows)
+    finally:
+        shutil.rmtree(streaming.sweep_directory(ctx.run.run_id), ignore_errors=True)
+    assert read_back["item_id"].tolist() == cursor["item_id"].tolist()
+    assert read_back["amount"].tolist() == cursor["amount"].tolist()
