@@ -51,8 +51,8 @@ def handle_jsonrpc(ledger: DevnetLedger, body: bytes) -> dict[str, Any]:
     ledger.record_request(method)
     params = request.get("params")
     try:
-        ledger.apply_faults(method, params)
-        result = ledger.dispatch(method, params)
+        with ledger.injecting_faults(method, params):
+            result = ledger.dispatch(method, params)
     except RpcError as exc:
         return _error(request_id, exc.code, exc.message, exc.data)
     except Exception as exc:  # a handler bug must reach the client as an error, not a dropped connection

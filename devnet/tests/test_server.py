@@ -283,6 +283,24 @@ def test_latency_is_added_to_targeted_methods(ledger: DevnetLedger, rpc: Soroban
     assert time.perf_counter() - began >= 0.3
 
 
+def test_the_devnets_own_work_happens_within_the_latency(ledger: DevnetLedger, devnet: DevnetServer) -> None:
+    """Latency is the time to the answer, a provider's own work included: a handler that takes
+    0.4 s at 0.5 s of latency answers after about 0.5 s, not 0.9 s (and never before 0.5 s)."""
+    def slow(_params: Any) -> dict[str, Any]:
+        time.sleep(0.4)
+        return {"status": "slow"}
+
+    ledger.register_method("slowMethod", slow)
+    ledger.faults = FaultConfig(latency_s=0.5, methods=frozenset({"slowMethod"}))
+
+    began = time.perf_counter()
+    answer = requests.post(devnet.url, json={"jsonrpc": "2.0", "id": 1, "method": "slowMethod"}, timeout=5)
+    took = time.perf_counter() - began
+
+    assert answer.json()["result"] == {"status": "slow"}
+    assert 0.5 <= took < 0.8
+
+
 def test_failure_rate_one_fails_everything_and_zero_nothing(ledger: DevnetLedger, rpc: SorobanServer) -> None:
     ledger.faults = FaultConfig(failure_rate=1.0)
     failures = []
